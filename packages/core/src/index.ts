@@ -1,0 +1,7 @@
+export * from './errors.ts'
+export * from './time.ts'
+export * from './money.ts'
+export * from './ids.ts'
+export * from './roles.ts'
+export * from './gpu-catalog.ts'
+export * from './device-state.ts'

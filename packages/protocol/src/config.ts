@@ -1,0 +1,51 @@
+import Type, { type Static } from 'typebox'
+import { UsdAmount } from './common.ts'
+import { countryPattern, regionPattern } from './hardware.ts'
+
+// Settings for the two daemons. A config file (JSON) and CLI flags are merged, flags winning, and the
+// result passes this schema before anything starts, so a typo names its field instead of being ignored.
+
+export const CoordinatorSettings = Type.Object(
+  {
+    host: Type.String({ minLength: 1, maxLength: 255, default: '127.0.0.1' }),
+    port: Type.Integer({ minimum: 0, maximum: 65535, default: 8080 }),
+    /** Embedded PGlite lives here when no databaseUrl is given. */
+    dataDir: Type.String({ minLength: 1, maxLength: 4096, default: '.gpumesh/coordinator' }),
+    databaseUrl: Type.Optional(Type.String({ pattern: '^postgres(ql)?://', maxLength: 4096 })),
+    /** The address workers and users reach this coordinator at, used in printed commands. */
+    publicUrl: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+    heartbeatIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 10_000 }),
+    missedHeartbeatsBeforeOffline: Type.Integer({ minimum: 1, maximum: 100, default: 3 }),
+    /** A device back within this long of its last heartbeat is credited the gap: a restart is not downtime. */
+    restartGraceMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 120_000 }),
+    heartbeatFlushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
+    logLevel: Type.Union(
+      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+      { default: 'info' },
+    ),
+  },
+  { additionalProperties: false },
+)
+export type CoordinatorSettings = Static<typeof CoordinatorSettings>
+
+export const WorkerSettings = Type.Object(
+  {
+    coordinatorUrl: Type.String({ pattern: '^https?://', maxLength: 2048 }),
+    /** One-time enrollment token; needed only until this machine has enrolled. */
+    token: Type.Optional(Type.String({ minLength: 1, maxLength: 256 })),
+    stateDir: Type.String({ minLength: 1, maxLength: 4096, default: '.gpumesh/worker' }),
+    region: Type.String({ pattern: regionPattern, default: 'local' }),
+    country: Type.String({ pattern: countryPattern, default: 'ZZ' }),
+    askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
+    /** Parse this saved `nvidia-smi -q -x` output instead of running the tool. */
+    nvidiaSmiXmlPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+    reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
+    logLevel: Type.Union(
+      ['error', 'warn', 'info', 'debug', 'silent'].map((level) => Type.Literal(level)),
+      { default: 'info' },
+    ),
+  },
+  { additionalProperties: false },
+)
+export type WorkerSettings = Static<typeof WorkerSettings>

@@ -1,0 +1,6 @@
+export * from './validate.ts'
+export * from './common.ts'
+export * from './hardware.ts'
+export * from './worker-messages.ts'
+export * from './api.ts'
+export * from './config.ts'

@@ -1,0 +1,114 @@
+import Type, { type Static } from 'typebox'
+import { DeviceLocation, HardwareInventory } from './hardware.ts'
+import { UsdAmount } from './common.ts'
+
+// The worker link: one WebSocket per worker, JSON text frames, each validated here before any code acts on it.
+// Session authentication: the coordinator opens with a fresh nonce; the worker answers with a signature over
+// `sessionSigningPayload(nonce, deviceId)` made with its Ed25519 key. A nonce lives for one connection only,
+// so a captured signature is useless on any other connection.
+
+export const workerProtocolVersion = 1
+/** Largest frame the coordinator accepts from a worker; a bigger one closes that connection. */
+export const maxWorkerFrameBytes = 64 * 1024
+
+export function sessionSigningPayload(nonce: string, deviceId: string): string {
+  return `gpumesh-worker-session-v${workerProtocolVersion}\n${nonce}\n${deviceId}`
+}
+
+export function enrollmentSigningPayload(token: string): string {
+  return `gpumesh-worker-enroll-v${workerProtocolVersion}\n${token}`
+}
+
+const Base64Url = (maxLength: number) => Type.String({ pattern: '^[A-Za-z0-9_-]+$', maxLength, minLength: 1 })
+export const Ed25519PublicKey = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'raw key, base64url' })
+export const Ed25519Signature = Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'base64url' })
+
+// coordinator -> worker
+
+export const AuthChallengeMessage = Type.Object(
+  {
+    type: Type.Literal('auth_challenge'),
+    nonce: Base64Url(128),
+    protocolVersion: Type.Integer(),
+  },
+  { additionalProperties: false },
+)
+
+export const WelcomeMessage = Type.Object(
+  {
+    type: Type.Literal('welcome'),
+    deviceId: Type.String(),
+    sessionId: Type.String(),
+    heartbeatIntervalMs: Type.Integer({ minimum: 100 }),
+  },
+  { additionalProperties: false },
+)
+
+export const ErrorMessage = Type.Object(
+  {
+    type: Type.Literal('error'),
+    code: Type.String(),
+    message: Type.String(),
+  },
+  { additionalProperties: false },
+)
+
+export const CoordinatorMessage = Type.Union([AuthChallengeMessage, WelcomeMessage, ErrorMessage])
+export type CoordinatorMessage = Static<typeof CoordinatorMessage>
+
+// worker -> coordinator
+
+export const AuthMessage = Type.Object(
+  {
+    type: Type.Literal('auth'),
+    deviceId: Type.String({ minLength: 1, maxLength: 64 }),
+    signature: Ed25519Signature,
+    agentVersion: Type.String({ minLength: 1, maxLength: 64 }),
+  },
+  { additionalProperties: false },
+)
+export type AuthMessage = Static<typeof AuthMessage>
+
+export const HeartbeatMessage = Type.Object(
+  {
+    type: Type.Literal('heartbeat'),
+    seq: Type.Integer({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+)
+export type HeartbeatMessage = Static<typeof HeartbeatMessage>
+
+export const ReportMessage = Type.Object(
+  {
+    type: Type.Literal('report'),
+    inventory: HardwareInventory,
+    location: DeviceLocation,
+    askingPricePerGpuHourUsd: UsdAmount,
+  },
+  { additionalProperties: false },
+)
+export type ReportMessage = Static<typeof ReportMessage>
+
+export const GoodbyeMessage = Type.Object(
+  {
+    type: Type.Literal('goodbye'),
+    reason: Type.String({ maxLength: 256 }),
+  },
+  { additionalProperties: false },
+)
+export type GoodbyeMessage = Static<typeof GoodbyeMessage>
+
+export const WorkerMessage = Type.Union([AuthMessage, HeartbeatMessage, ReportMessage, GoodbyeMessage])
+export type WorkerMessage = Static<typeof WorkerMessage>
+
+/** WebSocket close codes the coordinator uses, so a worker can tell "retry" from "give up". */
+export const WorkerCloseCode = {
+  normal: 1000,
+  goingAway: 1001,
+  protocolError: 1002,
+  policyViolation: 1008,
+  frameTooLarge: 1009,
+  authFailed: 4001,
+  replaced: 4002,
+  blocked: 4003,
+} as const

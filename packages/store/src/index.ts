@@ -1,0 +1,5 @@
+export * from './driver.ts'
+export * from './migrate.ts'
+export * from './records.ts'
+export * from './store.ts'
+export * from './open.ts'

@@ -1,0 +1,481 @@
+import type { BandwidthTier, DeviceState, Role, StateReasonCode, VerificationState } from '@gpumesh/core'
+import type { HardwareInventory } from '@gpumesh/protocol'
+import type { SqlDriver, SqlExecutor } from './driver.ts'
+import { migrate } from './migrate.ts'
+import type {
+  AccountRecord,
+  ApiKeyRecord,
+  DeviceEventRecord,
+  DeviceRecord,
+  DeviceReport,
+  DeviceStateChange,
+  EnrollmentTokenRecord,
+  EnrollOutcome,
+  EnrollRequest,
+  HeartbeatFlushEntry,
+  UptimeBucket,
+} from './records.ts'
+
+// The coordinator's only door to the database. Every query here is plain PostgreSQL that PGlite runs too.
+
+export interface Store {
+  readonly kind: SqlDriver['kind']
+  createAccount(account: AccountRecord): Promise<void>
+  getAccount(id: string): Promise<AccountRecord | undefined>
+  countAccountsWithRole(role: Role): Promise<number>
+
+  insertApiKey(key: ApiKeyRecord): Promise<void>
+  getApiKey(id: string): Promise<ApiKeyRecord | undefined>
+  listApiKeys(accountId: string): Promise<ApiKeyRecord[]>
+  /** False when the key does not exist or belongs to another account. Revoking twice keeps the first time. */
+  revokeApiKey(accountId: string, keyId: string, nowMs: number): Promise<boolean>
+  /** Records use coarsely: at most one write per key per `minIntervalMs`. */
+  touchApiKey(keyId: string, nowMs: number, minIntervalMs: number): Promise<void>
+
+  insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void>
+  listEnrollmentTokens(accountId: string): Promise<EnrollmentTokenRecord[]>
+  enroll(request: EnrollRequest): Promise<EnrollOutcome>
+
+  getDevice(id: string): Promise<DeviceRecord | undefined>
+  listDevices(accountId: string): Promise<DeviceRecord[]>
+  /** Devices changed after `afterSeq`, oldest change first: how each process keeps its search index fresh. */
+  listDevicesChangedSince(afterSeq: bigint, limit: number): Promise<DeviceRecord[]>
+  applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
+  saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void>
+  flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
+  /** Online devices not seen since `cutoffMs` (their coordinator process died): marks them offline. */
+  sweepSilentDevices(cutoffMs: number, nowMs: number, reason: string): Promise<string[]>
+  /** Recomputes reliability from uptime buckets over [nowMs - windowMs, nowMs]. */
+  refreshReliability(nowMs: number, windowMs: number): Promise<number>
+  listDeviceEvents(deviceId: string, limit: number): Promise<DeviceEventRecord[]>
+  listUptimeBuckets(deviceId: string, sinceMs: number): Promise<UptimeBucket[]>
+  setDeviceVerification(deviceId: string, state: VerificationState, reason: string): Promise<void>
+  setDeviceBandwidthTier(deviceId: string, tier: BandwidthTier | null): Promise<void>
+
+  close(): Promise<void>
+}
+
+export type StoreComponents = { readonly driver: SqlDriver }
+
+/** Runs pending migrations, then returns the store. */
+export async function createStore(components: StoreComponents): Promise<Store> {
+  await migrate(components.driver)
+  return new SqlStore(components.driver)
+}
+
+type AccountRow = { id: string; name: string; roles: Role[]; created_at_ms: bigint }
+type ApiKeyRow = {
+  id: string
+  account_id: string
+  name: string
+  roles: Role[]
+  secret_sha256: string
+  created_at_ms: bigint
+  last_used_at_ms: bigint | null
+  revoked_at_ms: bigint | null
+}
+type EnrollmentTokenRow = {
+  id: string
+  account_id: string
+  label: string | null
+  secret_sha256: string
+  created_at_ms: bigint
+  expires_at_ms: bigint
+  used_at_ms: bigint | null
+  used_by_public_key: string | null
+  device_id: string | null
+}
+type DeviceRow = {
+  id: string
+  account_id: string
+  public_key: string
+  hostname: string
+  state: DeviceState
+  state_reason_code: StateReasonCode
+  state_reason: string
+  state_changed_at_ms: bigint
+  verification_state: VerificationState
+  verification_reason: string
+  region: string | null
+  country: string | null
+  asking_price_micro_usd: bigint | null
+  bandwidth_tier: BandwidthTier | null
+  inventory: HardwareInventory | null
+  enrolled_at_ms: bigint
+  last_seen_at_ms: bigint | null
+  uptime_ms_total: bigint
+  reliability: number
+  change_seq: bigint
+}
+
+const deviceColumns = `id, account_id, public_key, hostname, state, state_reason_code, state_reason, state_changed_at_ms,
+  verification_state, verification_reason, region, country, asking_price_micro_usd, bandwidth_tier, inventory,
+  enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq`
+
+class SqlStore implements Store {
+  readonly kind: SqlDriver['kind']
+  readonly #driver: SqlDriver
+
+  constructor(driver: SqlDriver) {
+    this.#driver = driver
+    this.kind = driver.kind
+  }
+
+  async createAccount(account: AccountRecord): Promise<void> {
+    await this.#driver.execute('INSERT INTO accounts (id, name, roles, created_at_ms) VALUES ($1, $2, $3, $4)', [
+      account.id,
+      account.name,
+      account.roles,
+      account.createdAtMs,
+    ])
+  }
+
+  async getAccount(id: string): Promise<AccountRecord | undefined> {
+    const rows = await this.#driver.query<AccountRow>('SELECT * FROM accounts WHERE id = $1', [id])
+    return rows[0] && toAccount(rows[0])
+  }
+
+  async countAccountsWithRole(role: Role): Promise<number> {
+    const rows = await this.#driver.query<{ count: bigint }>(
+      'SELECT count(*)::bigint AS count FROM accounts WHERE $1 = ANY (roles)',
+      [role],
+    )
+    return Number(rows[0]?.count ?? 0n)
+  }
+
+  async insertApiKey(key: ApiKeyRecord): Promise<void> {
+    await this.#driver.execute(
+      `INSERT INTO api_keys (id, account_id, name, roles, secret_sha256, created_at_ms, last_used_at_ms, revoked_at_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+      [key.id, key.accountId, key.name, key.roles, key.secretSha256, key.createdAtMs, key.lastUsedAtMs, key.revokedAtMs],
+    )
+  }
+
+  async getApiKey(id: string): Promise<ApiKeyRecord | undefined> {
+    const rows = await this.#driver.query<ApiKeyRow>('SELECT * FROM api_keys WHERE id = $1', [id])
+    return rows[0] && toApiKey(rows[0])
+  }
+
+  async listApiKeys(accountId: string): Promise<ApiKeyRecord[]> {
+    const rows = await this.#driver.query<ApiKeyRow>(
+      'SELECT * FROM api_keys WHERE account_id = $1 ORDER BY created_at_ms, id',
+      [accountId],
+    )
+    return rows.map(toApiKey)
+  }
+
+  async revokeApiKey(accountId: string, keyId: string, nowMs: number): Promise<boolean> {
+    const rows = await this.#driver.query<{ id: string }>(
+      `UPDATE api_keys SET revoked_at_ms = COALESCE(revoked_at_ms, $3)
+       WHERE id = $1 AND account_id = $2 RETURNING id`,
+      [keyId, accountId, nowMs],
+    )
+    return rows.length > 0
+  }
+
+  async touchApiKey(keyId: string, nowMs: number, minIntervalMs: number): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE api_keys SET last_used_at_ms = $2
+       WHERE id = $1 AND (last_used_at_ms IS NULL OR last_used_at_ms < $3)`,
+      [keyId, nowMs, nowMs - minIntervalMs],
+    )
+  }
+
+  async insertEnrollmentToken(token: EnrollmentTokenRecord): Promise<void> {
+    await this.#driver.execute(
+      `INSERT INTO enrollment_tokens (id, account_id, label, secret_sha256, created_at_ms, expires_at_ms)
+       VALUES ($1, $2, $3, $4, $5, $6)`,
+      [token.id, token.accountId, token.label, token.secretSha256, token.createdAtMs, token.expiresAtMs],
+    )
+  }
+
+  async listEnrollmentTokens(accountId: string): Promise<EnrollmentTokenRecord[]> {
+    const rows = await this.#driver.query<EnrollmentTokenRow>(
+      'SELECT * FROM enrollment_tokens WHERE account_id = $1 ORDER BY created_at_ms DESC, id',
+      [accountId],
+    )
+    return rows.map(toEnrollmentToken)
+  }
+
+  enroll(request: EnrollRequest): Promise<EnrollOutcome> {
+    return this.#driver.transaction(async (tx) => {
+      const tokens = await tx.query<EnrollmentTokenRow>(
+        'SELECT * FROM enrollment_tokens WHERE id = $1 AND secret_sha256 = $2 FOR UPDATE',
+        [request.tokenId, request.tokenSecretSha256],
+      )
+      const token = tokens[0]
+      if (!token) return { ok: false, reason: 'unknown_token' }
+      // The same worker retrying after a lost reply gets the same answer; anyone else is refused.
+      if (token.used_at_ms !== null) {
+        if (token.used_by_public_key === request.publicKey && token.device_id !== null) {
+          return { ok: true, deviceId: token.device_id, accountId: token.account_id, reenrolled: true }
+        }
+        return { ok: false, reason: 'already_used' }
+      }
+      if (Number(token.expires_at_ms) <= request.nowMs) return { ok: false, reason: 'expired' }
+
+      const existing = await tx.query<{ id: string; account_id: string }>(
+        'SELECT id, account_id FROM devices WHERE public_key = $1 FOR UPDATE',
+        [request.publicKey],
+      )
+      const known = existing[0]
+      if (known && known.account_id !== token.account_id) return { ok: false, reason: 'key_of_other_account' }
+      const deviceId = known ? known.id : request.newDeviceId
+      if (!known) {
+        await tx.execute(
+          `INSERT INTO devices (id, account_id, public_key, hostname, state, state_reason_code, state_reason,
+             state_changed_at_ms, enrolled_at_ms)
+           VALUES ($1, $2, $3, '', 'offline', 'enrolled', 'enrolled; waiting for the worker to connect', $4, $4)`,
+          [deviceId, token.account_id, request.publicKey, request.nowMs],
+        )
+        await insertEvent(tx, {
+          deviceId,
+          state: 'offline',
+          reasonCode: 'enrolled',
+          reason: 'enrolled; waiting for the worker to connect',
+          atMs: request.nowMs,
+        })
+      }
+      await tx.execute(
+        'UPDATE enrollment_tokens SET used_at_ms = $2, used_by_public_key = $3, device_id = $4 WHERE id = $1',
+        [token.id, request.nowMs, request.publicKey, deviceId],
+      )
+      return { ok: true, deviceId, accountId: token.account_id, reenrolled: known !== undefined }
+    })
+  }
+
+  async getDevice(id: string): Promise<DeviceRecord | undefined> {
+    const rows = await this.#driver.query<DeviceRow>(`SELECT ${deviceColumns} FROM devices WHERE id = $1`, [id])
+    return rows[0] && toDevice(rows[0])
+  }
+
+  async listDevices(accountId: string): Promise<DeviceRecord[]> {
+    const rows = await this.#driver.query<DeviceRow>(
+      `SELECT ${deviceColumns} FROM devices WHERE account_id = $1 ORDER BY enrolled_at_ms, id`,
+      [accountId],
+    )
+    return rows.map(toDevice)
+  }
+
+  async listDevicesChangedSince(afterSeq: bigint, limit: number): Promise<DeviceRecord[]> {
+    const rows = await this.#driver.query<DeviceRow>(
+      `SELECT ${deviceColumns} FROM devices WHERE change_seq > $1 ORDER BY change_seq LIMIT $2`,
+      [afterSeq, limit],
+    )
+    return rows.map(toDevice)
+  }
+
+  async applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void> {
+    if (changes.length === 0) return
+    await this.#driver.transaction(async (tx) => {
+      for (const change of changes) {
+        await tx.execute(
+          `UPDATE devices SET state = $2, state_reason_code = $3, state_reason = $4, state_changed_at_ms = $5,
+             change_seq = nextval('device_change_seq')
+           WHERE id = $1`,
+          [change.deviceId, change.state, change.reasonCode, change.reason, change.atMs],
+        )
+        await insertEvent(tx, change)
+      }
+    })
+  }
+
+  async saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5, asking_price_micro_usd = $6,
+         change_seq = nextval('device_change_seq')
+       WHERE id = $1`,
+      [deviceId, report.hostname, report.inventory, report.region, report.country, report.askingPriceMicroUsd],
+    )
+  }
+
+  async flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void> {
+    if (entries.length === 0) return
+    const bucketDeviceIds: string[] = []
+    const bucketStarts: number[] = []
+    const bucketOnline: number[] = []
+    const uptimeAdded = new Map<string, number>()
+    for (const entry of entries) {
+      let added = 0
+      for (const bucket of entry.uptimeBuckets) {
+        bucketDeviceIds.push(entry.deviceId)
+        bucketStarts.push(bucket.bucketStartMs)
+        bucketOnline.push(bucket.onlineMs)
+        added += bucket.onlineMs
+      }
+      uptimeAdded.set(entry.deviceId, added)
+    }
+    await this.#driver.transaction(async (tx) => {
+      // Sorted ids keep lock order stable across concurrent flushes from several processes.
+      const sorted = [...entries].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0))
+      await tx.execute(
+        `UPDATE devices AS d SET last_seen_at_ms = GREATEST(COALESCE(d.last_seen_at_ms, 0), u.last_seen),
+           uptime_ms_total = d.uptime_ms_total + u.added
+         FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(id, last_seen, added)
+         WHERE d.id = u.id`,
+        [
+          sorted.map((entry) => entry.deviceId),
+          sorted.map((entry) => entry.lastSeenAtMs),
+          sorted.map((entry) => uptimeAdded.get(entry.deviceId) ?? 0),
+        ],
+      )
+      if (bucketDeviceIds.length > 0) {
+        await tx.execute(
+          `INSERT INTO device_uptime_buckets (device_id, bucket_start_ms, online_ms)
+           SELECT device_id, bucket_start_ms, sum(online_ms)
+           FROM unnest($1::text[], $2::bigint[], $3::bigint[]) AS u(device_id, bucket_start_ms, online_ms)
+           GROUP BY device_id, bucket_start_ms
+           ORDER BY device_id, bucket_start_ms
+           ON CONFLICT (device_id, bucket_start_ms)
+           DO UPDATE SET online_ms = device_uptime_buckets.online_ms + EXCLUDED.online_ms`,
+          [bucketDeviceIds, bucketStarts, bucketOnline],
+        )
+      }
+    })
+  }
+
+  async sweepSilentDevices(cutoffMs: number, nowMs: number, reason: string): Promise<string[]> {
+    return this.#driver.transaction(async (tx) => {
+      const rows = await tx.query<{ id: string }>(
+        `UPDATE devices SET state = 'offline', state_reason_code = 'missed_heartbeats', state_reason = $3,
+           state_changed_at_ms = $2, change_seq = nextval('device_change_seq')
+         WHERE state = 'online' AND COALESCE(last_seen_at_ms, 0) < $1
+         RETURNING id`,
+        [cutoffMs, nowMs, reason],
+      )
+      for (const row of rows) {
+        await insertEvent(tx, { deviceId: row.id, state: 'offline', reasonCode: 'missed_heartbeats', reason, atMs: nowMs })
+      }
+      return rows.map((row) => row.id)
+    })
+  }
+
+  async refreshReliability(nowMs: number, windowMs: number): Promise<number> {
+    const windowStartMs = nowMs - windowMs
+    // Only a visible change bumps change_seq, so search indexes are not flooded with tiny drifts.
+    return this.#driver.execute(
+      `WITH measured AS (
+         SELECT d.id,
+           LEAST(1.0, COALESCE((SELECT sum(b.online_ms) FROM device_uptime_buckets b
+                                WHERE b.device_id = d.id AND b.bucket_start_ms >= $2), 0)::double precision
+             / GREATEST(1, $1 - GREATEST(d.enrolled_at_ms, $2))::double precision) AS value
+         FROM devices d
+       )
+       UPDATE devices AS d SET reliability = m.value, change_seq = nextval('device_change_seq')
+       FROM measured m
+       WHERE d.id = m.id AND abs(d.reliability - m.value) >= 0.0005`,
+      [nowMs, windowStartMs],
+    )
+  }
+
+  async listDeviceEvents(deviceId: string, limit: number): Promise<DeviceEventRecord[]> {
+    const rows = await this.#driver.query<{
+      at_ms: bigint
+      state: DeviceState
+      reason_code: StateReasonCode
+      reason: string
+    }>(
+      'SELECT at_ms, state, reason_code, reason FROM device_events WHERE device_id = $1 ORDER BY id DESC LIMIT $2',
+      [deviceId, limit],
+    )
+    return rows.map((row) => ({
+      atMs: Number(row.at_ms),
+      state: row.state,
+      reasonCode: row.reason_code,
+      reason: row.reason,
+    }))
+  }
+
+  async listUptimeBuckets(deviceId: string, sinceMs: number): Promise<UptimeBucket[]> {
+    const rows = await this.#driver.query<{ bucket_start_ms: bigint; online_ms: bigint }>(
+      `SELECT bucket_start_ms, online_ms FROM device_uptime_buckets
+       WHERE device_id = $1 AND bucket_start_ms >= $2 ORDER BY bucket_start_ms`,
+      [deviceId, sinceMs],
+    )
+    return rows.map((row) => ({ bucketStartMs: Number(row.bucket_start_ms), onlineMs: Number(row.online_ms) }))
+  }
+
+  async setDeviceVerification(deviceId: string, state: VerificationState, reason: string): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE devices SET verification_state = $2, verification_reason = $3, change_seq = nextval('device_change_seq')
+       WHERE id = $1`,
+      [deviceId, state, reason],
+    )
+  }
+
+  async setDeviceBandwidthTier(deviceId: string, tier: BandwidthTier | null): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE devices SET bandwidth_tier = $2, change_seq = nextval('device_change_seq') WHERE id = $1`,
+      [deviceId, tier],
+    )
+  }
+
+  close(): Promise<void> {
+    return this.#driver.close()
+  }
+}
+
+async function insertEvent(tx: SqlExecutor, change: DeviceStateChange): Promise<void> {
+  await tx.execute(
+    'INSERT INTO device_events (device_id, at_ms, state, reason_code, reason) VALUES ($1, $2, $3, $4, $5)',
+    [change.deviceId, change.atMs, change.state, change.reasonCode, change.reason],
+  )
+}
+
+const optionalNumber = (value: bigint | null): number | null => (value === null ? null : Number(value))
+
+function toAccount(row: AccountRow): AccountRecord {
+  return { id: row.id, name: row.name, roles: row.roles, createdAtMs: Number(row.created_at_ms) }
+}
+
+function toApiKey(row: ApiKeyRow): ApiKeyRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    roles: row.roles,
+    secretSha256: row.secret_sha256,
+    createdAtMs: Number(row.created_at_ms),
+    lastUsedAtMs: optionalNumber(row.last_used_at_ms),
+    revokedAtMs: optionalNumber(row.revoked_at_ms),
+  }
+}
+
+function toEnrollmentToken(row: EnrollmentTokenRow): EnrollmentTokenRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    label: row.label,
+    secretSha256: row.secret_sha256,
+    createdAtMs: Number(row.created_at_ms),
+    expiresAtMs: Number(row.expires_at_ms),
+    usedAtMs: optionalNumber(row.used_at_ms),
+    usedByPublicKey: row.used_by_public_key,
+    deviceId: row.device_id,
+  }
+}
+
+function toDevice(row: DeviceRow): DeviceRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    publicKey: row.public_key,
+    hostname: row.hostname,
+    state: row.state,
+    stateReasonCode: row.state_reason_code,
+    stateReason: row.state_reason,
+    stateChangedAtMs: Number(row.state_changed_at_ms),
+    verificationState: row.verification_state,
+    verificationReason: row.verification_reason,
+    region: row.region,
+    country: row.country,
+    askingPriceMicroUsd: row.asking_price_micro_usd,
+    bandwidthTier: row.bandwidth_tier,
+    inventory: row.inventory,
+    enrolledAtMs: Number(row.enrolled_at_ms),
+    lastSeenAtMs: optionalNumber(row.last_seen_at_ms),
+    uptimeMsTotal: Number(row.uptime_ms_total),
+    reliability: row.reliability,
+    changeSeq: row.change_seq,
+  }
+}

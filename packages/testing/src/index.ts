@@ -1,0 +1,3 @@
+export * from './postgres.ts'
+export * from './stores.ts'
+export * from './clock.ts'
