@@ -189,7 +189,7 @@ export const OffersQuery = Type.Object(
     maxPricePerGpuHourUsd: Type.Optional(UsdAmount),
     verifiedOnly: Type.Optional(Type.Boolean()),
     minReliability: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-    sort: Type.Optional(Type.Union(offerSortKeys.map((key) => Type.Literal(key)))),
+    sort: Type.Optional(Type.Union([Type.Literal('price'), Type.Literal('performance'), Type.Literal('reliability')])),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: maxOffersPageSize })),
     cursor: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9]+$' })),
   },

@@ -20,7 +20,15 @@ export const CoordinatorSettings = Type.Object(
     restartGraceMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 120_000 }),
     heartbeatFlushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
     logLevel: Type.Union(
-      ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].map((level) => Type.Literal(level)),
+      [
+        Type.Literal('fatal'),
+        Type.Literal('error'),
+        Type.Literal('warn'),
+        Type.Literal('info'),
+        Type.Literal('debug'),
+        Type.Literal('trace'),
+        Type.Literal('silent'),
+      ],
       { default: 'info' },
     ),
   },
@@ -42,7 +50,7 @@ export const WorkerSettings = Type.Object(
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(
-      ['error', 'warn', 'info', 'debug', 'silent'].map((level) => Type.Literal(level)),
+      [Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')],
       { default: 'info' },
     ),
   },

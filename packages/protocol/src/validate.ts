@@ -36,7 +36,19 @@ export function describeIssues(rawIssues: Iterable<RawIssue>): FieldIssue[] {
       pushIssue(issues, seen, { field, message: 'is not a known field' })
       continue
     }
-    if (raw.keyword === 'additionalProperties') continue
+    // ajv (fastify's HTTP validation) names the extra and the missing property in params
+    if (raw.keyword === 'additionalProperties') {
+      const extra = raw.params['additionalProperty']
+      if (typeof extra === 'string') {
+        pushIssue(issues, seen, { field: joinField(fieldFromPointer(raw.instancePath), extra), message: 'is not a known field' })
+      }
+      continue
+    }
+    if (raw.keyword === 'required' && typeof raw.params['missingProperty'] === 'string') {
+      const field = joinField(fieldFromPointer(raw.instancePath), raw.params['missingProperty'])
+      pushIssue(issues, seen, { field, message: 'is required' })
+      continue
+    }
     if (raw.keyword === 'required' && Array.isArray(raw.params['requiredProperties'])) {
       for (const name of raw.params['requiredProperties'] as string[]) {
         pushIssue(issues, seen, { field: joinField(fieldFromPointer(raw.instancePath), name), message: 'is required' })
@@ -69,4 +81,28 @@ export function fieldFromPointer(pointer: string): string {
 
 function joinField(parent: string, name: string): string {
   return parent ? `${parent}.${name}` : name
+}
+
+/**
+ * Validates a union tagged by `type` against the one variant its tag names, so errors describe that
+ * variant ("seq: must be >= 0") instead of every variant it failed to be.
+ */
+export function createTaggedValidator<S extends TSchema>(
+  union: S,
+  variants: Readonly<Record<string, TSchema>>,
+  what: string,
+): Validator<S> {
+  const byType = new Map(Object.entries(variants).map(([type, schema]) => [type, createValidator(schema, what)]))
+  const known = [...byType.keys()].join(', ')
+  const whole = Compile(union)
+  return {
+    schema: union,
+    check: (value: unknown): value is Static<S> => whole.Check(value),
+    parse(value: unknown): Static<S> {
+      const type = typeof value === 'object' && value !== null ? (value as { type?: unknown }).type : undefined
+      const variant = typeof type === 'string' ? byType.get(type) : undefined
+      if (!variant) throw new ValidationError([{ field: 'type', message: `must be one of: ${known}` }], what)
+      return variant.parse(value) as Static<S>
+    },
+  }
 }

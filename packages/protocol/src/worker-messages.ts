@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox'
 import { DeviceLocation, HardwareInventory } from './hardware.ts'
 import { UsdAmount } from './common.ts'
+import { createTaggedValidator } from './validate.ts'
 
 // The worker link: one WebSocket per worker, JSON text frames, each validated here before any code acts on it.
 // Session authentication: the coordinator opens with a fresh nonce; the worker answers with a signature over
@@ -83,7 +84,8 @@ export const ReportMessage = Type.Object(
     type: Type.Literal('report'),
     inventory: HardwareInventory,
     location: DeviceLocation,
-    askingPricePerGpuHourUsd: UsdAmount,
+    /** Absent: the supplier set no price, and the machine is not listed. */
+    askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
   },
   { additionalProperties: false },
 )
@@ -100,6 +102,17 @@ export type GoodbyeMessage = Static<typeof GoodbyeMessage>
 
 export const WorkerMessage = Type.Union([AuthMessage, HeartbeatMessage, ReportMessage, GoodbyeMessage])
 export type WorkerMessage = Static<typeof WorkerMessage>
+
+export const workerMessageValidator = createTaggedValidator(
+  WorkerMessage,
+  { auth: AuthMessage, heartbeat: HeartbeatMessage, report: ReportMessage, goodbye: GoodbyeMessage },
+  'worker message',
+)
+export const coordinatorMessageValidator = createTaggedValidator(
+  CoordinatorMessage,
+  { auth_challenge: AuthChallengeMessage, welcome: WelcomeMessage, error: ErrorMessage },
+  'coordinator message',
+)
 
 /** WebSocket close codes the coordinator uses, so a worker can tell "retry" from "give up". */
 export const WorkerCloseCode = {

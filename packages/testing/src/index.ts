@@ -1,3 +1,4 @@
 export * from './postgres.ts'
 export * from './stores.ts'
 export * from './clock.ts'
+export * from './coordinator.ts'

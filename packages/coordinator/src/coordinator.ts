@@ -1,0 +1,210 @@
+import fastifySwagger from '@fastify/swagger'
+import fastifyWebsocket from '@fastify/websocket'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { GpumeshError, ValidationError, type Clock } from '@gpumesh/core'
+import { describeIssues, maxWorkerFrameBytes, WorkerCloseCode, type CoordinatorSettings } from '@gpumesh/protocol'
+import type { DeviceStateChange, HeartbeatFlushEntry, Store } from '@gpumesh/store'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { OfferFeed } from './offers/offer-feed.ts'
+import { OfferIndex } from './offers/offer-index.ts'
+import { Presence } from './presence/presence.ts'
+import { registerRoutes } from './routes.ts'
+import { coordinatorVersion } from './version.ts'
+import { WorkerLinks } from './worker-link.ts'
+
+export { coordinatorVersion } from './version.ts'
+
+export type CoordinatorComponents = {
+  readonly store: Store
+  readonly clock: Clock
+}
+
+export type CoordinatorInit = CoordinatorSettings & {
+  /** Offer index refresh from the store's change feed. */
+  readonly offerIndexRefreshMs?: number
+  /** Full re-read of the offer index, catching late-committed changes. */
+  readonly offerIndexResyncMs?: number
+  readonly reliabilityRefreshMs?: number
+  /** Set false in tests that drive `tick()` by hand. */
+  readonly runBackgroundLoops?: boolean
+  readonly logger?: boolean | object
+}
+
+export type Coordinator = {
+  readonly app: FastifyInstance
+  readonly index: OfferIndex
+  readonly presence: Presence
+  /** Starts listening; returns the base URL. */
+  listen(): Promise<string>
+  /** One pass of every background duty: expire silent workers, flush heartbeats, refresh the index. */
+  tick(): Promise<void>
+  stop(): Promise<void>
+}
+
+export const reliabilityWindowMs = 30 * 86_400_000
+const maxHttpBodyBytes = 256 * 1024
+
+export async function buildCoordinator(components: CoordinatorComponents, init: CoordinatorInit): Promise<Coordinator> {
+  const { store, clock } = components
+  const offlineAfterMs = init.heartbeatIntervalMs * init.missedHeartbeatsBeforeOffline
+  const presence = new Presence({ offlineAfterMs, restartGraceMs: init.restartGraceMs })
+  const index = new OfferIndex()
+  const feed = new OfferFeed(store, index)
+
+  const app = Fastify({
+    logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }),
+    bodyLimit: maxHttpBodyBytes,
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+  }).withTypeProvider<TypeBoxTypeProvider>()
+
+  app.setErrorHandler((error, request, reply) => {
+    if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
+    const validation = (error as { validation?: unknown[]; validationContext?: string }).validation
+    if (validation) {
+      const context = (error as { validationContext?: string }).validationContext ?? 'body'
+      const issues = describeIssues(validation as never).map((issue) => ({
+        ...issue,
+        field: issue.field === '(body)' ? `(${context})` : `${context === 'body' ? '' : `${context}.`}${issue.field}`,
+      }))
+      return reply.status(400).send(new ValidationError(issues, context).toJSON())
+    }
+    const status = (error as { statusCode?: number }).statusCode
+    if (status && status >= 400 && status < 500) {
+      return reply.status(status).send({ code: (error as { code?: string }).code ?? 'GPUMESH_ERR_BAD_REQUEST', message: (error as Error).message })
+    }
+    request.log.error({ err: error }, 'unhandled error')
+    return reply.status(500).send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
+  })
+  app.setNotFoundHandler((request, reply) =>
+    reply.status(404).send({ code: 'GPUMESH_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+  )
+
+  await app.register(fastifySwagger, {
+    openapi: {
+      info: { title: 'gpumesh coordinator API', version: coordinatorVersion },
+      components: { securitySchemes: { apiKey: { type: 'http', scheme: 'bearer' } } },
+    },
+  })
+  await app.register(fastifyWebsocket, { options: { maxPayload: maxWorkerFrameBytes } })
+
+  let pendingChanges: DeviceStateChange[] = []
+  let pendingFlush: HeartbeatFlushEntry[] = []
+  const log = app.log
+
+  // Connects and disconnects are rare next to heartbeats: they are written at once so the marketplace and
+  // the supplier see them without waiting for a flush. A failed write is retried by the next flush.
+  const recordStateChanges = async (changes: readonly DeviceStateChange[]) => {
+    try {
+      await store.applyDeviceStateChanges(changes)
+    } catch (error) {
+      log.error({ err: error }, 'could not record device state changes; will retry')
+      pendingChanges.push(...changes)
+    }
+  }
+
+  const links = new WorkerLinks({
+    store,
+    clock,
+    presence,
+    logger: log,
+    heartbeatIntervalMs: init.heartbeatIntervalMs,
+    recordStateChanges,
+  })
+
+  registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
+
+  app.get('/v1/worker/connect', { websocket: true, schema: { hide: true } }, (socket, request) => {
+    links.accept(socket, request.ip)
+  })
+
+  let baseUrl = `http://${init.host}:${init.port}`
+  const timers: NodeJS.Timeout[] = []
+  let stopped = false
+  let ticking: Promise<void> = Promise.resolve()
+
+  const expireSilent = async () => {
+    const expired = presence.expire(clock.nowMs())
+    for (const { deviceId, sessionId, change } of expired) {
+      links.close(deviceId, sessionId, WorkerCloseCode.goingAway, change.reason)
+    }
+    if (expired.length > 0) await recordStateChanges(expired.map((entry) => entry.change))
+  }
+  const flush = async () => {
+    if (pendingChanges.length > 0) {
+      const retry = pendingChanges
+      pendingChanges = []
+      await recordStateChanges(retry)
+    }
+    pendingFlush.push(...presence.drainFlush())
+    if (pendingFlush.length > 0) {
+      try {
+        await store.flushHeartbeats(pendingFlush)
+        pendingFlush = []
+      } catch (error) {
+        log.error({ err: error, entries: pendingFlush.length }, 'heartbeat flush failed; keeping entries for the next one')
+      }
+    }
+    // Devices held by a coordinator process that died: nobody else will ever expire them.
+    const cutoffMs = clock.nowMs() - offlineAfterMs - 2 * init.heartbeatFlushIntervalMs
+    await store.sweepSilentDevices(cutoffMs, clock.nowMs(), 'no heartbeat recorded by any coordinator')
+  }
+
+  const tick = () => {
+    ticking = ticking.then(async () => {
+      await expireSilent()
+      await flush()
+      await feed.pull()
+    })
+    return ticking
+  }
+
+  const every = (periodMs: number, duty: () => Promise<unknown>, name: string) => {
+    let running = false
+    timers.push(
+      setInterval(() => {
+        if (running || stopped) return
+        running = true
+        duty()
+          .catch((error: unknown) => log.error({ err: error }, `${name} failed`))
+          .finally(() => (running = false))
+      }, periodMs),
+    )
+  }
+
+  await feed.resync()
+  if (init.runBackgroundLoops !== false) {
+    every(Math.min(1000, init.heartbeatIntervalMs), expireSilent, 'liveness check')
+    every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
+    every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
+    every(init.offerIndexResyncMs ?? 60_000, () => feed.resync(), 'offer index resync')
+    every(
+      init.reliabilityRefreshMs ?? 60_000,
+      () => store.refreshReliability(clock.nowMs(), reliabilityWindowMs),
+      'reliability refresh',
+    )
+  }
+
+  return {
+    app,
+    index,
+    presence,
+    async listen() {
+      const address = await app.listen({ host: init.host, port: init.port })
+      baseUrl = address.replace('[::1]', 'localhost')
+      return baseUrl
+    },
+    tick,
+    async stop() {
+      if (stopped) return
+      stopped = true
+      for (const timer of timers) clearInterval(timer)
+      await ticking.catch(() => undefined)
+      // Sessions end here, before their sockets close, so the store is written while it is still open.
+      await recordStateChanges(presence.disconnectAll(clock.nowMs(), 'coordinator shutting down'))
+      links.closeAll(WorkerCloseCode.goingAway, 'coordinator shutting down')
+      await app.close()
+      // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
+      await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))
+    },
+  }
+}

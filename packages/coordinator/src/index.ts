@@ -1,0 +1,6 @@
+export * from './coordinator.ts'
+export * from './offers/offer-index.ts'
+export * from './presence/presence.ts'
+export * from './presence/uptime.ts'
+export * from './credentials.ts'
+export * from './signatures.ts'

@@ -1,0 +1,200 @@
+import { bandwidthTierRank, formatMicroUsd, gpuModelById, parseUsdToMicro, type BandwidthTier } from '@gpumesh/core'
+import { defaultOffersPageSize, type Offer, type OffersPage, type OffersQuery } from '@gpumesh/protocol'
+import type { DeviceRecord } from '@gpumesh/store'
+
+// The marketplace, in memory: each coordinator process keeps every listable device here and answers
+// searches without touching the database. It is fed by the store's change feed (see offer-feed.ts).
+// Pre-sorted orders are rebuilt only after a change that can move an entry, never per query.
+
+type Entry = {
+  readonly offer: Offer
+  readonly listed: boolean
+  readonly modelKey: string
+  readonly modelNameLower: string
+  readonly bandwidthRank: number
+  readonly priceMicroUsd: number
+  readonly performance: number
+}
+
+export type SortKey = NonNullable<OffersQuery['sort']>
+
+export class OfferIndex {
+  readonly #entries = new Map<string, Entry>()
+  readonly #sorted = new Map<SortKey, Entry[]>()
+
+  get size(): number {
+    return this.#entries.size
+  }
+
+  /** Adds, replaces or (when the device is not listable) removes a device. */
+  upsert(device: DeviceRecord): void {
+    const entry = toEntry(device)
+    const previous = this.#entries.get(device.id)
+    if (!entry) {
+      if (previous) {
+        this.#entries.delete(device.id)
+        this.#sorted.clear()
+      }
+      return
+    }
+    this.#entries.set(device.id, entry)
+    if (!previous || sortPositionMayDiffer(previous, entry)) this.#sorted.clear()
+    else this.#replaceInSortedOrders(previous, entry)
+  }
+
+  search(query: OffersQuery): OffersPage {
+    const sortKey: SortKey = query.sort ?? 'price'
+    const order = this.#order(sortKey)
+    const matches = compileFilter(query)
+    const limit = query.limit ?? defaultOffersPageSize
+    const offset = query.cursor ? Number(query.cursor) : 0
+    const offers: Offer[] = []
+    let total = 0
+    for (const entry of order) {
+      if (!matches(entry)) continue
+      if (total >= offset && offers.length < limit) offers.push(entry.offer)
+      total += 1
+    }
+    return { offers, total, nextCursor: offset + offers.length < total ? String(offset + offers.length) : null }
+  }
+
+  #order(sortKey: SortKey): Entry[] {
+    let order = this.#sorted.get(sortKey)
+    if (!order) {
+      order = [...this.#entries.values()].filter((entry) => entry.listed).sort(comparators[sortKey])
+      this.#sorted.set(sortKey, order)
+    }
+    return order
+  }
+
+  #replaceInSortedOrders(previous: Entry, next: Entry): void {
+    for (const order of this.#sorted.values()) {
+      const position = order.indexOf(previous)
+      if (position >= 0) order[position] = next
+    }
+  }
+}
+
+function sortPositionMayDiffer(previous: Entry, next: Entry): boolean {
+  return (
+    previous.listed !== next.listed ||
+    previous.priceMicroUsd !== next.priceMicroUsd ||
+    previous.performance !== next.performance ||
+    previous.offer.reliability !== next.offer.reliability
+  )
+}
+
+const byDeviceId = (a: Entry, b: Entry) => (a.offer.deviceId < b.offer.deviceId ? -1 : a.offer.deviceId > b.offer.deviceId ? 1 : 0)
+const comparators: Record<SortKey, (a: Entry, b: Entry) => number> = {
+  price: (a, b) => a.priceMicroUsd - b.priceMicroUsd || b.offer.reliability - a.offer.reliability || byDeviceId(a, b),
+  performance: (a, b) => b.performance - a.performance || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
+  reliability: (a, b) => b.offer.reliability - a.offer.reliability || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
+}
+
+/** "RTX 4090", "nvidia a100", "a100-80gb" -> a comparable key */
+export function normalizeModelQuery(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/^nvidia\s+/, '')
+    .replace(/^(geforce|tesla)\s+/, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+}
+
+function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
+  const checks: ((entry: Entry) => boolean)[] = []
+  if (query.gpuModel !== undefined) {
+    const wanted = normalizeModelQuery(query.gpuModel)
+    const wantedLower = query.gpuModel.toLowerCase()
+    checks.push((entry) => entry.modelKey === wanted || entry.modelKey.startsWith(`${wanted}-`) || entry.modelNameLower.includes(wantedLower))
+  }
+  if (query.minGpus !== undefined) {
+    const minGpus = query.minGpus
+    checks.push((entry) => entry.offer.gpuCount >= minGpus)
+  }
+  if (query.maxGpus !== undefined) {
+    const maxGpus = query.maxGpus
+    checks.push((entry) => entry.offer.gpuCount <= maxGpus)
+  }
+  if (query.minVramGb !== undefined) {
+    const minVramMib = query.minVramGb * 1024
+    checks.push((entry) => entry.offer.vramMibPerGpu >= minVramMib)
+  }
+  if (query.minCpuCores !== undefined) {
+    const minCpuCores = query.minCpuCores
+    checks.push((entry) => entry.offer.cpuCores >= minCpuCores)
+  }
+  if (query.minRamGb !== undefined) {
+    const minMemoryMib = query.minRamGb * 1024
+    checks.push((entry) => entry.offer.memoryMib >= minMemoryMib)
+  }
+  if (query.region !== undefined) {
+    const region = query.region.toLowerCase()
+    checks.push((entry) => entry.offer.region === region)
+  }
+  if (query.country !== undefined) {
+    const country = query.country.toUpperCase()
+    checks.push((entry) => entry.offer.country === country)
+  }
+  if (query.minBandwidthTier !== undefined) {
+    const minRank = bandwidthTierRank[query.minBandwidthTier]
+    checks.push((entry) => entry.bandwidthRank >= minRank)
+  }
+  if (query.maxPricePerGpuHourUsd !== undefined) {
+    const maxPrice = Number(parseUsdToMicro(query.maxPricePerGpuHourUsd) ?? 0n)
+    checks.push((entry) => entry.priceMicroUsd <= maxPrice)
+  }
+  if (query.verifiedOnly) checks.push((entry) => entry.offer.verificationState === 'verified')
+  if (query.minReliability !== undefined) {
+    const minReliability = query.minReliability
+    checks.push((entry) => entry.offer.reliability >= minReliability)
+  }
+  return (entry) => checks.every((check) => check(entry))
+}
+
+/** A device is listed when it is online, has reported hardware and location, and has an asking price. */
+function toEntry(device: DeviceRecord): Entry | undefined {
+  const { inventory } = device
+  if (!inventory || device.region === null || device.country === null || device.askingPriceMicroUsd === null) return undefined
+  const listed = device.state === 'online' && device.verificationState !== 'failed'
+  const model = dominantModel(inventory.gpus)
+  const gpuCount = inventory.gpus.length
+  const spec = model ? gpuModelById(model.modelKey) : undefined
+  const fp16 = spec ? spec.fp16TensorTflops : null
+  const priceMicroUsd = device.askingPriceMicroUsd
+  const offer: Offer = {
+    deviceId: device.id,
+    gpuModel: model ? model.modelKey : 'cpu',
+    gpuModelName: model ? (spec?.displayName ?? model.productName) : `CPU (${inventory.cpu.model})`,
+    gpuCount,
+    vramMibPerGpu: gpuCount === 0 ? 0 : Math.min(...inventory.gpus.map((gpu) => gpu.vramMib)),
+    cpuCores: inventory.cpu.logicalCores,
+    memoryMib: inventory.memoryMib,
+    region: device.region,
+    country: device.country,
+    bandwidthTier: device.bandwidthTier,
+    pricePerGpuHourUsd: formatMicroUsd(priceMicroUsd),
+    pricePerHourUsd: formatMicroUsd(priceMicroUsd * BigInt(Math.max(1, gpuCount))),
+    performance: { fp16TensorTflopsPerGpu: fp16, source: fp16 === null ? 'unknown' : 'catalog' },
+    reliability: device.reliability,
+    verificationState: device.verificationState,
+    probeSource: inventory.probeSource,
+  }
+  return {
+    offer,
+    listed,
+    modelKey: offer.gpuModel,
+    modelNameLower: offer.gpuModelName.toLowerCase(),
+    bandwidthRank: device.bandwidthTier ? bandwidthTierRank[device.bandwidthTier as BandwidthTier] : 0,
+    priceMicroUsd: Number(priceMicroUsd),
+    performance: (fp16 ?? 0) * gpuCount,
+  }
+}
+
+function dominantModel<T extends { modelKey: string }>(gpus: readonly T[]): T | undefined {
+  const counts = new Map<string, number>()
+  for (const gpu of gpus) counts.set(gpu.modelKey, (counts.get(gpu.modelKey) ?? 0) + 1)
+  let best: T | undefined
+  for (const gpu of gpus) if (!best || (counts.get(gpu.modelKey) ?? 0) > (counts.get(best.modelKey) ?? 0)) best = gpu
+  return best
+}

@@ -1,0 +1,1 @@
+export const coordinatorVersion = '0.1.0'

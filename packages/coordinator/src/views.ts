@@ -1,0 +1,52 @@
+import { formatMicroUsd } from '@gpumesh/core'
+import type { AccountView, ApiKeyView, DeviceView, EnrollmentTokenView } from '@gpumesh/protocol'
+import type { AccountRecord, ApiKeyRecord, DeviceRecord, EnrollmentTokenRecord } from '@gpumesh/store'
+
+// Records to API shapes. Secrets and their hashes never leave through here.
+
+export function accountView(account: AccountRecord): AccountView {
+  return { id: account.id, name: account.name, roles: [...account.roles], createdAtMs: account.createdAtMs }
+}
+
+export function apiKeyView(key: ApiKeyRecord): ApiKeyView {
+  return {
+    id: key.id,
+    name: key.name,
+    roles: [...key.roles],
+    createdAtMs: key.createdAtMs,
+    lastUsedAtMs: key.lastUsedAtMs,
+    revokedAtMs: key.revokedAtMs,
+  }
+}
+
+export function enrollmentTokenView(token: EnrollmentTokenRecord): EnrollmentTokenView {
+  return {
+    id: token.id,
+    label: token.label,
+    createdAtMs: token.createdAtMs,
+    expiresAtMs: token.expiresAtMs,
+    usedAtMs: token.usedAtMs,
+    deviceId: token.deviceId,
+  }
+}
+
+export function deviceView(device: DeviceRecord): DeviceView {
+  return {
+    id: device.id,
+    hostname: device.hostname,
+    state: device.state,
+    stateReasonCode: device.stateReasonCode,
+    stateReason: device.stateReason,
+    stateChangedAtMs: device.stateChangedAtMs,
+    verificationState: device.verificationState,
+    verificationReason: device.verificationReason,
+    location: device.region !== null && device.country !== null ? { region: device.region, country: device.country } : null,
+    askingPricePerGpuHourUsd: device.askingPriceMicroUsd === null ? null : formatMicroUsd(device.askingPriceMicroUsd),
+    bandwidthTier: device.bandwidthTier,
+    inventory: device.inventory,
+    reliability: device.reliability,
+    uptimeMsTotal: device.uptimeMsTotal,
+    enrolledAtMs: device.enrolledAtMs,
+    lastSeenAtMs: device.lastSeenAtMs,
+  }
+}

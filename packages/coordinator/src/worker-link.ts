@@ -1,0 +1,214 @@
+import { randomBytes } from 'node:crypto'
+import { parseUsdToMicro, WorkerAuthError, type Clock } from '@gpumesh/core'
+import {
+  workerMessageValidator,
+  sessionSigningPayload,
+  workerProtocolVersion,
+  WorkerCloseCode,
+  WorkerMessage,
+  type CoordinatorMessage,
+  type ReportMessage,
+} from '@gpumesh/protocol'
+import type { DeviceStateChange, Store } from '@gpumesh/store'
+import type { FastifyBaseLogger } from 'fastify'
+import type { WebSocket } from 'ws'
+import { mintIdBody } from './credentials.ts'
+import type { Presence } from './presence/presence.ts'
+import { verifyEd25519 } from './signatures.ts'
+
+// One WebSocket per worker. Every frame is size-checked (by ws), parsed and schema-validated before it is
+// acted on; a bad frame closes that connection with a reason and nothing else is affected.
+
+export const workerAuthTimeoutMs = 10_000
+/** A worker may re-report its hardware at most this often; extra reports are dropped. */
+export const minReportIntervalMs = 5_000
+const maxCloseReasonBytes = 120
+
+
+export type WorkerLinkComponents = {
+  readonly store: Store
+  readonly clock: Clock
+  readonly presence: Presence
+  readonly logger: FastifyBaseLogger
+  readonly heartbeatIntervalMs: number
+  /** Persists state changes; a failed write is retried by the caller. */
+  recordStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
+}
+
+type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
+
+export class WorkerLinks {
+  readonly #components: WorkerLinkComponents
+  readonly #sockets = new Map<string, { socket: WebSocket; sessionId: string }>()
+
+  constructor(components: WorkerLinkComponents) {
+    this.#components = components
+  }
+
+  get connectedCount(): number {
+    return this.#sockets.size
+  }
+
+  /** Closes the socket of a device's current session (used when presence expires it). */
+  close(deviceId: string, sessionId: string, code: number, reason: string): void {
+    const current = this.#sockets.get(deviceId)
+    if (current && current.sessionId === sessionId) {
+      this.#sockets.delete(deviceId)
+      current.socket.close(code, truncateReason(reason))
+    }
+  }
+
+  closeAll(code: number, reason: string): void {
+    for (const { socket } of this.#sockets.values()) socket.close(code, reason)
+    this.#sockets.clear()
+  }
+
+  accept(socket: WebSocket, remoteAddress: string): void {
+    const { logger, clock } = this.#components
+    const nonce = randomBytes(32).toString('base64url')
+    let session: Session | undefined
+    let closed = false
+    // Frames are handled strictly in order, one at a time, since auth and reports await the store.
+    let queue: Promise<void> = Promise.resolve()
+
+    const refuse = (code: number, reason: string) => {
+      if (closed) return
+      closed = true
+      socket.close(code, truncateReason(reason))
+    }
+    const authTimer = setTimeout(() => refuse(WorkerCloseCode.authFailed, 'authentication timed out'), workerAuthTimeoutMs)
+    const authenticated = (next: Session) => {
+      session = next
+      clearTimeout(authTimer)
+    }
+
+    send(socket, { type: 'auth_challenge', nonce, protocolVersion: workerProtocolVersion })
+
+    socket.on('message', (data, isBinary) => {
+      if (closed) return
+      if (isBinary) return refuse(WorkerCloseCode.protocolError, 'binary frames are not part of the protocol')
+      let message: WorkerMessage
+      try {
+        message = workerMessageValidator.parse(JSON.parse(rawToString(data)))
+      } catch (error) {
+        logger.warn({ remoteAddress, deviceId: session?.deviceId, error: String(error) }, 'malformed worker frame')
+        return refuse(WorkerCloseCode.policyViolation, error instanceof SyntaxError ? 'malformed JSON' : String((error as Error).message))
+      }
+      queue = queue
+        .then(() => (closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse)))
+        .catch((error: unknown) => {
+          logger.error({ err: error, deviceId: session?.deviceId }, 'worker frame handling failed')
+          refuse(WorkerCloseCode.goingAway, 'internal error')
+        })
+    })
+
+    socket.on('error', (error) => logger.warn({ remoteAddress, err: error }, 'worker socket error'))
+    socket.on('close', (code, reasonBuffer) => {
+      closed = true
+      clearTimeout(authTimer)
+      const ended = session
+      if (!ended) return
+      queue = queue.then(async () => {
+        const current = this.#sockets.get(ended.deviceId)
+        if (current?.socket === socket) this.#sockets.delete(ended.deviceId)
+        const change = this.#components.presence.disconnect(ended.deviceId, ended.sessionId, clock.nowMs(), {
+          kind: 'closed',
+          detail: `code ${code}${reasonBuffer.length ? `: ${reasonBuffer.toString()}` : ''}`,
+        })
+        if (change) await this.#components.recordStateChanges([change])
+      })
+    })
+  }
+
+  async #handle(
+    socket: WebSocket,
+    message: WorkerMessage,
+    nonce: string,
+    session: Session | undefined,
+    setSession: (session: Session) => void,
+    refuse: (code: number, reason: string) => void,
+  ): Promise<void> {
+    const { presence, clock, store, logger } = this.#components
+    if (!session) {
+      if (message.type !== 'auth') return refuse(WorkerCloseCode.policyViolation, `expected auth, got ${message.type}`)
+      const device = await store.getDevice(message.deviceId)
+      const payload = sessionSigningPayload(nonce, message.deviceId)
+      if (!device || !verifyEd25519(device.publicKey, payload, message.signature)) {
+        const error = new WorkerAuthError('unknown device or bad signature')
+        logger.warn({ deviceId: message.deviceId }, 'refused worker credentials')
+        send(socket, { type: 'error', code: error.code, message: error.message })
+        return refuse(WorkerCloseCode.authFailed, error.message)
+      }
+      if (device.state === 'blocked') {
+        send(socket, { type: 'error', code: 'GPUMESH_ERR_DEVICE_BLOCKED', message: device.stateReason })
+        return refuse(WorkerCloseCode.blocked, `device blocked: ${device.stateReason}`)
+      }
+      const sessionId = mintIdBody()
+      const previous = this.#sockets.get(device.id)
+      this.#sockets.set(device.id, { socket, sessionId })
+      if (previous) previous.socket.close(WorkerCloseCode.replaced, 'replaced by a newer session')
+      const outcome = presence.connect(device.id, sessionId, clock.nowMs(), device.lastSeenAtMs, message.agentVersion)
+      setSession({ deviceId: device.id, sessionId, lastReportAtMs: -Infinity })
+      await this.#components.recordStateChanges([outcome.change])
+      send(socket, {
+        type: 'welcome',
+        deviceId: device.id,
+        sessionId,
+        heartbeatIntervalMs: this.#components.heartbeatIntervalMs,
+      })
+      logger.info({ deviceId: device.id, creditedGapMs: outcome.creditedGapMs }, 'worker connected')
+      return
+    }
+    switch (message.type) {
+      case 'auth':
+        return refuse(WorkerCloseCode.policyViolation, 'already authenticated')
+      case 'heartbeat':
+        presence.heartbeat(session.deviceId, session.sessionId, clock.nowMs())
+        return
+      case 'report':
+        return this.#report(socket, session, message)
+      case 'goodbye': {
+        const change = presence.disconnect(session.deviceId, session.sessionId, clock.nowMs(), {
+          kind: 'goodbye',
+          reason: message.reason,
+        })
+        this.#sockets.delete(session.deviceId)
+        if (change) await this.#components.recordStateChanges([change])
+        return refuse(WorkerCloseCode.normal, 'goodbye')
+      }
+    }
+  }
+
+  async #report(socket: WebSocket, session: Session, message: ReportMessage): Promise<void> {
+    const nowMs = this.#components.clock.nowMs()
+    if (nowMs - session.lastReportAtMs < minReportIntervalMs) {
+      send(socket, { type: 'error', code: 'GPUMESH_ERR_RATE_LIMITED', message: 'hardware report ignored: too frequent' })
+      return
+    }
+    session.lastReportAtMs = nowMs
+    this.#components.presence.heartbeat(session.deviceId, session.sessionId, nowMs)
+    await this.#components.store.saveDeviceReport(session.deviceId, {
+      hostname: message.inventory.hostname,
+      inventory: message.inventory,
+      region: message.location.region,
+      country: message.location.country,
+      askingPriceMicroUsd:
+        message.askingPricePerGpuHourUsd === undefined ? null : parseUsdToMicro(message.askingPricePerGpuHourUsd),
+    })
+  }
+}
+
+function send(socket: WebSocket, message: CoordinatorMessage): void {
+  if (socket.readyState === socket.OPEN) socket.send(JSON.stringify(message))
+}
+
+function rawToString(data: unknown): string {
+  if (Buffer.isBuffer(data)) return data.toString('utf8')
+  if (Array.isArray(data)) return Buffer.concat(data as Buffer[]).toString('utf8')
+  return Buffer.from(data as ArrayBuffer).toString('utf8')
+}
+
+function truncateReason(reason: string): string {
+  const bytes = Buffer.from(reason)
+  return bytes.length <= maxCloseReasonBytes ? reason : bytes.subarray(0, maxCloseReasonBytes).toString('utf8')
+}

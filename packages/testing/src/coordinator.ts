@@ -1,0 +1,48 @@
+import { buildCoordinator, type Coordinator, type CoordinatorInit } from '@gpumesh/coordinator'
+import type { Clock } from '@gpumesh/core'
+import type { Store } from '@gpumesh/store'
+
+export const systemClock: Clock = {
+  nowMs: () => Date.now(),
+  sleepMs: (durationMs) => new Promise((resolve) => setTimeout(resolve, durationMs)),
+}
+
+/** Settings for a coordinator under test: loopback, any free port, fast timers, quiet logs. */
+export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): CoordinatorInit {
+  return {
+    host: '127.0.0.1',
+    port: 0,
+    dataDir: '.gpumesh/unused',
+    heartbeatIntervalMs: 200,
+    missedHeartbeatsBeforeOffline: 3,
+    restartGraceMs: 10_000,
+    heartbeatFlushIntervalMs: 100,
+    offerIndexRefreshMs: 50,
+    logLevel: 'silent',
+    ...overrides,
+  }
+}
+
+export async function startTestCoordinator(
+  store: Store,
+  overrides: Partial<CoordinatorInit> = {},
+  clock: Clock = systemClock,
+): Promise<Coordinator> {
+  return buildCoordinator({ store, clock }, testCoordinatorInit(overrides))
+}
+
+/** Polls until `check` returns a value (not undefined/false) or the deadline passes. */
+export async function eventually<T>(check: () => Promise<T | undefined | false> | T | undefined | false, what: string, timeoutMs = 15_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs
+  let lastError: unknown
+  for (;;) {
+    try {
+      const value = await check()
+      if (value !== undefined && value !== false) return value
+    } catch (error) {
+      lastError = error
+    }
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}

@@ -1,0 +1,232 @@
+import { seededRandom, type Random } from '@gpumesh/core'
+import {
+  coordinatorMessageValidator,
+  createValidator,
+  type CoordinatorMessage,
+  enrollmentSigningPayload,
+  EnrollReply,
+  sessionSigningPayload,
+  WorkerCloseCode,
+  type HardwareInventory,
+  type WorkerMessage,
+  type WorkerSettings,
+} from '@gpumesh/protocol'
+import WebSocket from 'ws'
+import { reconnectDelayMs } from './backoff.ts'
+import { loadOrCreateIdentity, readEnrollment, writeEnrollment, type WorkerIdentity } from './identity.ts'
+
+// The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
+// reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
+
+export const workerAgentVersion = '0.1.0'
+
+export type WorkerLogger = {
+  info(message: string, fields?: Record<string, unknown>): void
+  warn(message: string, fields?: Record<string, unknown>): void
+  error(message: string, fields?: Record<string, unknown>): void
+}
+
+export type WorkerAgentComponents = {
+  readonly logger: WorkerLogger
+  readonly random?: Random
+  /** Probes the machine; called at start and on each reconnect. */
+  probe(): Promise<HardwareInventory>
+}
+
+export type WorkerAgentStatus = 'starting' | 'enrolling' | 'connecting' | 'online' | 'backing_off' | 'stopped' | 'fatal'
+
+export type WorkerAgent = {
+  start(): Promise<void>
+  /** Tells the coordinator it is leaving, then closes. Idempotent. */
+  stop(reason?: string): Promise<void>
+  readonly status: WorkerAgentStatus
+  readonly deviceId: string | undefined
+  /** Resolves when the agent stops for good (stop(), or a fatal refusal such as a blocked device). */
+  readonly finished: Promise<{ fatalError?: Error }>
+}
+
+/** The coordinator closed with a code meaning "do not retry". */
+export class WorkerFatalError extends Error {}
+
+const enrollReplyValidator = createValidator(EnrollReply, 'enroll reply')
+const goodbyeTimeoutMs = 2_000
+
+export function createWorkerAgent(components: WorkerAgentComponents, init: WorkerSettings): WorkerAgent {
+  const { logger } = components
+  const random = components.random ?? seededRandom(Date.now() ^ process.pid)
+  let status: WorkerAgentStatus = 'starting'
+  let deviceId: string | undefined
+  let identity: WorkerIdentity | undefined
+  let socket: WebSocket | undefined
+  let heartbeatTimer: NodeJS.Timeout | undefined
+  let stopping = false
+  let wakeBackoff: (() => void) | undefined
+  let resolveFinished!: (outcome: { fatalError?: Error }) => void
+  const finished = new Promise<{ fatalError?: Error }>((resolve) => (resolveFinished = resolve))
+
+  const wsUrl = `${init.coordinatorUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/worker/connect`
+
+  async function enroll(id: WorkerIdentity): Promise<string> {
+    const existing = readEnrollment(init.stateDir)
+    if (existing && existing.coordinatorUrl === init.coordinatorUrl) return existing.deviceId
+    if (!init.token) {
+      throw new WorkerFatalError(
+        'this machine is not enrolled yet: create an enrollment token (gpumesh enrollment-token create) and pass it with --token',
+      )
+    }
+    status = 'enrolling'
+    for (let attempt = 0; ; attempt += 1) {
+      let response: Response
+      try {
+        response = await fetch(`${init.coordinatorUrl.replace(/\/$/, '')}/v1/worker/enroll`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json' },
+          body: JSON.stringify({ token: init.token, publicKey: id.publicKey, signature: id.sign(enrollmentSigningPayload(init.token)) }),
+        })
+      } catch (error) {
+        const delayMs = reconnectDelayMs(attempt, init.reconnectInitialDelayMs, init.reconnectMaxDelayMs, random)
+        logger.warn('coordinator unreachable for enrollment; retrying', { error: String(error), delayMs })
+        if (!(await backoff(delayMs))) throw new WorkerFatalError('stopped before enrolling')
+        continue
+      }
+      const body: unknown = await response.json().catch(() => undefined)
+      if (!response.ok) {
+        const message = (body as { message?: string } | undefined)?.message ?? `HTTP ${response.status}`
+        throw new WorkerFatalError(`enrollment refused: ${message}`)
+      }
+      const reply = enrollReplyValidator.parse(body)
+      writeEnrollment(init.stateDir, { deviceId: reply.deviceId, accountId: reply.accountId, coordinatorUrl: init.coordinatorUrl })
+      logger.info(reply.reenrolled ? 'machine already known: kept its device identity' : 'enrolled', { deviceId: reply.deviceId })
+      return reply.deviceId
+    }
+  }
+
+  /** Sleeps unless stop() is called first; false when stopping. */
+  function backoff(delayMs: number): Promise<boolean> {
+    status = 'backing_off'
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        wakeBackoff = undefined
+        resolve(!stopping)
+      }, delayMs)
+      wakeBackoff = () => {
+        clearTimeout(timer)
+        wakeBackoff = undefined
+        resolve(false)
+      }
+    })
+  }
+
+  /** One session: resolves when the link closes; the close code says whether to retry. */
+  function runSession(id: WorkerIdentity, device: string, inventory: HardwareInventory): Promise<{ code: number; reason: string; wasOnline: boolean }> {
+    status = 'connecting'
+    return new Promise((resolve) => {
+      const ws = new WebSocket(wsUrl, { handshakeTimeout: 10_000, maxPayload: 1024 * 1024 })
+      socket = ws
+      let wasOnline = false
+      let seq = 0
+      const sendMessage = (message: WorkerMessage) => {
+        if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message))
+      }
+      ws.on('message', (data) => {
+        let message: CoordinatorMessage
+        try {
+          message = coordinatorMessageValidator.parse(JSON.parse(data.toString()))
+        } catch (error) {
+          logger.warn('unexpected message from the coordinator', { error: String(error) })
+          return
+        }
+        if (message.type === 'auth_challenge') {
+          sendMessage({
+            type: 'auth',
+            deviceId: device,
+            signature: id.sign(sessionSigningPayload(message.nonce, device)),
+            agentVersion: workerAgentVersion,
+          })
+        } else if (message.type === 'welcome') {
+          wasOnline = true
+          status = 'online'
+          logger.info('online', { deviceId: message.deviceId, heartbeatIntervalMs: message.heartbeatIntervalMs })
+          if (init.askingPricePerGpuHourUsd === undefined) {
+            logger.warn('no asking price set: this machine is not listed in the marketplace (set --price-per-gpu-hour)')
+          }
+          sendMessage({
+            type: 'report',
+            inventory,
+            location: { region: init.region, country: init.country },
+            ...(init.askingPricePerGpuHourUsd === undefined ? {} : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
+          })
+          clearInterval(heartbeatTimer)
+          heartbeatTimer = setInterval(() => sendMessage({ type: 'heartbeat', seq: seq++ }), message.heartbeatIntervalMs)
+        } else {
+          logger.warn('coordinator reported an error', { code: message.code, message: message.message })
+        }
+      })
+      ws.on('error', (error) => logger.warn('link error', { error: String(error) }))
+      ws.on('close', (code, reasonBuffer) => {
+        clearInterval(heartbeatTimer)
+        heartbeatTimer = undefined
+        socket = undefined
+        resolve({ code, reason: reasonBuffer.toString(), wasOnline })
+      })
+    })
+  }
+
+  async function run(): Promise<void> {
+    try {
+      identity = loadOrCreateIdentity(init.stateDir)
+      deviceId = await enroll(identity)
+      let attempt = 0
+      while (!stopping) {
+        const inventory = await components.probe()
+        const { code, reason, wasOnline } = await runSession(identity, deviceId, inventory)
+        if (stopping) break
+        if (code === WorkerCloseCode.blocked) throw new WorkerFatalError(`the coordinator blocked this device: ${reason}`)
+        if (code === WorkerCloseCode.authFailed) {
+          logger.error('the coordinator refused this machine\'s identity', { reason })
+        }
+        attempt = wasOnline ? 0 : attempt + 1
+        const delayMs = reconnectDelayMs(attempt, init.reconnectInitialDelayMs, init.reconnectMaxDelayMs, random)
+        logger.warn('link to coordinator lost; reconnecting', { code, reason, delayMs })
+        if (!(await backoff(delayMs))) break
+      }
+      status = 'stopped'
+      resolveFinished({})
+    } catch (error) {
+      status = 'fatal'
+      const fatalError = error instanceof Error ? error : new Error(String(error))
+      logger.error(fatalError.message)
+      resolveFinished({ fatalError })
+    }
+  }
+
+  return {
+    get status() {
+      return status
+    },
+    get deviceId() {
+      return deviceId
+    },
+    finished,
+    async start() {
+      void run()
+    },
+    async stop(reason = 'agent stopped') {
+      if (stopping) return
+      stopping = true
+      wakeBackoff?.()
+      const ws = socket
+      if (ws && ws.readyState === WebSocket.OPEN) {
+        ws.send(JSON.stringify({ type: 'goodbye', reason } satisfies WorkerMessage))
+        // The coordinator closes after a goodbye; don't wait forever for it.
+        const closed = new Promise((resolve) => ws.once('close', resolve))
+        const timeout = new Promise((resolve) => setTimeout(resolve, goodbyeTimeoutMs).unref())
+        await Promise.race([closed, timeout])
+        if ((ws.readyState as number) !== WebSocket.CLOSED) ws.terminate()
+      } else if (ws) {
+        ws.terminate()
+      }
+      await finished
+    },
+  }
+}

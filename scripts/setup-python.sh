@@ -1,0 +1,86 @@
+#!/usr/bin/env bash
+# Creates gpumesh's managed Python environment (a venv with Ray) and installs its packages.
+#
+#   venv path:  $GPUMESH_PYTHON_ENV            (default: <repo>/.venv, which .gitignore ignores)
+#   packages:   ray==2.58.0 numpy              (Ray itself does not depend on numpy)
+#   index:      pip's own configuration        ($GPUMESH_PIP_INDEX_URL, when set, is passed as --index-url)
+#   python:     $GPUMESH_PYTHON                (default: python3.11 if present, else python3; must be 3.11
+#                                               unless GPUMESH_PYTHON is given explicitly)
+#
+# Idempotent: when <venv>/bin/python already imports ray 2.58.0 and numpy, nothing is installed.
+set -euo pipefail
+
+log() { echo "gpumesh setup: $*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+RAY_VERSION=2.58.0
+REQUIRED_PYTHON=3.11
+packages=("ray==$RAY_VERSION" numpy)
+
+repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+venv="${GPUMESH_PYTHON_ENV:-$repo_root/.venv}"
+case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
+
+start=$SECONDS
+check_code="import ray, numpy; assert ray.__version__ == '$RAY_VERSION', ray.__version__"
+
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check_code" >/dev/null 2>&1; then
+  log "Python environment $venv already has ray $RAY_VERSION and numpy (checked in $((SECONDS - start)) s)"
+  exit 0
+fi
+
+# --- pick the interpreter --------------------------------------------------------------------
+if [ -n "${GPUMESH_PYTHON:-}" ]; then
+  python="$GPUMESH_PYTHON"
+  explicit_python=1
+else
+  python=python3
+  command -v python3.11 >/dev/null 2>&1 && python=python3.11
+  explicit_python=0
+fi
+command -v "$python" >/dev/null 2>&1 || die "$python not found"
+py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || die "$python does not run"
+if [ "$py_version" != "$REQUIRED_PYTHON" ]; then
+  if [ "$explicit_python" -eq 1 ]; then
+    log "warning: $python is Python $py_version, gpumesh is tested with Python $REQUIRED_PYTHON"
+  else
+    die "$python is Python $py_version; Python $REQUIRED_PYTHON is required (or set GPUMESH_PYTHON)"
+  fi
+fi
+
+# --- create (or repair) the venv ---------------------------------------------------------------
+venv_ok=0
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys; assert sys.prefix != sys.base_prefix' >/dev/null 2>&1; then
+  venv_py="$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
+  if [ "$venv_py" = "$py_version" ]; then venv_ok=1; else log "existing venv $venv uses Python $venv_py; recreating it"; fi
+fi
+if [ "$venv_ok" -eq 0 ]; then
+  if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then
+    die "$venv exists, is not empty and is not a Python venv; refusing to overwrite it"
+  fi
+  log "creating Python $py_version venv at $venv"
+  mkdir -p "$(dirname "$venv")"
+  # --clear only matters for a broken venv (pyvenv.cfg present but bin/python unusable).
+  "$python" -m venv --clear "$venv" || die "python -m venv $venv failed"
+fi
+
+# --- install packages --------------------------------------------------------------------------
+pip_args=(install --disable-pip-version-check --no-input)
+if [ -n "${GPUMESH_PIP_INDEX_URL:-}" ]; then
+  pip_args+=(--index-url "$GPUMESH_PIP_INDEX_URL")
+elif [ -z "${PIP_RETRIES:-}" ] && [ -z "${PIP_INDEX_URL:-}" ] \
+  && ! "$venv/bin/python" -m pip config get global.index-url >/dev/null 2>&1 \
+  && ! timeout 5 getent hosts pypi.org >/dev/null 2>&1; then
+  # Offline machines whose pip is configured with local extra indexes / find-links: pip still asks pypi.org
+  # for every package and retries 5 times with back-off (~8 s per package, ~2.5 min for Ray). pypi.org does
+  # not even resolve here, so skip the retries; pip then goes straight to the configured local sources.
+  log "pypi.org does not resolve; using pip's configured local sources without retries (PIP_RETRIES=0)"
+  export PIP_RETRIES=0
+fi
+log "installing ${packages[*]} into $venv (this takes a while the first time)"
+install_start=$SECONDS
+"$venv/bin/python" -m pip "${pip_args[@]}" "${packages[@]}" >&2 || die "pip install ${packages[*]} failed"
+
+"$venv/bin/python" -c "$check_code" || die "ray $RAY_VERSION / numpy still not importable from $venv"
+log "installed $("$venv/bin/python" -c 'import ray, numpy; print("ray", ray.__version__, "numpy", numpy.__version__)') in $((SECONDS - install_start)) s"
+log "Python environment ready at $venv (total $((SECONDS - start)) s)"
