@@ -2,7 +2,12 @@ import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { GpumeshError, ValidationError, type Clock } from '@gpumesh/core'
-import { describeIssues, maxWorkerFrameBytes, WorkerCloseCode, type CoordinatorSettings } from '@gpumesh/protocol'
+import {
+  describeIssues,
+  maxWorkerFrameBytes,
+  WorkerCloseCode,
+  type CoordinatorSettings,
+} from '@gpumesh/protocol'
 import type { DeviceStateChange, HeartbeatFlushEntry, Store } from '@gpumesh/store'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
@@ -44,7 +49,10 @@ export type Coordinator = {
 export const reliabilityWindowMs = 30 * 86_400_000
 const maxHttpBodyBytes = 256 * 1024
 
-export async function buildCoordinator(components: CoordinatorComponents, init: CoordinatorInit): Promise<Coordinator> {
+export async function buildCoordinator(
+  components: CoordinatorComponents,
+  init: CoordinatorInit,
+): Promise<Coordinator> {
   const { store, clock } = components
   const offlineAfterMs = init.heartbeatIntervalMs * init.missedHeartbeatsBeforeOffline
   const presence = new Presence({ offlineAfterMs, restartGraceMs: init.restartGraceMs })
@@ -54,7 +62,9 @@ export async function buildCoordinator(components: CoordinatorComponents, init: 
   const app = Fastify({
     logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }),
     bodyLimit: maxHttpBodyBytes,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true } },
+    ajv: {
+      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
   app.setErrorHandler((error, request, reply) => {
@@ -64,19 +74,30 @@ export async function buildCoordinator(components: CoordinatorComponents, init: 
       const context = (error as { validationContext?: string }).validationContext ?? 'body'
       const issues = describeIssues(validation as never).map((issue) => ({
         ...issue,
-        field: issue.field === '(body)' ? `(${context})` : `${context === 'body' ? '' : `${context}.`}${issue.field}`,
+        field:
+          issue.field === '(body)'
+            ? `(${context})`
+            : `${context === 'body' ? '' : `${context}.`}${issue.field}`,
       }))
       return reply.status(400).send(new ValidationError(issues, context).toJSON())
     }
     const status = (error as { statusCode?: number }).statusCode
     if (status && status >= 400 && status < 500) {
-      return reply.status(status).send({ code: (error as { code?: string }).code ?? 'GPUMESH_ERR_BAD_REQUEST', message: (error as Error).message })
+      return reply.status(status).send({
+        code: (error as { code?: string }).code ?? 'GPUMESH_ERR_BAD_REQUEST',
+        message: (error as Error).message,
+      })
     }
     request.log.error({ err: error }, 'unhandled error')
-    return reply.status(500).send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
+    return reply
+      .status(500)
+      .send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
   })
   app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({ code: 'GPUMESH_ERR_NOT_FOUND', message: `no route ${request.method} ${request.url.split('?')[0]}` }),
+    reply.status(404).send({
+      code: 'GPUMESH_ERR_NOT_FOUND',
+      message: `no route ${request.method} ${request.url.split('?')[0]}`,
+    }),
   )
 
   await app.register(fastifySwagger, {
@@ -141,7 +162,10 @@ export async function buildCoordinator(components: CoordinatorComponents, init: 
         await store.flushHeartbeats(pendingFlush)
         pendingFlush = []
       } catch (error) {
-        log.error({ err: error, entries: pendingFlush.length }, 'heartbeat flush failed; keeping entries for the next one')
+        log.error(
+          { err: error, entries: pendingFlush.length },
+          'heartbeat flush failed; keeping entries for the next one',
+        )
       }
     }
     // Devices held by a coordinator process that died: nobody else will ever expire them.

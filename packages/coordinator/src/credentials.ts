@@ -39,7 +39,12 @@ export function safeEqualHex(a: string, b: string): boolean {
   return left.length === right.length && timingSafeEqual(left, right)
 }
 
-export type MintedSecret = { readonly id: string; readonly secret: string; readonly secretSha256: string; readonly presented: string }
+export type MintedSecret = {
+  readonly id: string
+  readonly secret: string
+  readonly secretSha256: string
+  readonly presented: string
+}
 
 function mint(kind: 'apiKey' | 'enrollmentToken'): MintedSecret {
   const body = mintIdBody()
@@ -56,7 +61,9 @@ export type ParsedSecret = { readonly id: string; readonly secretSha256: string 
 
 function parse(presented: string, kind: 'apiKey' | 'enrollmentToken'): ParsedSecret | undefined {
   const prefix = kind === 'apiKey' ? apiKeyPrefix : enrollmentTokenPrefix
-  const match = new RegExp(`^${prefix}_([a-z0-9]{${idBodyLength}})_([A-Za-z0-9]{${secretLength}})$`).exec(presented)
+  const match = new RegExp(`^${prefix}_([a-z0-9]{${idBodyLength}})_([A-Za-z0-9]{${secretLength}})$`).exec(
+    presented,
+  )
   if (!match) return undefined
   const id = formatId(kind === 'apiKey' ? IdPrefix.apiKey : IdPrefix.enrollmentToken, match[1] ?? '')
   return { id, secretSha256: sha256Hex(match[2] ?? '') }

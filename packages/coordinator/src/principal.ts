@@ -18,7 +18,8 @@ export const apiKeyTouchIntervalMs = 60_000
 
 export async function authenticate(request: FastifyRequest, store: Store, clock: Clock): Promise<Principal> {
   const header = request.headers.authorization
-  if (!header) throw new UnauthenticatedError('missing Authorization header: send "Authorization: Bearer <api key>"')
+  if (!header)
+    throw new UnauthenticatedError('missing Authorization header: send "Authorization: Bearer <api key>"')
   const match = /^Bearer\s+(\S+)$/i.exec(header)
   const parsed = match?.[1] ? parseApiKey(match[1]) : undefined
   if (!parsed) throw new UnauthenticatedError('malformed API key: expected "Bearer gmk_..."')
@@ -44,8 +45,11 @@ export async function authenticate(request: FastifyRequest, store: Store, clock:
 
 export function requireRole(principal: Principal, role: Role): void {
   if (!principal.roles.includes(role)) {
-    throw new ForbiddenError(`this needs the ${role} role; this API key has: ${principal.roles.join(', ') || 'none'}`, {
-      requiredRole: role,
-    })
+    throw new ForbiddenError(
+      `this needs the ${role} role; this API key has: ${principal.roles.join(', ') || 'none'}`,
+      {
+        requiredRole: role,
+      },
+    )
   }
 }

@@ -1,4 +1,11 @@
-import { ForbiddenError, IdPrefix, NotFoundError, EnrollmentTokenError, type Clock, type Role } from '@gpumesh/core'
+import {
+  ForbiddenError,
+  IdPrefix,
+  NotFoundError,
+  EnrollmentTokenError,
+  type Clock,
+  type Role,
+} from '@gpumesh/core'
 import {
   ApiKeyList,
   CreateAccountBody,
@@ -27,7 +34,12 @@ import {
 import type { DeviceRecord, Store } from '@gpumesh/store'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import type { FastifyBaseLogger, RawServerDefault, RawRequestDefaultExpression, RawReplyDefaultExpression } from 'fastify'
+import type {
+  FastifyBaseLogger,
+  RawServerDefault,
+  RawRequestDefaultExpression,
+  RawReplyDefaultExpression,
+} from 'fastify'
 import Type from 'typebox'
 import { mintApiKey, mintEnrollmentToken, mintId, parseEnrollmentToken } from './credentials.ts'
 import type { OfferIndex } from './offers/offer-index.ts'
@@ -97,15 +109,19 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     },
   )
 
-  app.get('/v1/me', { schema: { tags: ['accounts'], security: secured, response: { 200: MeReply, ...errors } } }, async (request) => {
-    const principal = await principalOf(request)
-    const account = await store.getAccount(principal.accountId)
-    if (!account) throw new NotFoundError('account not found')
-    return {
-      account: accountView(account),
-      apiKey: { id: principal.apiKeyId, name: principal.apiKeyName, roles: [...principal.roles] },
-    }
-  })
+  app.get(
+    '/v1/me',
+    { schema: { tags: ['accounts'], security: secured, response: { 200: MeReply, ...errors } } },
+    async (request) => {
+      const principal = await principalOf(request)
+      const account = await store.getAccount(principal.accountId)
+      if (!account) throw new NotFoundError('account not found')
+      return {
+        account: accountView(account),
+        apiKey: { id: principal.apiKeyId, name: principal.apiKeyName, roles: [...principal.roles] },
+      }
+    },
+  )
 
   app.post(
     '/v1/api-keys',
@@ -123,19 +139,33 @@ export function registerRoutes(app: App, components: RouteComponents): void {
       const roles = request.body.roles ?? principal.roles
       // A key can only hand out roles it holds itself, so a narrow key cannot mint a broader one.
       const missing = roles.filter((role) => !principal.roles.includes(role))
-      if (missing.length > 0) throw new ForbiddenError(`this API key cannot grant: ${missing.join(', ')}`, { field: 'roles' })
-      return reply.status(201).send(await createApiKey(store, clock, principal.accountId, request.body.name, roles))
+      if (missing.length > 0)
+        throw new ForbiddenError(`this API key cannot grant: ${missing.join(', ')}`, { field: 'roles' })
+      return reply
+        .status(201)
+        .send(await createApiKey(store, clock, principal.accountId, request.body.name, roles))
     },
   )
 
-  app.get('/v1/api-keys', { schema: { tags: ['accounts'], security: secured, response: { 200: ApiKeyList, ...errors } } }, async (request) => {
-    const principal = await principalOf(request)
-    return { apiKeys: (await store.listApiKeys(principal.accountId)).map(apiKeyView) }
-  })
+  app.get(
+    '/v1/api-keys',
+    { schema: { tags: ['accounts'], security: secured, response: { 200: ApiKeyList, ...errors } } },
+    async (request) => {
+      const principal = await principalOf(request)
+      return { apiKeys: (await store.listApiKeys(principal.accountId)).map(apiKeyView) }
+    },
+  )
 
   app.delete(
     '/v1/api-keys/:id',
-    { schema: { tags: ['accounts'], security: secured, params: IdParams, response: { 200: ApiKeyView, ...errors } } },
+    {
+      schema: {
+        tags: ['accounts'],
+        security: secured,
+        params: IdParams,
+        response: { 200: ApiKeyView, ...errors },
+      },
+    },
     async (request) => {
       const principal = await principalOf(request)
       const revoked = await store.revokeApiKey(principal.accountId, request.params.id, clock.nowMs())
@@ -187,7 +217,9 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     async (request) => {
       const principal = await principalOf(request)
       requireRole(principal, 'supplier')
-      return { enrollmentTokens: (await store.listEnrollmentTokens(principal.accountId)).map(enrollmentTokenView) }
+      return {
+        enrollmentTokens: (await store.listEnrollmentTokens(principal.accountId)).map(enrollmentTokenView),
+      }
     },
   )
 
@@ -204,9 +236,13 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     async (request) => {
       const { token, publicKey, signature } = request.body
       const parsed = parseEnrollmentToken(token)
-      if (!parsed) throw new EnrollmentTokenError('malformed enrollment token: expected gme_...', { field: 'token' })
+      if (!parsed)
+        throw new EnrollmentTokenError('malformed enrollment token: expected gme_...', { field: 'token' })
       if (!verifyEd25519(publicKey, enrollmentSigningPayload(token), signature)) {
-        request.log.warn({ tokenId: parsed.id }, 'refused enrollment: signature does not match the public key')
+        request.log.warn(
+          { tokenId: parsed.id },
+          'refused enrollment: signature does not match the public key',
+        )
         throw new EnrollmentTokenError('signature does not match the public key', { field: 'signature' })
       }
       const outcome = await store.enroll({
@@ -236,7 +272,14 @@ export function registerRoutes(app: App, components: RouteComponents): void {
 
   app.get(
     '/v1/devices',
-    { schema: { tags: ['suppliers'], summary: 'My devices', security: secured, response: { 200: DeviceList, ...errors } } },
+    {
+      schema: {
+        tags: ['suppliers'],
+        summary: 'My devices',
+        security: secured,
+        response: { 200: DeviceList, ...errors },
+      },
+    },
     async (request) => {
       const principal = await principalOf(request)
       return { devices: (await store.listDevices(principal.accountId)).map(deviceView) }
@@ -245,7 +288,14 @@ export function registerRoutes(app: App, components: RouteComponents): void {
 
   app.get(
     '/v1/devices/:id',
-    { schema: { tags: ['suppliers'], security: secured, params: IdParams, response: { 200: DeviceView, ...errors } } },
+    {
+      schema: {
+        tags: ['suppliers'],
+        security: secured,
+        params: IdParams,
+        response: { 200: DeviceView, ...errors },
+      },
+    },
     async (request) => deviceView(await ownDevice(request, request.params.id)),
   )
 
@@ -309,7 +359,13 @@ const enrollRefusals = {
   key_of_other_account: "this machine's key is enrolled to another account",
 } as const
 
-async function createApiKey(store: Store, clock: Clock, accountId: string, name: string, roles: readonly Role[]) {
+async function createApiKey(
+  store: Store,
+  clock: Clock,
+  accountId: string,
+  name: string,
+  roles: readonly Role[],
+) {
   const minted = mintApiKey()
   await store.insertApiKey({
     id: minted.id,

@@ -40,8 +40,12 @@ export function deviceView(device: DeviceRecord): DeviceView {
     stateChangedAtMs: device.stateChangedAtMs,
     verificationState: device.verificationState,
     verificationReason: device.verificationReason,
-    location: device.region !== null && device.country !== null ? { region: device.region, country: device.country } : null,
-    askingPricePerGpuHourUsd: device.askingPriceMicroUsd === null ? null : formatMicroUsd(device.askingPriceMicroUsd),
+    location:
+      device.region !== null && device.country !== null
+        ? { region: device.region, country: device.country }
+        : null,
+    askingPricePerGpuHourUsd:
+      device.askingPriceMicroUsd === null ? null : formatMicroUsd(device.askingPriceMicroUsd),
     bandwidthTier: device.bandwidthTier,
     inventory: device.inventory,
     reliability: device.reliability,

@@ -24,7 +24,6 @@ export const workerAuthTimeoutMs = 10_000
 export const minReportIntervalMs = 5_000
 const maxCloseReasonBytes = 120
 
-
 export type WorkerLinkComponents = {
   readonly store: Store
   readonly clock: Clock
@@ -76,7 +75,10 @@ export class WorkerLinks {
       closed = true
       socket.close(code, truncateReason(reason))
     }
-    const authTimer = setTimeout(() => refuse(WorkerCloseCode.authFailed, 'authentication timed out'), workerAuthTimeoutMs)
+    const authTimer = setTimeout(
+      () => refuse(WorkerCloseCode.authFailed, 'authentication timed out'),
+      workerAuthTimeoutMs,
+    )
     const authenticated = (next: Session) => {
       session = next
       clearTimeout(authTimer)
@@ -91,11 +93,19 @@ export class WorkerLinks {
       try {
         message = workerMessageValidator.parse(JSON.parse(rawToString(data)))
       } catch (error) {
-        logger.warn({ remoteAddress, deviceId: session?.deviceId, error: String(error) }, 'malformed worker frame')
-        return refuse(WorkerCloseCode.policyViolation, error instanceof SyntaxError ? 'malformed JSON' : String((error as Error).message))
+        logger.warn(
+          { remoteAddress, deviceId: session?.deviceId, error: String(error) },
+          'malformed worker frame',
+        )
+        return refuse(
+          WorkerCloseCode.policyViolation,
+          error instanceof SyntaxError ? 'malformed JSON' : String((error as Error).message),
+        )
       }
       queue = queue
-        .then(() => (closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse)))
+        .then(() =>
+          closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse),
+        )
         .catch((error: unknown) => {
           logger.error({ err: error, deviceId: session?.deviceId }, 'worker frame handling failed')
           refuse(WorkerCloseCode.goingAway, 'internal error')
@@ -130,7 +140,8 @@ export class WorkerLinks {
   ): Promise<void> {
     const { presence, clock, store, logger } = this.#components
     if (!session) {
-      if (message.type !== 'auth') return refuse(WorkerCloseCode.policyViolation, `expected auth, got ${message.type}`)
+      if (message.type !== 'auth')
+        return refuse(WorkerCloseCode.policyViolation, `expected auth, got ${message.type}`)
       const device = await store.getDevice(message.deviceId)
       const payload = sessionSigningPayload(nonce, message.deviceId)
       if (!device || !verifyEd25519(device.publicKey, payload, message.signature)) {
@@ -147,7 +158,13 @@ export class WorkerLinks {
       const previous = this.#sockets.get(device.id)
       this.#sockets.set(device.id, { socket, sessionId })
       if (previous) previous.socket.close(WorkerCloseCode.replaced, 'replaced by a newer session')
-      const outcome = presence.connect(device.id, sessionId, clock.nowMs(), device.lastSeenAtMs, message.agentVersion)
+      const outcome = presence.connect(
+        device.id,
+        sessionId,
+        clock.nowMs(),
+        device.lastSeenAtMs,
+        message.agentVersion,
+      )
       setSession({ deviceId: device.id, sessionId, lastReportAtMs: -Infinity })
       await this.#components.recordStateChanges([outcome.change])
       send(socket, {
@@ -182,7 +199,11 @@ export class WorkerLinks {
   async #report(socket: WebSocket, session: Session, message: ReportMessage): Promise<void> {
     const nowMs = this.#components.clock.nowMs()
     if (nowMs - session.lastReportAtMs < minReportIntervalMs) {
-      send(socket, { type: 'error', code: 'GPUMESH_ERR_RATE_LIMITED', message: 'hardware report ignored: too frequent' })
+      send(socket, {
+        type: 'error',
+        code: 'GPUMESH_ERR_RATE_LIMITED',
+        message: 'hardware report ignored: too frequent',
+      })
       return
     }
     session.lastReportAtMs = nowMs
@@ -193,7 +214,9 @@ export class WorkerLinks {
       region: message.location.region,
       country: message.location.country,
       askingPriceMicroUsd:
-        message.askingPricePerGpuHourUsd === undefined ? null : parseUsdToMicro(message.askingPricePerGpuHourUsd),
+        message.askingPricePerGpuHourUsd === undefined
+          ? null
+          : parseUsdToMicro(message.askingPricePerGpuHourUsd),
     })
   }
 }
@@ -210,5 +233,7 @@ function rawToString(data: unknown): string {
 
 function truncateReason(reason: string): string {
   const bytes = Buffer.from(reason)
-  return bytes.length <= maxCloseReasonBytes ? reason : bytes.subarray(0, maxCloseReasonBytes).toString('utf8')
+  return bytes.length <= maxCloseReasonBytes
+    ? reason
+    : bytes.subarray(0, maxCloseReasonBytes).toString('utf8')
 }

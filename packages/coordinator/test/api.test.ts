@@ -29,7 +29,11 @@ for (const backend of storeBackends) {
     })
     after(() => cleanup())
 
-    const call = (method: 'GET' | 'POST' | 'DELETE', url: string, options: { key?: string; body?: unknown } = {}) =>
+    const call = (
+      method: 'GET' | 'POST' | 'DELETE',
+      url: string,
+      options: { key?: string; body?: unknown } = {},
+    ) =>
       coordinator.app.inject({
         method,
         url,
@@ -58,7 +62,9 @@ for (const backend of storeBackends) {
       assert.equal(missing.statusCode, 400)
       assert.equal(missing.json().code, 'GPUMESH_ERR_VALIDATION')
       assert.match(missing.json().message, /name/)
-      const unknownField = await call('POST', '/v1/accounts', { body: { name: 'x', roles: ['renter'], admin: true } })
+      const unknownField = await call('POST', '/v1/accounts', {
+        body: { name: 'x', roles: ['renter'], admin: true },
+      })
       assert.equal(unknownField.statusCode, 400)
       assert.match(unknownField.body, /admin/)
       const badRole = await call('POST', '/v1/accounts', { body: { name: 'x', roles: ['king'] } })
@@ -77,16 +83,28 @@ for (const backend of storeBackends) {
     it('refuses missing, malformed, unknown and revoked keys', async () => {
       assert.equal((await call('GET', '/v1/me')).statusCode, 401)
       assert.equal((await call('GET', '/v1/me', { key: 'nonsense' })).statusCode, 401)
-      assert.equal((await call('GET', '/v1/me', { key: `gmk_${'a'.repeat(20)}_${'b'.repeat(40)}` })).statusCode, 401)
+      assert.equal(
+        (await call('GET', '/v1/me', { key: `gmk_${'a'.repeat(20)}_${'b'.repeat(40)}` })).statusCode,
+        401,
+      )
       const { apiKey } = await signup('bob', ['renter', 'supplier'])
-      const second = await call('POST', '/v1/api-keys', { key: apiKey.key, body: { name: 'ci', roles: ['renter'] } })
+      const second = await call('POST', '/v1/api-keys', {
+        key: apiKey.key,
+        body: { name: 'ci', roles: ['renter'] },
+      })
       assert.equal(second.statusCode, 201)
       const ciKey = second.json() as { id: string; key: string }
       // a narrow key cannot mint a broader one
-      const escalate = await call('POST', '/v1/api-keys', { key: ciKey.key, body: { name: 'x', roles: ['supplier'] } })
+      const escalate = await call('POST', '/v1/api-keys', {
+        key: ciKey.key,
+        body: { name: 'x', roles: ['supplier'] },
+      })
       assert.equal(escalate.statusCode, 403)
       // it also cannot act as a supplier
-      assert.equal((await call('POST', '/v1/enrollment-tokens', { key: ciKey.key, body: {} })).statusCode, 403)
+      assert.equal(
+        (await call('POST', '/v1/enrollment-tokens', { key: ciKey.key, body: {} })).statusCode,
+        403,
+      )
       assert.equal((await call('DELETE', `/v1/api-keys/${ciKey.id}`, { key: apiKey.key })).statusCode, 200)
       const revoked = await call('GET', '/v1/me', { key: ciKey.key })
       assert.equal(revoked.statusCode, 401)
@@ -96,20 +114,32 @@ for (const backend of storeBackends) {
     it("answers 404 for another account's key and device", async () => {
       const owner = await signup('owner', ['supplier'])
       const stranger = await signup('stranger', ['supplier'])
-      assert.equal((await call('DELETE', `/v1/api-keys/${owner.apiKey.id}`, { key: stranger.apiKey.key })).statusCode, 404)
+      assert.equal(
+        (await call('DELETE', `/v1/api-keys/${owner.apiKey.id}`, { key: stranger.apiKey.key })).statusCode,
+        404,
+      )
       assert.equal((await call('GET', '/v1/me', { key: owner.apiKey.key })).statusCode, 200)
 
-      const token = (await call('POST', '/v1/enrollment-tokens', { key: owner.apiKey.key, body: { label: 'rig-1' } })).json()
+      const token = (
+        await call('POST', '/v1/enrollment-tokens', { key: owner.apiKey.key, body: { label: 'rig-1' } })
+      ).json()
       const keys = newKeyPair()
       const enrolled = await call('POST', '/v1/worker/enroll', {
-        body: { token: token.token, publicKey: keys.publicKey, signature: keys.sign(enrollmentSigningPayload(token.token)) },
+        body: {
+          token: token.token,
+          publicKey: keys.publicKey,
+          signature: keys.sign(enrollmentSigningPayload(token.token)),
+        },
       })
       assert.equal(enrolled.statusCode, 200, enrolled.body)
       const { deviceId } = enrolled.json()
       assert.equal((await call('GET', `/v1/devices/${deviceId}`, { key: owner.apiKey.key })).statusCode, 200)
       const foreign = await call('GET', `/v1/devices/${deviceId}`, { key: stranger.apiKey.key })
       assert.equal(foreign.statusCode, 404)
-      assert.equal((await call('GET', `/v1/devices/${deviceId}/events`, { key: stranger.apiKey.key })).statusCode, 404)
+      assert.equal(
+        (await call('GET', `/v1/devices/${deviceId}/events`, { key: stranger.apiKey.key })).statusCode,
+        404,
+      )
       assert.equal((await call('GET', '/v1/devices', { key: stranger.apiKey.key })).json().devices.length, 0)
     })
 
@@ -119,16 +149,28 @@ for (const backend of storeBackends) {
       assert.match(token.command, /gpumesh worker start --coordinator .* --token gme_/)
       const keys = newKeyPair()
       const forged = await call('POST', '/v1/worker/enroll', {
-        body: { token: token.token, publicKey: keys.publicKey, signature: newKeyPair().sign(enrollmentSigningPayload(token.token)) },
+        body: {
+          token: token.token,
+          publicKey: keys.publicKey,
+          signature: newKeyPair().sign(enrollmentSigningPayload(token.token)),
+        },
       })
       assert.equal(forged.statusCode, 401)
-      const good = { token: token.token, publicKey: keys.publicKey, signature: keys.sign(enrollmentSigningPayload(token.token)) }
+      const good = {
+        token: token.token,
+        publicKey: keys.publicKey,
+        signature: keys.sign(enrollmentSigningPayload(token.token)),
+      }
       const first = await call('POST', '/v1/worker/enroll', { body: good })
       assert.equal(first.statusCode, 200)
       assert.equal(first.json().reenrolled, false)
       const other = newKeyPair()
       const reuse = await call('POST', '/v1/worker/enroll', {
-        body: { token: token.token, publicKey: other.publicKey, signature: other.sign(enrollmentSigningPayload(token.token)) },
+        body: {
+          token: token.token,
+          publicKey: other.publicKey,
+          signature: other.sign(enrollmentSigningPayload(token.token)),
+        },
       })
       assert.equal(reuse.statusCode, 401)
       assert.equal(reuse.json().details.reason, 'already_used')
@@ -144,7 +186,9 @@ for (const backend of storeBackends) {
       const document = response.json()
       assert.ok(document.paths['/v1/offers'].get)
       assert.ok(document.paths['/v1/accounts'].post.requestBody)
-      const parameters = document.paths['/v1/offers'].get.parameters.map((parameter: { name: string }) => parameter.name)
+      const parameters = document.paths['/v1/offers'].get.parameters.map(
+        (parameter: { name: string }) => parameter.name,
+      )
       assert.ok(parameters.includes('maxPricePerGpuHourUsd'))
     })
 

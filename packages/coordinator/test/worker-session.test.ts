@@ -46,12 +46,17 @@ for (const backend of storeBackends) {
     after(() => cleanup())
 
     const api = async (path: string) => {
-      const response = await fetch(`${baseUrl}${path}`, { headers: { authorization: `Bearer ${supplierKey}` } })
+      const response = await fetch(`${baseUrl}${path}`, {
+        headers: { authorization: `Bearer ${supplierKey}` },
+      })
       return (await response.json()) as any
     }
     const startAgent = (token?: string): WorkerAgent => {
       const agent = createWorkerAgent(
-        { logger: quietLogger, probe: () => probeHardware({ nvidiaSmiXmlPath: fixture, diskPath: stateDir }) },
+        {
+          logger: quietLogger,
+          probe: () => probeHardware({ nvidiaSmiXmlPath: fixture, diskPath: stateDir }),
+        },
         {
           coordinatorUrl: baseUrl,
           ...(token ? { token } : {}),
@@ -102,18 +107,38 @@ for (const backend of storeBackends) {
       const replayed = await rawSession(baseUrl, async (ws, nonce) => {
         const key = generateKeyPairSync('ed25519').privateKey
         void nonce
-        ws.send(JSON.stringify({ type: 'auth', deviceId, signature: sign(null, Buffer.from(sessionSigningPayload('old-nonce', deviceId)), key).toString('base64url'), agentVersion: 'x' }))
+        ws.send(
+          JSON.stringify({
+            type: 'auth',
+            deviceId,
+            signature: sign(null, Buffer.from(sessionSigningPayload('old-nonce', deviceId)), key).toString(
+              'base64url',
+            ),
+            agentVersion: 'x',
+          }),
+        )
       })
       assert.equal(replayed.code, 4001)
       const foreign = await rawSession(baseUrl, async (ws, nonce) => {
         const key = generateKeyPairSync('ed25519').privateKey
-        ws.send(JSON.stringify({ type: 'auth', deviceId, signature: sign(null, Buffer.from(sessionSigningPayload(nonce, deviceId)), key).toString('base64url'), agentVersion: 'x' }))
+        ws.send(
+          JSON.stringify({
+            type: 'auth',
+            deviceId,
+            signature: sign(null, Buffer.from(sessionSigningPayload(nonce, deviceId)), key).toString(
+              'base64url',
+            ),
+            agentVersion: 'x',
+          }),
+        )
       })
       assert.equal(foreign.code, 4001)
       const malformed = await rawSession(baseUrl, async (ws) => ws.send('{not json'))
       assert.equal(malformed.code, 1008)
       assert.equal(malformed.reason, 'malformed JSON')
-      const wrongShape = await rawSession(baseUrl, async (ws) => ws.send(JSON.stringify({ type: 'heartbeat', seq: -1 })))
+      const wrongShape = await rawSession(baseUrl, async (ws) =>
+        ws.send(JSON.stringify({ type: 'heartbeat', seq: -1 })),
+      )
       assert.equal(wrongShape.code, 1008)
       assert.match(wrongShape.reason, /seq/)
       const oversized = await rawSession(baseUrl, async (ws) => ws.send('x'.repeat(200 * 1024)))
@@ -131,7 +156,10 @@ for (const backend of storeBackends) {
       assert.equal(offline.stateReasonCode, 'worker_shutdown')
       assert.match(offline.stateReason, /maintenance/)
       // the marketplace follows the store's change feed, a moment later
-      await eventually(async () => ((await (await fetch(`${baseUrl}/v1/offers?gpuModel=h100`)).json()) as any).total === 0, 'delisting')
+      await eventually(
+        async () => ((await (await fetch(`${baseUrl}/v1/offers?gpuModel=h100`)).json()) as any).total === 0,
+        'delisting',
+      )
 
       agent = startAgent() // no token: the saved enrollment is used
       await eventually(async () => (await api(`/v1/devices/${deviceId}`)).state === 'online', 'back online')
@@ -146,7 +174,14 @@ for (const backend of storeBackends) {
       const silent = await rawSession(
         baseUrl,
         async (ws, nonce) => {
-          ws.send(JSON.stringify({ type: 'auth', deviceId, signature: signWithAgentKey(stateDir, sessionSigningPayload(nonce, deviceId)), agentVersion: 'silent' }))
+          ws.send(
+            JSON.stringify({
+              type: 'auth',
+              deviceId,
+              signature: signWithAgentKey(stateDir, sessionSigningPayload(nonce, deviceId)),
+              agentVersion: 'silent',
+            }),
+          )
         },
         { waitForClose: true },
       )

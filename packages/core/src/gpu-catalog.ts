@@ -46,7 +46,16 @@ function spec(
   memoryBandwidthGBps: number,
   productNamePattern: RegExp,
 ): GpuModelSpec {
-  return { id, displayName, architecture, vramMib, fp32Tflops, fp16TensorTflops, memoryBandwidthGBps, productNamePattern }
+  return {
+    id,
+    displayName,
+    architecture,
+    vramMib,
+    fp32Tflops,
+    fp16TensorTflops,
+    memoryBandwidthGBps,
+    productNamePattern,
+  }
 }
 
 const specsById = new Map(gpuCatalog.map((entry) => [entry.id, entry]))

@@ -12,10 +12,7 @@ const TimestampMs = Type.Integer({ minimum: 0, description: 'milliseconds since 
 
 // Accounts and API keys
 
-export const CreateAccountBody = Type.Object(
-  { name: Name, roles: Roles },
-  { additionalProperties: false },
-)
+export const CreateAccountBody = Type.Object({ name: Name, roles: Roles }, { additionalProperties: false })
 export type CreateAccountBody = Static<typeof CreateAccountBody>
 
 export const AccountView = Type.Object({
@@ -120,7 +117,11 @@ export type EnrollReply = Static<typeof EnrollReply>
 
 // Devices
 
-const DeviceStateSchema = Type.Union([Type.Literal('online'), Type.Literal('offline'), Type.Literal('blocked')])
+const DeviceStateSchema = Type.Union([
+  Type.Literal('online'),
+  Type.Literal('offline'),
+  Type.Literal('blocked'),
+])
 const VerificationStateSchema = Type.Union([
   Type.Literal('unverified'),
   Type.Literal('verifying'),
@@ -162,7 +163,10 @@ export const DeviceEventView = Type.Object({
 export const DeviceEventList = Type.Object({ events: Type.Array(DeviceEventView) })
 export type DeviceEventList = Static<typeof DeviceEventList>
 
-export const UptimeBucketView = Type.Object({ bucketStartMs: TimestampMs, onlineMs: Type.Integer({ minimum: 0 }) })
+export const UptimeBucketView = Type.Object({
+  bucketStartMs: TimestampMs,
+  onlineMs: Type.Integer({ minimum: 0 }),
+})
 export const DeviceUptimeReply = Type.Object({
   bucketMs: Type.Integer(),
   buckets: Type.Array(UptimeBucketView),
@@ -177,7 +181,13 @@ export const defaultOffersPageSize = 50
 
 export const OffersQuery = Type.Object(
   {
-    gpuModel: Type.Optional(Type.String({ minLength: 1, maxLength: 64, description: 'catalog id or name, e.g. a100 or "RTX 4090"' })),
+    gpuModel: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 64,
+        description: 'catalog id or name, e.g. a100 or "RTX 4090"',
+      }),
+    ),
     minGpus: Type.Optional(Type.Integer({ minimum: 0, maximum: 64, description: 'GPUs per node, at least' })),
     maxGpus: Type.Optional(Type.Integer({ minimum: 0, maximum: 64 })),
     minVramGb: Type.Optional(Type.Number({ minimum: 0, maximum: 4096, description: 'per GPU' })),
@@ -189,7 +199,9 @@ export const OffersQuery = Type.Object(
     maxPricePerGpuHourUsd: Type.Optional(UsdAmount),
     verifiedOnly: Type.Optional(Type.Boolean()),
     minReliability: Type.Optional(Type.Number({ minimum: 0, maximum: 1 })),
-    sort: Type.Optional(Type.Union([Type.Literal('price'), Type.Literal('performance'), Type.Literal('reliability')])),
+    sort: Type.Optional(
+      Type.Union([Type.Literal('price'), Type.Literal('performance'), Type.Literal('reliability')]),
+    ),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: maxOffersPageSize })),
     cursor: Type.Optional(Type.String({ maxLength: 64, pattern: '^[0-9]+$' })),
   },

@@ -16,5 +16,8 @@ export type ErrorReply = Static<typeof ErrorReply>
 
 export const Role = Type.Union([Type.Literal('renter'), Type.Literal('supplier'), Type.Literal('operator')])
 
-export const IdParams = Type.Object({ id: Type.String({ minLength: 1, maxLength: 64 }) }, { additionalProperties: false })
+export const IdParams = Type.Object(
+  { id: Type.String({ minLength: 1, maxLength: 64 }) },
+  { additionalProperties: false },
+)
 export type IdParams = Static<typeof IdParams>

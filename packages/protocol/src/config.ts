@@ -50,7 +50,13 @@ export const WorkerSettings = Type.Object(
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(
-      [Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('silent')],
+      [
+        Type.Literal('error'),
+        Type.Literal('warn'),
+        Type.Literal('info'),
+        Type.Literal('debug'),
+        Type.Literal('silent'),
+      ],
       { default: 'info' },
     ),
   },

@@ -40,7 +40,10 @@ export function describeIssues(rawIssues: Iterable<RawIssue>): FieldIssue[] {
     if (raw.keyword === 'additionalProperties') {
       const extra = raw.params['additionalProperty']
       if (typeof extra === 'string') {
-        pushIssue(issues, seen, { field: joinField(fieldFromPointer(raw.instancePath), extra), message: 'is not a known field' })
+        pushIssue(issues, seen, {
+          field: joinField(fieldFromPointer(raw.instancePath), extra),
+          message: 'is not a known field',
+        })
       }
       continue
     }
@@ -51,7 +54,10 @@ export function describeIssues(rawIssues: Iterable<RawIssue>): FieldIssue[] {
     }
     if (raw.keyword === 'required' && Array.isArray(raw.params['requiredProperties'])) {
       for (const name of raw.params['requiredProperties'] as string[]) {
-        pushIssue(issues, seen, { field: joinField(fieldFromPointer(raw.instancePath), name), message: 'is required' })
+        pushIssue(issues, seen, {
+          field: joinField(fieldFromPointer(raw.instancePath), name),
+          message: 'is required',
+        })
       }
       continue
     }
@@ -92,14 +98,17 @@ export function createTaggedValidator<S extends TSchema>(
   variants: Readonly<Record<string, TSchema>>,
   what: string,
 ): Validator<S> {
-  const byType = new Map(Object.entries(variants).map(([type, schema]) => [type, createValidator(schema, what)]))
+  const byType = new Map(
+    Object.entries(variants).map(([type, schema]) => [type, createValidator(schema, what)]),
+  )
   const known = [...byType.keys()].join(', ')
   const whole = Compile(union)
   return {
     schema: union,
     check: (value: unknown): value is Static<S> => whole.Check(value),
     parse(value: unknown): Static<S> {
-      const type = typeof value === 'object' && value !== null ? (value as { type?: unknown }).type : undefined
+      const type =
+        typeof value === 'object' && value !== null ? (value as { type?: unknown }).type : undefined
       const variant = typeof type === 'string' ? byType.get(type) : undefined
       if (!variant) throw new ValidationError([{ field: 'type', message: `must be one of: ${known}` }], what)
       return variant.parse(value) as Static<S>

@@ -21,7 +21,10 @@ export function enrollmentSigningPayload(token: string): string {
 }
 
 const Base64Url = (maxLength: number) => Type.String({ pattern: '^[A-Za-z0-9_-]+$', maxLength, minLength: 1 })
-export const Ed25519PublicKey = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$', description: 'raw key, base64url' })
+export const Ed25519PublicKey = Type.String({
+  pattern: '^[A-Za-z0-9_-]{43}$',
+  description: 'raw key, base64url',
+})
 export const Ed25519Signature = Type.String({ pattern: '^[A-Za-z0-9_-]{86}$', description: 'base64url' })
 
 // coordinator -> worker

@@ -5,7 +5,8 @@ import pg from 'pg'
 // One narrow SQL interface with two implementations: the embedded default (PGlite) and PostgreSQL.
 // Both return BIGINT columns as JS bigint, so code above this line never sees a driver's quirks.
 
-export type SqlParam = string | number | bigint | boolean | null | readonly unknown[] | Record<string, unknown>
+export type SqlParam =
+  string | number | bigint | boolean | null | readonly unknown[] | Record<string, unknown>
 
 export interface SqlExecutor {
   query<Row>(text: string, params?: readonly SqlParam[]): Promise<Row[]>

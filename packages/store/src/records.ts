@@ -96,4 +96,7 @@ export type EnrollRequest = {
 
 export type EnrollOutcome =
   | { readonly ok: true; readonly deviceId: string; readonly accountId: string; readonly reenrolled: boolean }
-  | { readonly ok: false; readonly reason: 'unknown_token' | 'expired' | 'already_used' | 'key_of_other_account' }
+  | {
+      readonly ok: false
+      readonly reason: 'unknown_token' | 'expired' | 'already_used' | 'key_of_other_account'
+    }

@@ -122,12 +122,10 @@ class SqlStore implements Store {
   }
 
   async createAccount(account: AccountRecord): Promise<void> {
-    await this.#driver.execute('INSERT INTO accounts (id, name, roles, created_at_ms) VALUES ($1, $2, $3, $4)', [
-      account.id,
-      account.name,
-      account.roles,
-      account.createdAtMs,
-    ])
+    await this.#driver.execute(
+      'INSERT INTO accounts (id, name, roles, created_at_ms) VALUES ($1, $2, $3, $4)',
+      [account.id, account.name, account.roles, account.createdAtMs],
+    )
   }
 
   async getAccount(id: string): Promise<AccountRecord | undefined> {
@@ -147,7 +145,16 @@ class SqlStore implements Store {
     await this.#driver.execute(
       `INSERT INTO api_keys (id, account_id, name, roles, secret_sha256, created_at_ms, last_used_at_ms, revoked_at_ms)
        VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
-      [key.id, key.accountId, key.name, key.roles, key.secretSha256, key.createdAtMs, key.lastUsedAtMs, key.revokedAtMs],
+      [
+        key.id,
+        key.accountId,
+        key.name,
+        key.roles,
+        key.secretSha256,
+        key.createdAtMs,
+        key.lastUsedAtMs,
+        key.revokedAtMs,
+      ],
     )
   }
 
@@ -245,7 +252,9 @@ class SqlStore implements Store {
   }
 
   async getDevice(id: string): Promise<DeviceRecord | undefined> {
-    const rows = await this.#driver.query<DeviceRow>(`SELECT ${deviceColumns} FROM devices WHERE id = $1`, [id])
+    const rows = await this.#driver.query<DeviceRow>(`SELECT ${deviceColumns} FROM devices WHERE id = $1`, [
+      id,
+    ])
     return rows[0] && toDevice(rows[0])
   }
 
@@ -285,7 +294,14 @@ class SqlStore implements Store {
       `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5, asking_price_micro_usd = $6,
          change_seq = nextval('device_change_seq')
        WHERE id = $1`,
-      [deviceId, report.hostname, report.inventory, report.region, report.country, report.askingPriceMicroUsd],
+      [
+        deviceId,
+        report.hostname,
+        report.inventory,
+        report.region,
+        report.country,
+        report.askingPriceMicroUsd,
+      ],
     )
   }
 
@@ -307,7 +323,9 @@ class SqlStore implements Store {
     }
     await this.#driver.transaction(async (tx) => {
       // Sorted ids keep lock order stable across concurrent flushes from several processes.
-      const sorted = [...entries].sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0))
+      const sorted = [...entries].sort((a, b) =>
+        a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0,
+      )
       await tx.execute(
         `UPDATE devices AS d SET last_seen_at_ms = GREATEST(COALESCE(d.last_seen_at_ms, 0), u.last_seen),
            uptime_ms_total = d.uptime_ms_total + u.added
@@ -344,7 +362,13 @@ class SqlStore implements Store {
         [cutoffMs, nowMs, reason],
       )
       for (const row of rows) {
-        await insertEvent(tx, { deviceId: row.id, state: 'offline', reasonCode: 'missed_heartbeats', reason, atMs: nowMs })
+        await insertEvent(tx, {
+          deviceId: row.id,
+          state: 'offline',
+          reasonCode: 'missed_heartbeats',
+          reason,
+          atMs: nowMs,
+        })
       }
       return rows.map((row) => row.id)
     })
@@ -392,7 +416,10 @@ class SqlStore implements Store {
        WHERE device_id = $1 AND bucket_start_ms >= $2 ORDER BY bucket_start_ms`,
       [deviceId, sinceMs],
     )
-    return rows.map((row) => ({ bucketStartMs: Number(row.bucket_start_ms), onlineMs: Number(row.online_ms) }))
+    return rows.map((row) => ({
+      bucketStartMs: Number(row.bucket_start_ms),
+      onlineMs: Number(row.online_ms),
+    }))
   }
 
   async setDeviceVerification(deviceId: string, state: VerificationState, reason: string): Promise<void> {

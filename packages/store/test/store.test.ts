@@ -17,8 +17,18 @@ for (const backend of storeBackends) {
     let cleanup: () => Promise<void>
     before(async () => {
       ;({ store, cleanup } = await backend.open())
-      await store.createAccount({ id: 'acc_supplier', name: 'supplier', roles: ['supplier'], createdAtMs: t0 })
-      await store.createAccount({ id: 'acc_other', name: 'other', roles: ['supplier', 'renter'], createdAtMs: t0 })
+      await store.createAccount({
+        id: 'acc_supplier',
+        name: 'supplier',
+        roles: ['supplier'],
+        createdAtMs: t0,
+      })
+      await store.createAccount({
+        id: 'acc_other',
+        name: 'other',
+        roles: ['supplier', 'renter'],
+        createdAtMs: t0,
+      })
     })
     after(() => cleanup())
 
@@ -69,9 +79,23 @@ for (const backend of storeBackends) {
 
     it('enrolls once per token and keeps a machine identity across re-enrollment', async () => {
       await issueToken('enr_1')
-      const request = { tokenId: 'enr_1', tokenSecretSha256: 'hash-enr_1', publicKey: 'pk-1', newDeviceId: 'dev_1', nowMs: t0 }
-      assert.deepEqual(await store.enroll({ ...request, tokenSecretSha256: 'wrong' }), { ok: false, reason: 'unknown_token' })
-      assert.deepEqual(await store.enroll(request), { ok: true, deviceId: 'dev_1', accountId: 'acc_supplier', reenrolled: false })
+      const request = {
+        tokenId: 'enr_1',
+        tokenSecretSha256: 'hash-enr_1',
+        publicKey: 'pk-1',
+        newDeviceId: 'dev_1',
+        nowMs: t0,
+      }
+      assert.deepEqual(await store.enroll({ ...request, tokenSecretSha256: 'wrong' }), {
+        ok: false,
+        reason: 'unknown_token',
+      })
+      assert.deepEqual(await store.enroll(request), {
+        ok: true,
+        deviceId: 'dev_1',
+        accountId: 'acc_supplier',
+        reenrolled: false,
+      })
       // the same worker retrying (its reply was lost) gets the same device back
       assert.deepEqual(await store.enroll({ ...request, newDeviceId: 'dev_retry' }), {
         ok: true,
@@ -87,7 +111,12 @@ for (const backend of storeBackends) {
       // a fresh token with the known key is the same device, not a duplicate
       await issueToken('enr_2')
       assert.deepEqual(
-        await store.enroll({ ...request, tokenId: 'enr_2', tokenSecretSha256: 'hash-enr_2', newDeviceId: 'dev_dup' }),
+        await store.enroll({
+          ...request,
+          tokenId: 'enr_2',
+          tokenSecretSha256: 'hash-enr_2',
+          newDeviceId: 'dev_dup',
+        }),
         { ok: true, deviceId: 'dev_1', accountId: 'acc_supplier', reenrolled: true },
       )
       assert.equal(await store.getDevice('dev_dup'), undefined)
@@ -97,12 +126,24 @@ for (const backend of storeBackends) {
     it('refuses expired tokens and keys enrolled to another account', async () => {
       await issueToken('enr_old', 'acc_supplier', t0 - 1)
       assert.deepEqual(
-        await store.enroll({ tokenId: 'enr_old', tokenSecretSha256: 'hash-enr_old', publicKey: 'pk-9', newDeviceId: 'dev_9', nowMs: t0 }),
+        await store.enroll({
+          tokenId: 'enr_old',
+          tokenSecretSha256: 'hash-enr_old',
+          publicKey: 'pk-9',
+          newDeviceId: 'dev_9',
+          nowMs: t0,
+        }),
         { ok: false, reason: 'expired' },
       )
       await issueToken('enr_other', 'acc_other')
       assert.deepEqual(
-        await store.enroll({ tokenId: 'enr_other', tokenSecretSha256: 'hash-enr_other', publicKey: 'pk-1', newDeviceId: 'dev_x', nowMs: t0 }),
+        await store.enroll({
+          tokenId: 'enr_other',
+          tokenSecretSha256: 'hash-enr_other',
+          publicKey: 'pk-1',
+          newDeviceId: 'dev_x',
+          nowMs: t0,
+        }),
         { ok: false, reason: 'key_of_other_account' },
       )
       // the refused attempt did not consume the token
@@ -116,7 +157,13 @@ for (const backend of storeBackends) {
       assert.equal(before.state, 'offline')
       assert.equal(before.stateReasonCode, 'enrolled')
       await store.applyDeviceStateChanges([
-        { deviceId: 'dev_1', state: 'online', reasonCode: 'connected', reason: 'worker connected', atMs: t0 + 1000 },
+        {
+          deviceId: 'dev_1',
+          state: 'online',
+          reasonCode: 'connected',
+          reason: 'worker connected',
+          atMs: t0 + 1000,
+        },
       ])
       const changed = await store.listDevicesChangedSince(before.changeSeq, 10)
       assert.deepEqual(
@@ -156,7 +203,11 @@ for (const backend of storeBackends) {
 
     it('accumulates uptime per bucket across flushes and computes reliability from it', async () => {
       await store.flushHeartbeats([
-        { deviceId: 'dev_1', lastSeenAtMs: t0 + 5000, uptimeBuckets: [{ bucketStartMs: t0, onlineMs: 4000 }] },
+        {
+          deviceId: 'dev_1',
+          lastSeenAtMs: t0 + 5000,
+          uptimeBuckets: [{ bucketStartMs: t0, onlineMs: 4000 }],
+        },
       ])
       await store.flushHeartbeats([
         {
@@ -183,7 +234,10 @@ for (const backend of storeBackends) {
 
     it('sweeps online devices that nobody has heard from', async () => {
       assert.deepEqual(await store.sweepSilentDevices(t0 + hourMs, t0 + 2 * hourMs, 'silent'), [])
-      assert.deepEqual(await store.sweepSilentDevices(t0 + 2 * hourMs, t0 + 2 * hourMs, 'no heartbeat for 30 s'), ['dev_1'])
+      assert.deepEqual(
+        await store.sweepSilentDevices(t0 + 2 * hourMs, t0 + 2 * hourMs, 'no heartbeat for 30 s'),
+        ['dev_1'],
+      )
       const device = await store.getDevice('dev_1')
       assert.equal(device?.state, 'offline')
       assert.equal(device?.stateReason, 'no heartbeat for 30 s')

@@ -33,7 +33,8 @@ export type WorkerAgentComponents = {
   probe(): Promise<HardwareInventory>
 }
 
-export type WorkerAgentStatus = 'starting' | 'enrolling' | 'connecting' | 'online' | 'backing_off' | 'stopped' | 'fatal'
+export type WorkerAgentStatus =
+  'starting' | 'enrolling' | 'connecting' | 'online' | 'backing_off' | 'stopped' | 'fatal'
 
 export type WorkerAgent = {
   start(): Promise<void>
@@ -81,10 +82,19 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         response = await fetch(`${init.coordinatorUrl.replace(/\/$/, '')}/v1/worker/enroll`, {
           method: 'POST',
           headers: { 'content-type': 'application/json' },
-          body: JSON.stringify({ token: init.token, publicKey: id.publicKey, signature: id.sign(enrollmentSigningPayload(init.token)) }),
+          body: JSON.stringify({
+            token: init.token,
+            publicKey: id.publicKey,
+            signature: id.sign(enrollmentSigningPayload(init.token)),
+          }),
         })
       } catch (error) {
-        const delayMs = reconnectDelayMs(attempt, init.reconnectInitialDelayMs, init.reconnectMaxDelayMs, random)
+        const delayMs = reconnectDelayMs(
+          attempt,
+          init.reconnectInitialDelayMs,
+          init.reconnectMaxDelayMs,
+          random,
+        )
         logger.warn('coordinator unreachable for enrollment; retrying', { error: String(error), delayMs })
         if (!(await backoff(delayMs))) throw new WorkerFatalError('stopped before enrolling')
         continue
@@ -95,8 +105,14 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         throw new WorkerFatalError(`enrollment refused: ${message}`)
       }
       const reply = enrollReplyValidator.parse(body)
-      writeEnrollment(init.stateDir, { deviceId: reply.deviceId, accountId: reply.accountId, coordinatorUrl: init.coordinatorUrl })
-      logger.info(reply.reenrolled ? 'machine already known: kept its device identity' : 'enrolled', { deviceId: reply.deviceId })
+      writeEnrollment(init.stateDir, {
+        deviceId: reply.deviceId,
+        accountId: reply.accountId,
+        coordinatorUrl: init.coordinatorUrl,
+      })
+      logger.info(reply.reenrolled ? 'machine already known: kept its device identity' : 'enrolled', {
+        deviceId: reply.deviceId,
+      })
       return reply.deviceId
     }
   }
@@ -118,7 +134,11 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   }
 
   /** One session: resolves when the link closes; the close code says whether to retry. */
-  function runSession(id: WorkerIdentity, device: string, inventory: HardwareInventory): Promise<{ code: number; reason: string; wasOnline: boolean }> {
+  function runSession(
+    id: WorkerIdentity,
+    device: string,
+    inventory: HardwareInventory,
+  ): Promise<{ code: number; reason: string; wasOnline: boolean }> {
     status = 'connecting'
     return new Promise((resolve) => {
       const ws = new WebSocket(wsUrl, { handshakeTimeout: 10_000, maxPayload: 1024 * 1024 })
@@ -146,18 +166,28 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         } else if (message.type === 'welcome') {
           wasOnline = true
           status = 'online'
-          logger.info('online', { deviceId: message.deviceId, heartbeatIntervalMs: message.heartbeatIntervalMs })
+          logger.info('online', {
+            deviceId: message.deviceId,
+            heartbeatIntervalMs: message.heartbeatIntervalMs,
+          })
           if (init.askingPricePerGpuHourUsd === undefined) {
-            logger.warn('no asking price set: this machine is not listed in the marketplace (set --price-per-gpu-hour)')
+            logger.warn(
+              'no asking price set: this machine is not listed in the marketplace (set --price-per-gpu-hour)',
+            )
           }
           sendMessage({
             type: 'report',
             inventory,
             location: { region: init.region, country: init.country },
-            ...(init.askingPricePerGpuHourUsd === undefined ? {} : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
+            ...(init.askingPricePerGpuHourUsd === undefined
+              ? {}
+              : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
           })
           clearInterval(heartbeatTimer)
-          heartbeatTimer = setInterval(() => sendMessage({ type: 'heartbeat', seq: seq++ }), message.heartbeatIntervalMs)
+          heartbeatTimer = setInterval(
+            () => sendMessage({ type: 'heartbeat', seq: seq++ }),
+            message.heartbeatIntervalMs,
+          )
         } else {
           logger.warn('coordinator reported an error', { code: message.code, message: message.message })
         }
@@ -181,12 +211,18 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         const inventory = await components.probe()
         const { code, reason, wasOnline } = await runSession(identity, deviceId, inventory)
         if (stopping) break
-        if (code === WorkerCloseCode.blocked) throw new WorkerFatalError(`the coordinator blocked this device: ${reason}`)
+        if (code === WorkerCloseCode.blocked)
+          throw new WorkerFatalError(`the coordinator blocked this device: ${reason}`)
         if (code === WorkerCloseCode.authFailed) {
-          logger.error('the coordinator refused this machine\'s identity', { reason })
+          logger.error("the coordinator refused this machine's identity", { reason })
         }
         attempt = wasOnline ? 0 : attempt + 1
-        const delayMs = reconnectDelayMs(attempt, init.reconnectInitialDelayMs, init.reconnectMaxDelayMs, random)
+        const delayMs = reconnectDelayMs(
+          attempt,
+          init.reconnectInitialDelayMs,
+          init.reconnectMaxDelayMs,
+          random,
+        )
         logger.warn('link to coordinator lost; reconnecting', { code, reason, delayMs })
         if (!(await backoff(delayMs))) break
       }

@@ -34,13 +34,21 @@ export function loadOrCreateIdentity(stateDir: string): WorkerIdentity {
   }
 }
 
-export type EnrollmentRecord = { readonly deviceId: string; readonly accountId: string; readonly coordinatorUrl: string }
+export type EnrollmentRecord = {
+  readonly deviceId: string
+  readonly accountId: string
+  readonly coordinatorUrl: string
+}
 
 export function readEnrollment(stateDir: string): EnrollmentRecord | undefined {
   const path = join(stateDir, enrollmentFileName)
   if (!existsSync(path)) return undefined
   const parsed = JSON.parse(readFileSync(path, 'utf8')) as Partial<EnrollmentRecord>
-  if (typeof parsed.deviceId !== 'string' || typeof parsed.accountId !== 'string' || typeof parsed.coordinatorUrl !== 'string') {
+  if (
+    typeof parsed.deviceId !== 'string' ||
+    typeof parsed.accountId !== 'string' ||
+    typeof parsed.coordinatorUrl !== 'string'
+  ) {
     throw new Error(`${path} is damaged: delete it and enroll again with a new token`)
   }
   return parsed as EnrollmentRecord

@@ -1,4 +1,10 @@
-import { bandwidthTierRank, formatMicroUsd, gpuModelById, parseUsdToMicro, type BandwidthTier } from '@gpumesh/core'
+import {
+  bandwidthTierRank,
+  formatMicroUsd,
+  gpuModelById,
+  parseUsdToMicro,
+  type BandwidthTier,
+} from '@gpumesh/core'
 import { defaultOffersPageSize, type Offer, type OffersPage, type OffersQuery } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
 
@@ -55,7 +61,11 @@ export class OfferIndex {
       if (total >= offset && offers.length < limit) offers.push(entry.offer)
       total += 1
     }
-    return { offers, total, nextCursor: offset + offers.length < total ? String(offset + offers.length) : null }
+    return {
+      offers,
+      total,
+      nextCursor: offset + offers.length < total ? String(offset + offers.length) : null,
+    }
   }
 
   #order(sortKey: SortKey): Entry[] {
@@ -84,11 +94,15 @@ function sortPositionMayDiffer(previous: Entry, next: Entry): boolean {
   )
 }
 
-const byDeviceId = (a: Entry, b: Entry) => (a.offer.deviceId < b.offer.deviceId ? -1 : a.offer.deviceId > b.offer.deviceId ? 1 : 0)
+const byDeviceId = (a: Entry, b: Entry) =>
+  a.offer.deviceId < b.offer.deviceId ? -1 : a.offer.deviceId > b.offer.deviceId ? 1 : 0
 const comparators: Record<SortKey, (a: Entry, b: Entry) => number> = {
-  price: (a, b) => a.priceMicroUsd - b.priceMicroUsd || b.offer.reliability - a.offer.reliability || byDeviceId(a, b),
-  performance: (a, b) => b.performance - a.performance || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
-  reliability: (a, b) => b.offer.reliability - a.offer.reliability || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
+  price: (a, b) =>
+    a.priceMicroUsd - b.priceMicroUsd || b.offer.reliability - a.offer.reliability || byDeviceId(a, b),
+  performance: (a, b) =>
+    b.performance - a.performance || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
+  reliability: (a, b) =>
+    b.offer.reliability - a.offer.reliability || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
 }
 
 /** "RTX 4090", "nvidia a100", "a100-80gb" -> a comparable key */
@@ -106,7 +120,12 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
   if (query.gpuModel !== undefined) {
     const wanted = normalizeModelQuery(query.gpuModel)
     const wantedLower = query.gpuModel.toLowerCase()
-    checks.push((entry) => entry.modelKey === wanted || entry.modelKey.startsWith(`${wanted}-`) || entry.modelNameLower.includes(wantedLower))
+    checks.push(
+      (entry) =>
+        entry.modelKey === wanted ||
+        entry.modelKey.startsWith(`${wanted}-`) ||
+        entry.modelNameLower.includes(wantedLower),
+    )
   }
   if (query.minGpus !== undefined) {
     const minGpus = query.minGpus
@@ -155,7 +174,8 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
 /** A device is listed when it is online, has reported hardware and location, and has an asking price. */
 function toEntry(device: DeviceRecord): Entry | undefined {
   const { inventory } = device
-  if (!inventory || device.region === null || device.country === null || device.askingPriceMicroUsd === null) return undefined
+  if (!inventory || device.region === null || device.country === null || device.askingPriceMicroUsd === null)
+    return undefined
   const listed = device.state === 'online' && device.verificationState !== 'failed'
   const model = dominantModel(inventory.gpus)
   const gpuCount = inventory.gpus.length
@@ -195,6 +215,7 @@ function dominantModel<T extends { modelKey: string }>(gpus: readonly T[]): T | 
   const counts = new Map<string, number>()
   for (const gpu of gpus) counts.set(gpu.modelKey, (counts.get(gpu.modelKey) ?? 0) + 1)
   let best: T | undefined
-  for (const gpu of gpus) if (!best || (counts.get(gpu.modelKey) ?? 0) > (counts.get(best.modelKey) ?? 0)) best = gpu
+  for (const gpu of gpus)
+    if (!best || (counts.get(gpu.modelKey) ?? 0) > (counts.get(best.modelKey) ?? 0)) best = gpu
   return best
 }

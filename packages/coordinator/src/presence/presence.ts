@@ -56,11 +56,18 @@ export class Presence {
    * A worker authenticated. `lastSeenAtMs` is the store's last record of it (from any process);
    * when it is within the restart grace, the gap counts as uptime.
    */
-  connect(deviceId: string, sessionId: string, nowMs: number, lastSeenAtMs: number | null, agentVersion: string): ConnectOutcome {
+  connect(
+    deviceId: string,
+    sessionId: string,
+    nowMs: number,
+    lastSeenAtMs: number | null,
+    agentVersion: string,
+  ): ConnectOutcome {
     const previous = this.#sessions.get(deviceId)
     if (previous) this.#finish(deviceId, previous)
     const gapStartMs = previous?.lastHeartbeatMs ?? lastSeenAtMs
-    const withinGrace = gapStartMs !== null && nowMs - gapStartMs <= this.#rules.restartGraceMs && nowMs >= gapStartMs
+    const withinGrace =
+      gapStartMs !== null && nowMs - gapStartMs <= this.#rules.restartGraceMs && nowMs >= gapStartMs
     const creditedGapMs = withinGrace ? nowMs - gapStartMs : 0
     const session: SessionPresence = {
       sessionId,
@@ -69,7 +76,10 @@ export class Presence {
       pendingBuckets: withinGrace ? [splitIntoBuckets(gapStartMs, nowMs)] : [],
     }
     this.#sessions.set(deviceId, session)
-    const graceNote = creditedGapMs > 0 ? `; back within the restart grace, ${Math.round(creditedGapMs / 1000)} s gap not counted as downtime` : ''
+    const graceNote =
+      creditedGapMs > 0
+        ? `; back within the restart grace, ${Math.round(creditedGapMs / 1000)} s gap not counted as downtime`
+        : ''
     return {
       creditedGapMs,
       change: {
@@ -91,15 +101,32 @@ export class Presence {
   }
 
   /** The session ended; returns the state change to record, or undefined when it was not current. */
-  disconnect(deviceId: string, sessionId: string, nowMs: number, cause: DisconnectCause): DeviceStateChange | undefined {
+  disconnect(
+    deviceId: string,
+    sessionId: string,
+    nowMs: number,
+    cause: DisconnectCause,
+  ): DeviceStateChange | undefined {
     const session = this.#sessions.get(deviceId)
     if (!session || session.sessionId !== sessionId) return undefined
     this.#sessions.delete(deviceId)
     this.#finish(deviceId, session)
     if (cause.kind === 'replaced') return undefined
     return cause.kind === 'goodbye'
-      ? { deviceId, state: 'offline', reasonCode: 'worker_shutdown', reason: `worker shut down: ${cause.reason}`, atMs: nowMs }
-      : { deviceId, state: 'offline', reasonCode: 'connection_closed', reason: `connection lost without a goodbye (${cause.detail})`, atMs: nowMs }
+      ? {
+          deviceId,
+          state: 'offline',
+          reasonCode: 'worker_shutdown',
+          reason: `worker shut down: ${cause.reason}`,
+          atMs: nowMs,
+        }
+      : {
+          deviceId,
+          state: 'offline',
+          reasonCode: 'connection_closed',
+          reason: `connection lost without a goodbye (${cause.detail})`,
+          atMs: nowMs,
+        }
   }
 
   /** Ends every session (coordinator shutdown); workers reconnect, and the restart grace covers the gap. */
@@ -140,12 +167,20 @@ export class Presence {
   drainFlush(): HeartbeatFlushEntry[] {
     const entries: HeartbeatFlushEntry[] = []
     for (const finished of this.#finished) {
-      entries.push({ deviceId: finished.deviceId, lastSeenAtMs: finished.lastSeenAtMs, uptimeBuckets: mergeBuckets(finished.buckets) })
+      entries.push({
+        deviceId: finished.deviceId,
+        lastSeenAtMs: finished.lastSeenAtMs,
+        uptimeBuckets: mergeBuckets(finished.buckets),
+      })
     }
     this.#finished = []
     for (const [deviceId, session] of this.#sessions) {
       this.#accrue(session)
-      entries.push({ deviceId, lastSeenAtMs: session.lastHeartbeatMs, uptimeBuckets: mergeBuckets(session.pendingBuckets) })
+      entries.push({
+        deviceId,
+        lastSeenAtMs: session.lastHeartbeatMs,
+        uptimeBuckets: mergeBuckets(session.pendingBuckets),
+      })
       session.pendingBuckets = []
     }
     return mergeEntries(entries)

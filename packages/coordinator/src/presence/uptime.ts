@@ -20,7 +20,8 @@ export function splitIntoBuckets(fromMs: number, toMs: number, bucketMs = uptime
 export function mergeBuckets(lists: readonly (readonly UptimeBucket[])[]): UptimeBucket[] {
   const byStart = new Map<number, number>()
   for (const list of lists) {
-    for (const bucket of list) byStart.set(bucket.bucketStartMs, (byStart.get(bucket.bucketStartMs) ?? 0) + bucket.onlineMs)
+    for (const bucket of list)
+      byStart.set(bucket.bucketStartMs, (byStart.get(bucket.bucketStartMs) ?? 0) + bucket.onlineMs)
   }
   return [...byStart.entries()]
     .sort(([a], [b]) => a - b)

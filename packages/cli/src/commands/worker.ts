@@ -1,0 +1,90 @@
+import { resolve } from 'node:path'
+import { WorkerSettings } from '@gpumesh/protocol'
+import { createWorkerAgent, formatInventoryTable, probeHardware, type WorkerLogger } from '@gpumesh/worker'
+import type { Command } from 'commander'
+import { printJson } from '../output.ts'
+import { loadSettings } from '../settings.ts'
+import { untilSignal } from './coordinator.ts'
+
+const logLevels = ['error', 'warn', 'info', 'debug', 'silent'] as const
+
+function consoleLogger(level: (typeof logLevels)[number]): WorkerLogger {
+  const threshold = logLevels.indexOf(level)
+  const write = (name: (typeof logLevels)[number], message: string, fields?: Record<string, unknown>) => {
+    if (logLevels.indexOf(name) > threshold || level === 'silent') return
+    const line = { time: new Date().toISOString(), level: name, msg: message, ...fields }
+    process.stderr.write(`${JSON.stringify(line)}\n`)
+  }
+  return {
+    info: (message, fields) => write('info', message, fields),
+    warn: (message, fields) => write('warn', message, fields),
+    error: (message, fields) => write('error', message, fields),
+  }
+}
+
+export function registerWorkerCommands(program: Command): void {
+  const worker = program.command('worker').description('run the supplier agent on a machine with GPUs')
+  worker
+    .command('start')
+    .description('enroll this machine (first run, with --token) and keep it connected to the coordinator')
+    .option('--coordinator <url>', 'coordinator URL, e.g. https://coordinator.example')
+    .option('--token <token>', 'one-time enrollment token (gme_...); needed on the first run only')
+    .option('--state-dir <dir>', 'identity key and enrollment (default .gpumesh/worker)')
+    .option('--region <region>', 'region label, e.g. eu-west (default local)')
+    .option('--country <code>', 'ISO 3166-1 alpha-2 country code, e.g. DE')
+    .option('--price-per-gpu-hour <usd>', 'asking price in USD per GPU-hour (per node-hour without GPUs)')
+    .option('--nvidia-smi-xml <file>', 'read a saved `nvidia-smi -q -x` output instead of running nvidia-smi')
+    .option('--config <file>', 'JSON settings file; flags override it')
+    .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
+    .action(async (flags: Record<string, string | undefined>) => {
+      const settings = loadSettings(WorkerSettings, 'worker settings', flags['config'], {
+        coordinatorUrl: flags['coordinator'] ?? process.env['GPUMESH_COORDINATOR'],
+        token: flags['token'] ?? process.env['GPUMESH_ENROLLMENT_TOKEN'],
+        stateDir: flags['stateDir'],
+        region: flags['region'],
+        country: flags['country']?.toUpperCase(),
+        askingPricePerGpuHourUsd: flags['pricePerGpuHour'],
+        nvidiaSmiXmlPath: flags['nvidiaSmiXml'],
+        logLevel: flags['logLevel'],
+      })
+      const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
+      const agent = createWorkerAgent(
+        {
+          logger,
+          probe: () =>
+            probeHardware({
+              diskPath: resolve(settings.stateDir),
+              ...(settings.nvidiaSmiXmlPath ? { nvidiaSmiXmlPath: settings.nvidiaSmiXmlPath } : {}),
+            }),
+        },
+        settings,
+      )
+      await agent.start()
+      const outcome: { fatalError?: Error } = await Promise.race([
+        untilSignal().then(async (signal) => {
+          await agent.stop(`received ${signal}`)
+          return {}
+        }),
+        agent.finished,
+      ])
+      if (outcome.fatalError) process.exitCode = 1
+    })
+
+  worker
+    .command('probe')
+    .description('print the hardware the agent detects: GPUs, CPU, RAM, disk')
+    .option('--json', 'machine-readable output')
+    .option(
+      '--nvidia-smi-xml <file>',
+      'parse a saved `nvidia-smi -q -x` output instead of running nvidia-smi',
+    )
+    .option('--disk-path <dir>', 'filesystem to report (default the current directory)')
+    .action(async (flags: { json?: boolean; nvidiaSmiXml?: string; diskPath?: string }) => {
+      const inventory = await probeHardware({
+        diskPath: resolve(flags.diskPath ?? '.'),
+        ...(flags.nvidiaSmiXml ? { nvidiaSmiXmlPath: flags.nvidiaSmiXml } : {}),
+      })
+      if (flags.json) printJson(inventory)
+      else process.stdout.write(`${formatInventoryTable(inventory)}\n`)
+    })
+}

@@ -1,0 +1,63 @@
+#!/usr/bin/env node
+import { GpumeshError, ValidationError } from '@gpumesh/core'
+import { GpumeshApiError } from '@gpumesh/sdk'
+import { Command, CommanderError } from 'commander'
+import { registerAccountCommands } from './commands/account.ts'
+import { registerCoordinatorCommands } from './commands/coordinator.ts'
+import { registerOfferCommands } from './commands/offers.ts'
+import { registerUpCommand } from './commands/up.ts'
+import { registerWorkerCommands } from './commands/worker.ts'
+import { UsageError } from './credentials.ts'
+
+const program = new Command()
+  .name('gpumesh')
+  .description('gpumesh: rent GPUs from a decentralized network, or earn from yours')
+  .version('0.1.0')
+  .showHelpAfterError('(run with --help for usage)')
+  .exitOverride()
+
+registerUpCommand(program)
+registerCoordinatorCommands(program)
+registerWorkerCommands(program)
+registerAccountCommands(program)
+registerOfferCommands(program)
+
+try {
+  await program.parseAsync(process.argv)
+} catch (error) {
+  process.exitCode = report(error)
+}
+
+/** Prints what went wrong and how to fix it; returns the exit code. */
+function report(error: unknown): number {
+  if (error instanceof CommanderError) return error.exitCode
+  if (error instanceof ValidationError) {
+    process.stderr.write(`error: ${error.message}\n`)
+    for (const issue of error.issues.slice(1)) process.stderr.write(`  ${issue.field}: ${issue.message}\n`)
+    return 2
+  }
+  if (error instanceof UsageError) {
+    process.stderr.write(`error: ${error.message}\n`)
+    return 2
+  }
+  if (error instanceof GpumeshApiError) {
+    process.stderr.write(`error: ${error.message} [${error.code}, HTTP ${error.status}]\n`)
+    const issues = error.details['issues'] as { field: string; message: string }[] | undefined
+    for (const issue of issues ?? []) process.stderr.write(`  ${issue.field}: ${issue.message}\n`)
+    if (error.status === 401) process.stderr.write('hint: check your API key (gpumesh login) or create one\n')
+    return 1
+  }
+  if (error instanceof GpumeshError) {
+    process.stderr.write(`error: ${error.message} [${error.code}]\n`)
+    return 1
+  }
+  const cause = (error as { cause?: { code?: string } }).cause
+  if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND') {
+    process.stderr.write(
+      `error: cannot reach the coordinator (${cause.code}): is it running, and is --coordinator right?\n`,
+    )
+    return 1
+  }
+  process.stderr.write(`error: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}\n`)
+  return 1
+}

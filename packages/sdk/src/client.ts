@@ -1,0 +1,115 @@
+import type {
+  ApiKeyList,
+  ApiKeyView,
+  CreateAccountBody,
+  CreateAccountReply,
+  CreateApiKeyBody,
+  CreatedApiKey,
+  CreatedEnrollmentToken,
+  CreateEnrollmentTokenBody,
+  DeviceEventList,
+  DeviceList,
+  DeviceUptimeReply,
+  DeviceView,
+  EnrollmentTokenList,
+  HealthReply,
+  MeReply,
+  OffersPage,
+  OffersQuery,
+} from '@gpumesh/protocol'
+
+// A typed client of the coordinator's /v1 API. Request and reply types come from the same protocol
+// schemas the coordinator validates with.
+
+export type GpumeshClientInit = {
+  readonly baseUrl: string
+  readonly apiKey?: string
+  /** Per-request timeout. */
+  readonly timeoutMs?: number
+}
+
+/** An error reply from the coordinator, with its stable code. */
+export class GpumeshApiError extends Error {
+  readonly status: number
+  readonly code: string
+  readonly details: Record<string, unknown>
+
+  constructor(status: number, code: string, message: string, details: Record<string, unknown> = {}) {
+    super(message)
+    this.name = 'GpumeshApiError'
+    this.status = status
+    this.code = code
+    this.details = details
+  }
+}
+
+export const defaultRequestTimeoutMs = 30_000
+
+export class GpumeshClient {
+  readonly baseUrl: string
+  readonly #apiKey: string | undefined
+  readonly #timeoutMs: number
+
+  constructor(init: GpumeshClientInit) {
+    this.baseUrl = init.baseUrl.replace(/\/+$/, '')
+    this.#apiKey = init.apiKey
+    this.#timeoutMs = init.timeoutMs ?? defaultRequestTimeoutMs
+  }
+
+  health = () => this.#request<HealthReply>('GET', '/v1/health')
+  createAccount = (body: CreateAccountBody) => this.#request<CreateAccountReply>('POST', '/v1/accounts', body)
+  me = () => this.#request<MeReply>('GET', '/v1/me')
+  createApiKey = (body: CreateApiKeyBody) => this.#request<CreatedApiKey>('POST', '/v1/api-keys', body)
+  listApiKeys = () => this.#request<ApiKeyList>('GET', '/v1/api-keys')
+  revokeApiKey = (id: string) => this.#request<ApiKeyView>('DELETE', `/v1/api-keys/${encodeURIComponent(id)}`)
+  createEnrollmentToken = (body: CreateEnrollmentTokenBody = {}) =>
+    this.#request<CreatedEnrollmentToken>('POST', '/v1/enrollment-tokens', body)
+  listEnrollmentTokens = () => this.#request<EnrollmentTokenList>('GET', '/v1/enrollment-tokens')
+  listDevices = () => this.#request<DeviceList>('GET', '/v1/devices')
+  getDevice = (id: string) => this.#request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(id)}`)
+  deviceEvents = (id: string) =>
+    this.#request<DeviceEventList>('GET', `/v1/devices/${encodeURIComponent(id)}/events`)
+  deviceUptime = (id: string, days?: number) =>
+    this.#request<DeviceUptimeReply>(
+      'GET',
+      `/v1/devices/${encodeURIComponent(id)}/uptime${days ? `?days=${days}` : ''}`,
+    )
+  searchOffers = (query: OffersQuery = {}) =>
+    this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)
+
+  async #request<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+    const headers: Record<string, string> = {}
+    if (this.#apiKey) headers['authorization'] = `Bearer ${this.#apiKey}`
+    if (body !== undefined) headers['content-type'] = 'application/json'
+    const response = await fetch(`${this.baseUrl}${path}`, {
+      method,
+      headers,
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      signal: AbortSignal.timeout(this.#timeoutMs),
+    })
+    const text = await response.text()
+    let parsed: unknown
+    try {
+      parsed = text ? JSON.parse(text) : undefined
+    } catch {
+      parsed = undefined
+    }
+    if (!response.ok) {
+      const error = (parsed ?? {}) as { code?: string; message?: string; details?: Record<string, unknown> }
+      throw new GpumeshApiError(
+        response.status,
+        error.code ?? `HTTP_${response.status}`,
+        error.message ?? text,
+        error.details,
+      )
+    }
+    return parsed as T
+  }
+}
+
+function toQueryString(query: Record<string, unknown>): string {
+  const params = new URLSearchParams()
+  for (const [key, value] of Object.entries(query)) if (value !== undefined) params.set(key, String(value))
+  const text = params.toString()
+  return text ? `?${text}` : ''
+}

@@ -1,0 +1,219 @@
+import assert from 'node:assert/strict'
+import type { ChildProcess } from 'node:child_process'
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { createTestNetwork, eventually, type TestHost, type TestNetwork } from '@gpumesh/testing'
+
+// The supply side end to end, on real processes and real network namespaces: a coordinator and three
+// worker agents, each on its own test host with its own address. Workers enroll and appear in search
+// with their hardware; one is killed, goes offline and stops accruing uptime; it restarts as the same device.
+
+const repoRoot = resolve(import.meta.dirname, '../..')
+const cli = join(repoRoot, 'packages/cli/src/main.ts')
+const sharedCaptures = resolve(repoRoot, '../shared/fixtures/nvidia-smi')
+const ownCaptures = join(repoRoot, 'packages/worker/test/fixtures/nvidia-smi')
+
+function captures(): string[] {
+  const pick = (dir: string) =>
+    readdirSync(dir)
+      .filter((name) => name.endsWith('.xml') && !/truncated|missing|many-na/.test(name))
+      .sort()
+      .map((name) => join(dir, name))
+  return existsSync(sharedCaptures) ? pick(sharedCaptures) : pick(ownCaptures)
+}
+
+describe(
+  'supply side across test hosts',
+  { skip: process.getuid?.() !== 0 ? 'needs root for network namespaces' : false },
+  () => {
+    let network: TestNetwork
+    let coordinatorHost: TestHost
+    let workerHosts: TestHost[]
+    let baseUrl: string
+    let supplierKey: string
+    const workDir = mkdtempSync(join(tmpdir(), 'gpumesh-e2e-'))
+    const workers = new Map<number, ChildProcess>()
+    const deviceIds: string[] = []
+    const gpuCounts: number[] = []
+
+    /** HTTP from inside the coordinator's host: the test process itself lives outside every test network. */
+    const api = (path: string, options: { method?: string; body?: unknown; key?: string } = {}) => {
+      const script = `
+      const response = await fetch(${JSON.stringify(baseUrl + path)}, {
+        method: ${JSON.stringify(options.method ?? 'GET')},
+        headers: ${JSON.stringify({ ...(options.key ? { authorization: `Bearer ${options.key}` } : {}), ...(options.body ? { 'content-type': 'application/json' } : {}) })},
+        ${options.body ? `body: ${JSON.stringify(JSON.stringify(options.body))},` : ''}
+      })
+      process.stdout.write(JSON.stringify({ status: response.status, body: await response.json() }))`
+      const output = network.execIn(coordinatorHost, process.execPath, ['--input-type=module', '-e', script])
+      return JSON.parse(output) as { status: number; body: any }
+    }
+
+    const startWorker = (index: number, token?: string) => {
+      const host = workerHosts[index]!
+      const capture = captures()[index % captures().length]!
+      const child = network.spawnIn(
+        host,
+        process.execPath,
+        [
+          cli,
+          'worker',
+          'start',
+          '--coordinator',
+          baseUrl,
+          '--state-dir',
+          join(workDir, `worker-${index}`),
+          '--region',
+          'e2e',
+          '--country',
+          'DE',
+          '--price-per-gpu-hour',
+          `1.${index}0`,
+          '--nvidia-smi-xml',
+          capture,
+          ...(token ? ['--token', token] : []),
+        ],
+        { logPrefix: `worker-${index}` },
+      )
+      workers.set(index, child)
+      return child
+    }
+
+    before(async () => {
+      network = createTestNetwork(['coord', 'w0', 'w1', 'w2'])
+      coordinatorHost = network.hosts[0]!
+      workerHosts = network.hosts.slice(1)
+      baseUrl = `http://${coordinatorHost.address}:8080`
+      const config = join(workDir, 'coordinator.json')
+      writeFileSync(
+        config,
+        JSON.stringify({
+          heartbeatIntervalMs: 500,
+          missedHeartbeatsBeforeOffline: 3,
+          heartbeatFlushIntervalMs: 200,
+        }),
+      )
+      network.spawnIn(
+        coordinatorHost,
+        process.execPath,
+        [
+          cli,
+          'coordinator',
+          'start',
+          '--host',
+          coordinatorHost.address,
+          '--port',
+          '8080',
+          '--data-dir',
+          join(workDir, 'coordinator'),
+          '--config',
+          config,
+          '--log-level',
+          'warn',
+        ],
+        { env: { ...process.env, DATABASE_URL: '' } },
+      )
+      await eventually(() => api('/v1/health').status === 200, 'the coordinator to answer', 30_000)
+      const signup = api('/v1/accounts', {
+        method: 'POST',
+        body: { name: 'e2e-supplier', roles: ['supplier'] },
+      })
+      assert.equal(signup.status, 201)
+      supplierKey = signup.body.apiKey.key
+    })
+
+    after(async () => {
+      await network?.destroy()
+      rmSync(workDir, { recursive: true, force: true })
+    })
+
+    it('three workers on their own hosts enroll and appear in search with their hardware', async () => {
+      for (let index = 0; index < 3; index += 1) {
+        const token = api('/v1/enrollment-tokens', {
+          method: 'POST',
+          body: { label: `w${index}` },
+          key: supplierKey,
+        })
+        assert.equal(token.status, 201)
+        startWorker(index, token.body.token)
+      }
+      const offers = await eventually(
+        () => {
+          const page = api('/v1/offers?region=e2e&limit=10&sort=price')
+          return page.body.total === 3 && page.body.offers
+        },
+        'three offers',
+        60_000,
+      )
+      const devices = api('/v1/devices', { key: supplierKey }).body.devices as any[]
+      assert.equal(devices.length, 3)
+      for (let index = 0; index < 3; index += 1) {
+        const offer = offers[index]
+        assert.equal(offer.pricePerGpuHourUsd, `1.${index}0`)
+        const device = devices.find((candidate) => candidate.id === offer.deviceId)
+        assert.equal(device.state, 'online')
+        assert.equal(device.inventory.probeSource, 'nvidia-smi-xml-file')
+        assert.ok(device.inventory.gpus.length > 0)
+        assert.equal(offer.gpuCount, device.inventory.gpus.length)
+        deviceIds.push(offer.deviceId)
+        gpuCounts.push(offer.gpuCount)
+      }
+      assert.equal(new Set(deviceIds).size, 3)
+    })
+
+    it('a killed worker goes offline and its uptime stops growing', async () => {
+      const victim = deviceIds[1]!
+      const victimIndex = 1
+      await eventually(
+        () => api(`/v1/devices/${victim}`, { key: supplierKey }).body.uptimeMsTotal > 0,
+        'uptime to be recorded',
+      )
+      workers.get(victimIndex)!.kill('SIGKILL')
+      const offline = await eventually(
+        () => {
+          const device = api(`/v1/devices/${victim}`, { key: supplierKey }).body
+          return device.state === 'offline' && device
+        },
+        'the killed worker to go offline',
+        30_000,
+      )
+      assert.ok(
+        ['connection_closed', 'missed_heartbeats'].includes(offline.stateReasonCode),
+        offline.stateReasonCode,
+      )
+      const uptimeAtOffline = api(`/v1/devices/${victim}`, { key: supplierKey }).body.uptimeMsTotal
+      // several flush intervals later, the offline device has accrued nothing while the others have
+      const other = deviceIds[0]!
+      const otherBefore = api(`/v1/devices/${other}`, { key: supplierKey }).body.uptimeMsTotal
+      await eventually(
+        () => api(`/v1/devices/${other}`, { key: supplierKey }).body.uptimeMsTotal > otherBefore + 1000,
+        'a live worker to accrue',
+      )
+      assert.equal(api(`/v1/devices/${victim}`, { key: supplierKey }).body.uptimeMsTotal, uptimeAtOffline)
+      const search = api('/v1/offers?region=e2e')
+      assert.equal(search.body.total, 2)
+      assert.ok(!search.body.offers.some((offer: any) => offer.deviceId === victim))
+    })
+
+    it('the restarted worker comes back online as the same device', async () => {
+      const victim = deviceIds[1]!
+      startWorker(1) // no token: the machine's saved identity and enrollment are used
+      await eventually(
+        () => api(`/v1/devices/${victim}`, { key: supplierKey }).body.state === 'online',
+        'the worker back online',
+        30_000,
+      )
+      await eventually(() => api('/v1/offers?region=e2e').body.total === 3, 'three offers again', 30_000)
+      const devices = api('/v1/devices', { key: supplierKey }).body.devices as any[]
+      assert.equal(devices.length, 3)
+      assert.deepEqual(devices.map((device) => device.id).sort(), [...deviceIds].sort())
+      const events = api(`/v1/devices/${victim}/events`, { key: supplierKey }).body.events as any[]
+      assert.deepEqual(
+        events.slice(0, 3).map((event) => event.state),
+        ['online', 'offline', 'online'],
+      )
+    })
+  },
+)
