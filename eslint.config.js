@@ -63,7 +63,11 @@ export default tseslint.config(
       ],
     },
   },
-  { files: ['packages/core/src/**/*.ts', 'packages/protocol/src/**/*.ts'], rules: pureRestriction },
+  {
+    files: ['packages/core/src/**/*.ts', 'packages/protocol/src/**/*.ts'],
+    ignores: ['**/*.test.ts'],
+    rules: pureRestriction,
+  },
   {
     files: [
       'packages/coordinator/src/**/*.ts',
