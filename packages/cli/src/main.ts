@@ -51,10 +51,23 @@ function report(error: unknown): number {
     process.stderr.write(`error: ${error.message} [${error.code}]\n`)
     return 1
   }
-  const cause = (error as { cause?: { code?: string } }).cause
-  if (cause?.code === 'ECONNREFUSED' || cause?.code === 'ENOTFOUND') {
+  const systemError = error as { code?: string; address?: string; port?: number; cause?: { code?: string } }
+  if (systemError.code === 'EADDRINUSE') {
     process.stderr.write(
-      `error: cannot reach the coordinator (${cause.code}): is it running, and is --coordinator right?\n`,
+      `error: ${systemError.address}:${systemError.port} is already in use: pass another --port\n`,
+    )
+    return 1
+  }
+  if (systemError.code === 'ECONNREFUSED' && systemError.port !== undefined) {
+    process.stderr.write(
+      `error: cannot reach ${systemError.address}:${systemError.port} (connection refused): is the database running, and is DATABASE_URL right?\n`,
+    )
+    return 1
+  }
+  if (error instanceof TypeError && error.message === 'fetch failed') {
+    const cause = (systemError.cause as { code?: string; message?: string } | undefined) ?? {}
+    process.stderr.write(
+      `error: cannot reach the coordinator (${cause.code ?? cause.message ?? 'network error'}): is it running, and is --coordinator right?\n`,
     )
     return 1
   }

@@ -8,7 +8,12 @@ import {
   WorkerCloseCode,
   type CoordinatorSettings,
 } from '@gpumesh/protocol'
-import type { DeviceStateChange, HeartbeatFlushEntry, Store } from '@gpumesh/store'
+import {
+  mergeFlushEntries,
+  type DeviceStateChange,
+  type HeartbeatFlushEntry,
+  type Store,
+} from '@gpumesh/store'
 import Fastify, { type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
@@ -48,6 +53,8 @@ export type Coordinator = {
 
 export const reliabilityWindowMs = 30 * 86_400_000
 const maxHttpBodyBytes = 256 * 1024
+/** State changes kept for retry while the store is unreachable. */
+export const maxPendingStateChanges = 100_000
 
 export async function buildCoordinator(
   components: CoordinatorComponents,
@@ -120,6 +127,14 @@ export async function buildCoordinator(
     } catch (error) {
       log.error({ err: error }, 'could not record device state changes; will retry')
       pendingChanges.push(...changes)
+      // Changes carry their time and the store keeps the newest, so dropping the oldest loses least.
+      if (pendingChanges.length > maxPendingStateChanges) {
+        log.error(
+          { dropped: pendingChanges.length - maxPendingStateChanges },
+          'state change retry list full; dropping the oldest',
+        )
+        pendingChanges = pendingChanges.slice(-maxPendingStateChanges)
+      }
     }
   }
 
@@ -156,7 +171,8 @@ export async function buildCoordinator(
       pendingChanges = []
       await recordStateChanges(retry)
     }
-    pendingFlush.push(...presence.drainFlush())
+    // Merged per device, so a store outage keeps one entry per device however long it lasts.
+    pendingFlush = mergeFlushEntries([...pendingFlush, ...presence.drainFlush()])
     if (pendingFlush.length > 0) {
       try {
         await store.flushHeartbeats(pendingFlush)

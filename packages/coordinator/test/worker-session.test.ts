@@ -141,7 +141,7 @@ for (const backend of storeBackends) {
       )
       assert.equal(wrongShape.code, 1008)
       assert.match(wrongShape.reason, /seq/)
-      const oversized = await rawSession(baseUrl, async (ws) => ws.send('x'.repeat(200 * 1024)))
+      const oversized = await rawSession(baseUrl, async (ws) => ws.send('x'.repeat(2 * 1024 * 1024)))
       assert.equal(oversized.code, 1009)
       assert.equal(agent.status, 'online')
       assert.equal((await store.getDevice(deviceId))!.state, 'online')

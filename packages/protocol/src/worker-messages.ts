@@ -9,8 +9,11 @@ import { createTaggedValidator } from './validate.ts'
 // so a captured signature is useless on any other connection.
 
 export const workerProtocolVersion = 1
-/** Largest frame the coordinator accepts from a worker; a bigger one closes that connection. */
-export const maxWorkerFrameBytes = 64 * 1024
+/**
+ * Largest frame the coordinator accepts from a worker; a bigger one closes that connection (1009).
+ * Sized for the largest hardware report the schema allows (64 GPUs with MIG instances and warnings).
+ */
+export const maxWorkerFrameBytes = 1024 * 1024
 
 export function sessionSigningPayload(nonce: string, deviceId: string): string {
   return `gpumesh-worker-session-v${workerProtocolVersion}\n${nonce}\n${deviceId}`

@@ -276,15 +276,19 @@ class SqlStore implements Store {
 
   async applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void> {
     if (changes.length === 0) return
+    const ordered = [...changes].sort((a, b) => a.atMs - b.atMs)
     await this.#driver.transaction(async (tx) => {
-      for (const change of changes) {
-        await tx.execute(
+      for (const change of ordered) {
+        // A change older than the one recorded (a retried write, another process's stale session) loses.
+        // Going online also records the time seen, so a sweep running meanwhile cannot flip it back.
+        const applied = await tx.execute(
           `UPDATE devices SET state = $2, state_reason_code = $3, state_reason = $4, state_changed_at_ms = $5,
+             last_seen_at_ms = CASE WHEN $2 = 'online' THEN GREATEST(COALESCE(last_seen_at_ms, 0), $5) ELSE last_seen_at_ms END,
              change_seq = nextval('device_change_seq')
-           WHERE id = $1`,
+           WHERE id = $1 AND state_changed_at_ms <= $5`,
           [change.deviceId, change.state, change.reasonCode, change.reason, change.atMs],
         )
-        await insertEvent(tx, change)
+        if (applied > 0) await insertEvent(tx, change)
       }
     })
   }
@@ -305,8 +309,11 @@ class SqlStore implements Store {
     )
   }
 
-  async flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void> {
+  async flushHeartbeats(flushEntries: readonly HeartbeatFlushEntry[]): Promise<void> {
+    let entries = flushEntries
     if (entries.length === 0) return
+    // UPDATE ... FROM unnest applies one source row per target row: duplicates must be summed first.
+    entries = mergeFlushEntries(entries)
     const bucketDeviceIds: string[] = []
     const bucketStarts: number[] = []
     const bucketOnline: number[] = []
@@ -440,6 +447,29 @@ class SqlStore implements Store {
   close(): Promise<void> {
     return this.#driver.close()
   }
+}
+
+/** One entry per device: uptime per bucket summed, last seen the latest. */
+export function mergeFlushEntries(entries: readonly HeartbeatFlushEntry[]): HeartbeatFlushEntry[] {
+  const byDevice = new Map<string, { lastSeenAtMs: number; buckets: Map<number, number> }>()
+  for (const entry of entries) {
+    const merged = byDevice.get(entry.deviceId) ?? { lastSeenAtMs: 0, buckets: new Map<number, number>() }
+    merged.lastSeenAtMs = Math.max(merged.lastSeenAtMs, entry.lastSeenAtMs)
+    for (const bucket of entry.uptimeBuckets) {
+      merged.buckets.set(
+        bucket.bucketStartMs,
+        (merged.buckets.get(bucket.bucketStartMs) ?? 0) + bucket.onlineMs,
+      )
+    }
+    byDevice.set(entry.deviceId, merged)
+  }
+  return [...byDevice.entries()].map(([deviceId, merged]) => ({
+    deviceId,
+    lastSeenAtMs: merged.lastSeenAtMs,
+    uptimeBuckets: [...merged.buckets.entries()]
+      .sort(([a], [b]) => a - b)
+      .map(([bucketStartMs, onlineMs]) => ({ bucketStartMs, onlineMs })),
+  }))
 }
 
 async function insertEvent(tx: SqlExecutor, change: DeviceStateChange): Promise<void> {

@@ -177,6 +177,22 @@ for (const backend of storeBackends) {
       )
     })
 
+    it('keeps the newest state when changes arrive out of order, and records the time seen on going online', async () => {
+      await store.applyDeviceStateChanges([
+        {
+          deviceId: 'dev_1',
+          state: 'offline',
+          reasonCode: 'connection_closed',
+          reason: 'late retry',
+          atMs: t0 + 500,
+        },
+      ])
+      const device = await store.getDevice('dev_1')
+      assert.equal(device?.state, 'online')
+      assert.equal(device?.lastSeenAtMs, t0 + 1000)
+      assert.equal((await store.listDeviceEvents('dev_1', 10)).length, 2)
+    })
+
     it('stores the hardware report', async () => {
       const inventory = {
         hostname: 'gpu-box',
@@ -230,6 +246,25 @@ for (const backend of storeBackends) {
       // enrolled at t0; 2 h later it has been up 1 h: reliability 0.5
       await store.refreshReliability(t0 + 2 * hourMs, 30 * 24 * hourMs)
       assert.equal((await store.getDevice('dev_1'))?.reliability, 0.5)
+    })
+
+    it('sums duplicate entries for one device in a flush', async () => {
+      const before = (await store.getDevice('dev_1'))!.uptimeMsTotal
+      await store.flushHeartbeats([
+        {
+          deviceId: 'dev_1',
+          lastSeenAtMs: t0 + hourMs + 1000,
+          uptimeBuckets: [{ bucketStartMs: t0 + hourMs, onlineMs: 100 }],
+        },
+        {
+          deviceId: 'dev_1',
+          lastSeenAtMs: t0 + hourMs + 1000,
+          uptimeBuckets: [{ bucketStartMs: t0 + hourMs, onlineMs: 200 }],
+        },
+      ])
+      assert.equal((await store.getDevice('dev_1'))!.uptimeMsTotal, before + 300)
+      const buckets = await store.listUptimeBuckets('dev_1', t0 + hourMs)
+      assert.deepEqual(buckets, [{ bucketStartMs: t0 + hourMs, onlineMs: 1300 }])
     })
 
     it('sweeps online devices that nobody has heard from', async () => {

@@ -51,6 +51,7 @@ export class WorkerFatalError extends Error {}
 
 const enrollReplyValidator = createValidator(EnrollReply, 'enroll reply')
 const goodbyeTimeoutMs = 2_000
+const enrollRequestTimeoutMs = 30_000
 
 export function createWorkerAgent(components: WorkerAgentComponents, init: WorkerSettings): WorkerAgent {
   const { logger } = components
@@ -81,6 +82,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       try {
         response = await fetch(`${init.coordinatorUrl.replace(/\/$/, '')}/v1/worker/enroll`, {
           method: 'POST',
+          signal: AbortSignal.timeout(enrollRequestTimeoutMs),
           headers: { 'content-type': 'application/json' },
           body: JSON.stringify({
             token: init.token,
@@ -100,6 +102,20 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         continue
       }
       const body: unknown = await response.json().catch(() => undefined)
+      if (response.status >= 500 || response.status === 429) {
+        const delayMs = reconnectDelayMs(
+          attempt,
+          init.reconnectInitialDelayMs,
+          init.reconnectMaxDelayMs,
+          random,
+        )
+        logger.warn('coordinator could not enroll this machine right now; retrying', {
+          status: response.status,
+          delayMs,
+        })
+        if (!(await backoff(delayMs))) throw new WorkerFatalError('stopped before enrolling')
+        continue
+      }
       if (!response.ok) {
         const message = (body as { message?: string } | undefined)?.message ?? `HTTP ${response.status}`
         throw new WorkerFatalError(`enrollment refused: ${message}`)

@@ -101,6 +101,15 @@ describe('offer index', () => {
     assert.equal(h100.performance.source, 'catalog')
   })
 
+  it('ignores a record older than the one it holds, even after delisting', () => {
+    const index = new OfferIndex()
+    index.upsert(device('dev_a', { changeSeq: 5n, state: 'offline' }))
+    index.upsert(device('dev_a', { changeSeq: 4n, state: 'online' }))
+    assert.equal(index.search({}).total, 0)
+    index.upsert(device('dev_a', { changeSeq: 6n, state: 'online' }))
+    assert.equal(index.search({}).total, 1)
+  })
+
   it('normalizes model names', () => {
     assert.equal(normalizeModelQuery('NVIDIA GeForce RTX 4090'), 'rtx-4090')
     assert.equal(normalizeModelQuery(' A100 80GB '), 'a100-80gb')

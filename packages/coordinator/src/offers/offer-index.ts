@@ -27,6 +27,8 @@ export type SortKey = NonNullable<OffersQuery['sort']>
 export class OfferIndex {
   readonly #entries = new Map<string, Entry>()
   readonly #sorted = new Map<SortKey, Entry[]>()
+  /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
+  readonly #changeSeqs = new Map<string, bigint>()
 
   get size(): number {
     return this.#entries.size
@@ -34,6 +36,9 @@ export class OfferIndex {
 
   /** Adds, replaces or (when the device is not listable) removes a device. */
   upsert(device: DeviceRecord): void {
+    const seen = this.#changeSeqs.get(device.id)
+    if (seen !== undefined && device.changeSeq < seen) return
+    this.#changeSeqs.set(device.id, device.changeSeq)
     const entry = toEntry(device)
     const previous = this.#entries.get(device.id)
     if (!entry) {

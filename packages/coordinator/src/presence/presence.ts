@@ -1,4 +1,9 @@
-import type { DeviceStateChange, HeartbeatFlushEntry, UptimeBucket } from '@gpumesh/store'
+import {
+  mergeFlushEntries,
+  type DeviceStateChange,
+  type HeartbeatFlushEntry,
+  type UptimeBucket,
+} from '@gpumesh/store'
 import { mergeBuckets, splitIntoBuckets } from './uptime.ts'
 
 // Who is connected, as seen by this coordinator process: absorbs heartbeats in memory and hands the store
@@ -183,7 +188,7 @@ export class Presence {
       })
       session.pendingBuckets = []
     }
-    return mergeEntries(entries)
+    return mergeFlushEntries(entries)
   }
 
   #accrue(session: SessionPresence): void {
@@ -198,22 +203,4 @@ export class Presence {
     this.#finished.push({ deviceId, lastSeenAtMs: session.lastHeartbeatMs, buckets: session.pendingBuckets })
     session.pendingBuckets = []
   }
-}
-
-function mergeEntries(entries: HeartbeatFlushEntry[]): HeartbeatFlushEntry[] {
-  const byDevice = new Map<string, HeartbeatFlushEntry>()
-  for (const entry of entries) {
-    const previous = byDevice.get(entry.deviceId)
-    byDevice.set(
-      entry.deviceId,
-      previous
-        ? {
-            deviceId: entry.deviceId,
-            lastSeenAtMs: Math.max(previous.lastSeenAtMs, entry.lastSeenAtMs),
-            uptimeBuckets: mergeBuckets([previous.uptimeBuckets, entry.uptimeBuckets]),
-          }
-        : entry,
-    )
-  }
-  return [...byDevice.values()]
 }
