@@ -1,7 +1,7 @@
 import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { GpumeshError, ValidationError, type Clock } from '@gpumesh/core'
+import { GpumeshError, ValidationError, type Clock, type Random } from '@gpumesh/core'
 import {
   describeIssues,
   maxWorkerFrameBytes,
@@ -20,13 +20,18 @@ import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from './presence/presence.ts'
 import { registerRoutes } from './routes.ts'
 import { coordinatorVersion } from './version.ts'
-import { WorkerLinks } from './worker-link.ts'
+import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
+import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
+import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
+import { randomInt } from 'node:crypto'
 
 export { coordinatorVersion } from './version.ts'
 
 export type CoordinatorComponents = {
   readonly store: Store
   readonly clock: Clock
+  /** Picks challenge rows and re-verification times; challenge seeds always come from node:crypto. */
+  readonly random?: Random
 }
 
 export type CoordinatorInit = CoordinatorSettings & {
@@ -35,6 +40,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   /** Full re-read of the offer index, catching late-committed changes. */
   readonly offerIndexResyncMs?: number
   readonly reliabilityRefreshMs?: number
+  /** Overrides of the proof-of-compute policy (tests use small matrices and short deadlines). */
+  readonly challengePolicy?: Partial<ChallengePolicy>
   /** Set false in tests that drive `tick()` by hand. */
   readonly runBackgroundLoops?: boolean
   readonly logger?: boolean | object
@@ -52,6 +59,9 @@ export type Coordinator = {
 }
 
 export const reliabilityWindowMs = 30 * 86_400_000
+
+/** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
+const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
 const maxHttpBodyBytes = 256 * 1024
 /** State changes kept for retry while the store is unreachable. */
 export const maxPendingStateChanges = 100_000
@@ -138,13 +148,40 @@ export async function buildCoordinator(
     }
   }
 
-  const links = new WorkerLinks({
+  const verifier = new Verifier(
+    {
+      store,
+      clock,
+      random: components.random ?? cryptoRandom,
+      logger: log,
+      send: (deviceId, message) => links.send(deviceId, message),
+    },
+    {
+      ...defaultVerifierInit,
+      reverifyIntervalMs: init.reverifyIntervalMs,
+      policy: {
+        ...defaultChallengePolicy,
+        cpuMatrixSize: init.challengeCpuMatrixSize,
+        fixedOverheadMs: init.challengeFixedOverheadMs,
+        ...init.challengePolicy,
+      },
+    },
+  )
+  const verificationEvents: WorkerLinkEvents = {
+    onReport: (deviceId) => verifier.onReport(deviceId),
+    onChallengeMessage: (deviceId, message) => verifier.onMessage(deviceId, message),
+    onChallengeMalformed: (deviceId, detail) => verifier.onMalformed(deviceId, detail),
+    onDisconnected: (deviceId, closeCode) => verifier.onDisconnected(deviceId, closeCode),
+  }
+
+  const links: WorkerLinks = new WorkerLinks({
     store,
     clock,
     presence,
     logger: log,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     recordStateChanges,
+    ...(init.verificationEnabled ? { events: verificationEvents } : {}),
   })
 
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
@@ -198,15 +235,20 @@ export async function buildCoordinator(
     return ticking
   }
 
+  const dutiesRunning = new Set<Promise<unknown>>()
   const every = (periodMs: number, duty: () => Promise<unknown>, name: string) => {
     let running = false
     timers.push(
       setInterval(() => {
         if (running || stopped) return
         running = true
-        duty()
+        const run = duty()
           .catch((error: unknown) => log.error({ err: error }, `${name} failed`))
-          .finally(() => (running = false))
+          .finally(() => {
+            running = false
+            dutiesRunning.delete(run)
+          })
+        dutiesRunning.add(run)
       }, periodMs),
     )
   }
@@ -214,6 +256,7 @@ export async function buildCoordinator(
   await feed.resync()
   if (init.runBackgroundLoops !== false) {
     every(Math.min(1000, init.heartbeatIntervalMs), expireSilent, 'liveness check')
+    if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.offerIndexResyncMs ?? 60_000, () => feed.resync(), 'offer index resync')
@@ -239,9 +282,11 @@ export async function buildCoordinator(
       stopped = true
       for (const timer of timers) clearInterval(timer)
       await ticking.catch(() => undefined)
+      await Promise.allSettled([...dutiesRunning])
       // Sessions end here, before their sockets close, so the store is written while it is still open.
       await recordStateChanges(presence.disconnectAll(clock.nowMs(), 'coordinator shutting down'))
       links.closeAll(WorkerCloseCode.goingAway, 'coordinator shutting down')
+      await links.drain()
       await app.close()
       // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
       await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))

@@ -8,6 +8,7 @@ import {
 } from '@gpumesh/core'
 import {
   ApiKeyList,
+  ChallengeList,
   CreateAccountBody,
   CreateAccountReply,
   CreateApiKeyBody,
@@ -313,6 +314,38 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     async (request) => {
       const device = await ownDevice(request, request.params.id)
       return { events: await store.listDeviceEvents(device.id, maxDeviceEvents) }
+    },
+  )
+
+  app.get(
+    '/v1/devices/:id/verifications',
+    {
+      schema: {
+        tags: ['suppliers'],
+        summary: 'Proof-of-compute challenges of a device with their outcome and reason, newest first',
+        security: secured,
+        params: IdParams,
+        response: { 200: ChallengeList, ...errors },
+      },
+    },
+    async (request) => {
+      const device = await ownDevice(request, request.params.id)
+      const challenges = await store.listChallenges(device.id, maxDeviceEvents)
+      return {
+        challenges: challenges.map((challenge) => ({
+          id: challenge.id,
+          issuedAtMs: challenge.issuedAtMs,
+          matrixSize: challenge.matrixSize,
+          outcome: challenge.outcome,
+          reasonCode: challenge.reasonCode,
+          reason: challenge.reason,
+          commitDeadlineAtMs: challenge.commitDeadlineAtMs,
+          committedAtMs: challenge.committedAtMs,
+          finishedAtMs: challenge.finishedAtMs,
+          backend: challenge.backend,
+          effectiveTflops: challenge.effectiveTflops,
+        })),
+      }
     },
   )
 

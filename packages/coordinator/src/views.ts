@@ -49,6 +49,7 @@ export function deviceView(device: DeviceRecord): DeviceView {
     bandwidthTier: device.bandwidthTier,
     inventory: device.inventory,
     reliability: device.reliability,
+    measuredFp32Tflops: device.measuredFp32Tflops,
     uptimeMsTotal: device.uptimeMsTotal,
     enrolledAtMs: device.enrolledAtMs,
     lastSeenAtMs: device.lastSeenAtMs,

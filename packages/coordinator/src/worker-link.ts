@@ -6,6 +6,8 @@ import {
   workerProtocolVersion,
   WorkerCloseCode,
   WorkerMessage,
+  type ChallengeCommitmentMessage,
+  type ChallengeOpeningMessage,
   type CoordinatorMessage,
   type ReportMessage,
 } from '@gpumesh/protocol'
@@ -32,6 +34,18 @@ export type WorkerLinkComponents = {
   readonly heartbeatIntervalMs: number
   /** Persists state changes; a failed write is retried by the caller. */
   recordStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
+  readonly events?: WorkerLinkEvents
+}
+
+/** What other parts (proof-of-compute) hear from the link. */
+export type WorkerLinkEvents = {
+  onReport(deviceId: string): Promise<void>
+  onChallengeMessage(
+    deviceId: string,
+    message: ChallengeCommitmentMessage | ChallengeOpeningMessage,
+  ): Promise<void>
+  onChallengeMalformed(deviceId: string, detail: string): Promise<void>
+  onDisconnected(deviceId: string, closeCode: number): Promise<void>
 }
 
 type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
@@ -39,6 +53,9 @@ type Session = { readonly deviceId: string; readonly sessionId: string; lastRepo
 export class WorkerLinks {
   readonly #components: WorkerLinkComponents
   readonly #sockets = new Map<string, { socket: WebSocket; sessionId: string }>()
+  /** Each connection's frame queue while it has work; drained on shutdown so nothing writes after it. */
+  readonly #queues = new Set<Promise<void>>()
+  #shuttingDown = false
 
   constructor(components: WorkerLinkComponents) {
     this.#components = components
@@ -57,9 +74,24 @@ export class WorkerLinks {
     }
   }
 
+  /** Sends to a device's current session; false when it has none here. */
+  send(deviceId: string, message: CoordinatorMessage): boolean {
+    const current = this.#sockets.get(deviceId)
+    if (!current || current.socket.readyState !== current.socket.OPEN) return false
+    current.socket.send(JSON.stringify(message))
+    return true
+  }
+
+  /** Closes every socket; from here on, closes and frames no longer reach the store. */
   closeAll(code: number, reason: string): void {
+    this.#shuttingDown = true
     for (const { socket } of this.#sockets.values()) socket.close(code, reason)
     this.#sockets.clear()
+  }
+
+  /** Waits for the frames already being handled. */
+  async drain(): Promise<void> {
+    await Promise.allSettled([...this.#queues])
   }
 
   accept(socket: WebSocket, remoteAddress: string): void {
@@ -69,6 +101,17 @@ export class WorkerLinks {
     let closed = false
     // Frames are handled strictly in order, one at a time, since auth and reports await the store.
     let queue: Promise<void> = Promise.resolve()
+    const enqueue = (work: () => Promise<void> | void) => {
+      if (this.#shuttingDown) return
+      const next = queue.then(work)
+      queue = next.catch((error: unknown) => {
+        logger.error({ err: error, deviceId: session?.deviceId }, 'worker frame handling failed')
+        refuse(WorkerCloseCode.goingAway, 'internal error')
+      })
+      this.#queues.add(queue)
+      const tracked = queue
+      void tracked.finally(() => this.#queues.delete(tracked))
+    }
 
     const refuse = (code: number, reason: string) => {
       if (closed) return
@@ -90,9 +133,19 @@ export class WorkerLinks {
       if (closed) return
       if (isBinary) return refuse(WorkerCloseCode.protocolError, 'binary frames are not part of the protocol')
       let message: WorkerMessage
+      let raw: unknown
       try {
-        message = workerMessageValidator.parse(JSON.parse(rawToString(data)))
+        raw = JSON.parse(rawToString(data))
+        message = workerMessageValidator.parse(raw)
       } catch (error) {
+        // A bad proof-of-compute answer fails that challenge, with its reason; the session itself goes on.
+        const type = (raw as { type?: unknown } | undefined)?.type
+        const events = this.#components.events
+        if (session && events && typeof type === 'string' && type.startsWith('challenge_')) {
+          const deviceId = session.deviceId
+          enqueue(() => events.onChallengeMalformed(deviceId, String((error as Error).message)))
+          return
+        }
         logger.warn(
           { remoteAddress, deviceId: session?.deviceId, error: String(error) },
           'malformed worker frame',
@@ -102,14 +155,9 @@ export class WorkerLinks {
           error instanceof SyntaxError ? 'malformed JSON' : String((error as Error).message),
         )
       }
-      queue = queue
-        .then(() =>
-          closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse),
-        )
-        .catch((error: unknown) => {
-          logger.error({ err: error, deviceId: session?.deviceId }, 'worker frame handling failed')
-          refuse(WorkerCloseCode.goingAway, 'internal error')
-        })
+      enqueue(() =>
+        closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse),
+      )
     })
 
     socket.on('error', (error) => logger.warn({ remoteAddress, err: error }, 'worker socket error'))
@@ -118,7 +166,7 @@ export class WorkerLinks {
       clearTimeout(authTimer)
       const ended = session
       if (!ended) return
-      queue = queue.then(async () => {
+      enqueue(async () => {
         const current = this.#sockets.get(ended.deviceId)
         if (current?.socket === socket) this.#sockets.delete(ended.deviceId)
         const change = this.#components.presence.disconnect(ended.deviceId, ended.sessionId, clock.nowMs(), {
@@ -126,6 +174,7 @@ export class WorkerLinks {
           detail: `code ${code}${reasonBuffer.length ? `: ${reasonBuffer.toString()}` : ''}`,
         })
         if (change) await this.#components.recordStateChanges([change])
+        await this.#components.events?.onDisconnected(ended.deviceId, code)
       })
     })
   }
@@ -183,7 +232,11 @@ export class WorkerLinks {
         presence.heartbeat(session.deviceId, session.sessionId, clock.nowMs())
         return
       case 'report':
-        return this.#report(socket, session, message)
+        await this.#report(socket, session, message)
+        return this.#components.events?.onReport(session.deviceId)
+      case 'challenge_commitment':
+      case 'challenge_opening':
+        return this.#components.events?.onChallengeMessage(session.deviceId, message)
       case 'goodbye': {
         const change = presence.disconnect(session.deviceId, session.sessionId, clock.nowMs(), {
           kind: 'goodbye',

@@ -145,6 +145,8 @@ export const DeviceView = Type.Object({
   inventory: Type.Union([HardwareInventory, Type.Null()]),
   /** Share of time online since enrollment, over the last 30 days, from recorded uptime. */
   reliability: Type.Number({ minimum: 0, maximum: 1 }),
+  /** Effective FP32 TFLOPS from the last passed proof-of-compute (a lower bound: it includes overheads). */
+  measuredFp32Tflops: Type.Union([Type.Number(), Type.Null()]),
   uptimeMsTotal: Type.Integer({ minimum: 0 }),
   enrolledAtMs: TimestampMs,
   lastSeenAtMs: Type.Union([TimestampMs, Type.Null()]),
@@ -152,6 +154,22 @@ export const DeviceView = Type.Object({
 export type DeviceView = Static<typeof DeviceView>
 
 export const DeviceList = Type.Object({ devices: Type.Array(DeviceView) })
+
+export const ChallengeView = Type.Object({
+  id: Type.String(),
+  issuedAtMs: TimestampMs,
+  matrixSize: Type.Integer(),
+  outcome: Type.Union([Type.Literal('issued'), Type.Literal('passed'), Type.Literal('failed')]),
+  reasonCode: Type.Union([Type.String(), Type.Null()]),
+  reason: Type.String(),
+  commitDeadlineAtMs: TimestampMs,
+  committedAtMs: Type.Union([TimestampMs, Type.Null()]),
+  finishedAtMs: Type.Union([TimestampMs, Type.Null()]),
+  backend: Type.Union([Type.String(), Type.Null()]),
+  effectiveTflops: Type.Union([Type.Number(), Type.Null()]),
+})
+export const ChallengeList = Type.Object({ challenges: Type.Array(ChallengeView) })
+export type ChallengeList = Static<typeof ChallengeList>
 export type DeviceList = Static<typeof DeviceList>
 
 export const DeviceEventView = Type.Object({

@@ -19,6 +19,14 @@ export const CoordinatorSettings = Type.Object(
     /** A device back within this long of its last heartbeat is credited the gap: a restart is not downtime. */
     restartGraceMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 120_000 }),
     heartbeatFlushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
+    /** Proof-of-compute: challenge devices at enrollment and again at random times. */
+    verificationEnabled: Type.Boolean({ default: true }),
+    /** Mean time between re-verifications of a verified device. */
+    reverifyIntervalMs: Type.Integer({ minimum: 1_000, maximum: 30 * 86_400_000, default: 6 * 3_600_000 }),
+    /** Challenge matrix size for nodes without GPUs (the CPU path). */
+    challengeCpuMatrixSize: Type.Integer({ minimum: 16, maximum: 8_192, default: 1_024 }),
+    /** Added to every commitment deadline: process start, generation, network. */
+    challengeFixedOverheadMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
     logLevel: Type.Union(
       [
         Type.Literal('fatal'),

@@ -60,7 +60,56 @@ export const ErrorMessage = Type.Object(
   { additionalProperties: false },
 )
 
-export const CoordinatorMessage = Type.Union([AuthChallengeMessage, WelcomeMessage, ErrorMessage])
+// Proof-of-compute (see packages/verification): commit to C = A·B, then open the rows asked for.
+
+const Hex32 = Type.String({ pattern: '^[0-9a-f]{64}$', description: '32 bytes, lower-case hex' })
+export const maxChallengeMatrixSize = 65_536
+export const maxOpenedRows = 64
+export const maxMerkleProofLength = 32
+
+export const ChallengeMessage = Type.Object(
+  {
+    type: Type.Literal('challenge'),
+    challengeId: Type.String({ minLength: 1, maxLength: 64 }),
+    seed: Hex32,
+    matrixSize: Type.Integer({ minimum: 1, maximum: maxChallengeMatrixSize }),
+    /** The commitment must reach the coordinator within this long of the challenge being sent. */
+    commitWithinMs: Type.Integer({ minimum: 1 }),
+  },
+  { additionalProperties: false },
+)
+export type ChallengeMessage = Static<typeof ChallengeMessage>
+
+export const ChallengeOpenMessage = Type.Object(
+  {
+    type: Type.Literal('challenge_open'),
+    challengeId: Type.String({ minLength: 1, maxLength: 64 }),
+    rows: Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1, maxItems: maxOpenedRows }),
+  },
+  { additionalProperties: false },
+)
+export type ChallengeOpenMessage = Static<typeof ChallengeOpenMessage>
+
+export const ChallengeResultMessage = Type.Object(
+  {
+    type: Type.Literal('challenge_result'),
+    challengeId: Type.String(),
+    passed: Type.Boolean(),
+    reasonCode: Type.Union([Type.String(), Type.Null()]),
+    reason: Type.String(),
+  },
+  { additionalProperties: false },
+)
+export type ChallengeResultMessage = Static<typeof ChallengeResultMessage>
+
+export const CoordinatorMessage = Type.Union([
+  AuthChallengeMessage,
+  WelcomeMessage,
+  ErrorMessage,
+  ChallengeMessage,
+  ChallengeOpenMessage,
+  ChallengeResultMessage,
+])
 export type CoordinatorMessage = Static<typeof CoordinatorMessage>
 
 // worker -> coordinator
@@ -106,17 +155,68 @@ export const GoodbyeMessage = Type.Object(
 )
 export type GoodbyeMessage = Static<typeof GoodbyeMessage>
 
-export const WorkerMessage = Type.Union([AuthMessage, HeartbeatMessage, ReportMessage, GoodbyeMessage])
+export const ChallengeCommitmentMessage = Type.Object(
+  {
+    type: Type.Literal('challenge_commitment'),
+    challengeId: Type.String({ minLength: 1, maxLength: 64 }),
+    merkleRoot: Hex32,
+    /** What computed it, e.g. numpy-cpu or torch-cuda:0; informational. */
+    backend: Type.String({ maxLength: 64 }),
+    /** The prover's own timing of the multiplication; informational, the coordinator times the round trip. */
+    computeMs: Type.Number({ minimum: 0 }),
+  },
+  { additionalProperties: false },
+)
+export type ChallengeCommitmentMessage = Static<typeof ChallengeCommitmentMessage>
+
+export const ChallengeOpeningMessage = Type.Object(
+  {
+    type: Type.Literal('challenge_opening'),
+    challengeId: Type.String({ minLength: 1, maxLength: 64 }),
+    row: Type.Integer({ minimum: 0 }),
+    /** The row as int32 little-endian, base64. */
+    values: Type.String({
+      maxLength: Math.ceil((maxChallengeMatrixSize * 4) / 3) * 4 + 4,
+      pattern: '^[A-Za-z0-9+/]*={0,2}$',
+    }),
+    proof: Type.Array(Hex32, { maxItems: maxMerkleProofLength }),
+  },
+  { additionalProperties: false },
+)
+export type ChallengeOpeningMessage = Static<typeof ChallengeOpeningMessage>
+
+export const WorkerMessage = Type.Union([
+  AuthMessage,
+  HeartbeatMessage,
+  ReportMessage,
+  GoodbyeMessage,
+  ChallengeCommitmentMessage,
+  ChallengeOpeningMessage,
+])
 export type WorkerMessage = Static<typeof WorkerMessage>
 
 export const workerMessageValidator = createTaggedValidator(
   WorkerMessage,
-  { auth: AuthMessage, heartbeat: HeartbeatMessage, report: ReportMessage, goodbye: GoodbyeMessage },
+  {
+    auth: AuthMessage,
+    heartbeat: HeartbeatMessage,
+    report: ReportMessage,
+    goodbye: GoodbyeMessage,
+    challenge_commitment: ChallengeCommitmentMessage,
+    challenge_opening: ChallengeOpeningMessage,
+  },
   'worker message',
 )
 export const coordinatorMessageValidator = createTaggedValidator(
   CoordinatorMessage,
-  { auth_challenge: AuthChallengeMessage, welcome: WelcomeMessage, error: ErrorMessage },
+  {
+    auth_challenge: AuthChallengeMessage,
+    welcome: WelcomeMessage,
+    error: ErrorMessage,
+    challenge: ChallengeMessage,
+    challenge_open: ChallengeOpenMessage,
+    challenge_result: ChallengeResultMessage,
+  },
   'coordinator message',
 )
 

@@ -1,6 +1,7 @@
 import type {
   ApiKeyList,
   ApiKeyView,
+  ChallengeList,
   CreateAccountBody,
   CreateAccountReply,
   CreateApiKeyBody,
@@ -69,6 +70,8 @@ export class GpumeshClient {
   getDevice = (id: string) => this.#request<DeviceView>('GET', `/v1/devices/${encodeURIComponent(id)}`)
   deviceEvents = (id: string) =>
     this.#request<DeviceEventList>('GET', `/v1/devices/${encodeURIComponent(id)}/events`)
+  deviceVerifications = (id: string) =>
+    this.#request<ChallengeList>('GET', `/v1/devices/${encodeURIComponent(id)}/verifications`)
   deviceUptime = (id: string, days?: number) =>
     this.#request<DeviceUptimeReply>(
       'GET',

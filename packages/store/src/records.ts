@@ -52,6 +52,10 @@ export type DeviceRecord = {
   readonly uptimeMsTotal: number
   readonly reliability: number
   readonly changeSeq: bigint
+  readonly verificationFailures: number
+  readonly nextVerificationAtMs: number
+  /** Effective FP32 TFLOPS per GPU from the last passed proof-of-compute; null until one passed. */
+  readonly measuredFp32Tflops: number | null
 }
 
 export type DeviceEventRecord = {
@@ -100,3 +104,44 @@ export type EnrollOutcome =
       readonly ok: false
       readonly reason: 'unknown_token' | 'expired' | 'already_used' | 'key_of_other_account'
     }
+
+export type GpuUuidConflict = { readonly uuid: string; readonly deviceId: string }
+
+export type ChallengeOutcome = 'issued' | 'passed' | 'failed'
+
+export type ChallengeRecord = {
+  readonly id: string
+  readonly deviceId: string
+  readonly issuedAtMs: number
+  readonly matrixSize: number
+  readonly seedHex: string
+  readonly commitDeadlineAtMs: number
+  readonly outcome: ChallengeOutcome
+  readonly reasonCode: string | null
+  readonly reason: string
+  readonly merkleRootHex: string | null
+  readonly committedAtMs: number | null
+  readonly finishedAtMs: number | null
+  readonly backend: string | null
+  readonly effectiveTflops: number | null
+}
+
+export type VerificationOutcome = {
+  readonly state: VerificationState
+  readonly reason: string
+  readonly failures: number
+  readonly nextVerificationAtMs: number
+  readonly measuredFp32Tflops?: number
+}
+
+export type SpeedtestRecord = {
+  readonly id: string
+  readonly deviceId: string
+  readonly measuredAtMs: number
+  readonly latencyMs: number
+  readonly jitterMs: number
+  readonly downloadMbps: number
+  readonly uploadMbps: number
+  readonly bandwidthTier: BandwidthTier | null
+  readonly compute: Record<string, unknown> | null
+}

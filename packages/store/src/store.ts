@@ -12,8 +12,12 @@ import type {
   EnrollmentTokenRecord,
   EnrollOutcome,
   EnrollRequest,
+  GpuUuidConflict,
   HeartbeatFlushEntry,
+  ChallengeRecord,
+  SpeedtestRecord,
   UptimeBucket,
+  VerificationOutcome,
 } from './records.ts'
 
 // The coordinator's only door to the database. Every query here is plain PostgreSQL that PGlite runs too.
@@ -51,6 +55,15 @@ export interface Store {
   listUptimeBuckets(deviceId: string, sinceMs: number): Promise<UptimeBucket[]>
   setDeviceVerification(deviceId: string, state: VerificationState, reason: string): Promise<void>
   setDeviceBandwidthTier(deviceId: string, tier: BandwidthTier | null): Promise<void>
+
+  /** Online devices other than `deviceId` that report one of its GPU UUIDs. */
+  findGpuUuidConflicts(deviceId: string): Promise<GpuUuidConflict[]>
+  insertChallenge(challenge: ChallengeRecord): Promise<void>
+  updateChallenge(challenge: ChallengeRecord): Promise<void>
+  listChallenges(deviceId: string, limit: number): Promise<ChallengeRecord[]>
+  recordVerificationOutcome(deviceId: string, outcome: VerificationOutcome): Promise<void>
+  insertSpeedtestResult(result: SpeedtestRecord): Promise<void>
+  listSpeedtestResults(deviceId: string, limit: number): Promise<SpeedtestRecord[]>
 
   close(): Promise<void>
 }
@@ -106,11 +119,15 @@ type DeviceRow = {
   uptime_ms_total: bigint
   reliability: number
   change_seq: bigint
+  verification_failures: number
+  next_verification_at_ms: bigint
+  measured_fp32_tflops: number | null
 }
 
 const deviceColumns = `id, account_id, public_key, hostname, state, state_reason_code, state_reason, state_changed_at_ms,
   verification_state, verification_reason, region, country, asking_price_micro_usd, bandwidth_tier, inventory,
-  enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq`
+  enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq, verification_failures,
+  next_verification_at_ms, measured_fp32_tflops`
 
 class SqlStore implements Store {
   readonly kind: SqlDriver['kind']
@@ -294,19 +311,38 @@ class SqlStore implements Store {
   }
 
   async saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void> {
-    await this.#driver.execute(
-      `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5, asking_price_micro_usd = $6,
-         change_seq = nextval('device_change_seq')
-       WHERE id = $1`,
-      [
-        deviceId,
-        report.hostname,
-        report.inventory,
-        report.region,
-        report.country,
-        report.askingPriceMicroUsd,
-      ],
-    )
+    const gpus = report.inventory.gpus
+    await this.#driver.transaction(async (tx) => {
+      await tx.execute(
+        `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5, asking_price_micro_usd = $6,
+           change_seq = nextval('device_change_seq')
+         WHERE id = $1`,
+        [
+          deviceId,
+          report.hostname,
+          report.inventory,
+          report.region,
+          report.country,
+          report.askingPriceMicroUsd,
+        ],
+      )
+      await tx.execute('DELETE FROM device_gpus WHERE device_id = $1', [deviceId])
+      if (gpus.length > 0) {
+        await tx.execute(
+          `INSERT INTO device_gpus (device_id, uuid, gpu_index, model_key, vram_mib)
+           SELECT $1, uuid, gpu_index, model_key, vram_mib
+           FROM unnest($2::text[], $3::int[], $4::text[], $5::int[]) AS g(uuid, gpu_index, model_key, vram_mib)
+           ON CONFLICT DO NOTHING`,
+          [
+            deviceId,
+            gpus.map((gpu) => gpu.uuid),
+            gpus.map((gpu) => gpu.index),
+            gpus.map((gpu) => gpu.modelKey),
+            gpus.map((gpu) => gpu.vramMib),
+          ],
+        )
+      }
+    })
   }
 
   async flushHeartbeats(flushEntries: readonly HeartbeatFlushEntry[]): Promise<void> {
@@ -444,6 +480,124 @@ class SqlStore implements Store {
     )
   }
 
+  async findGpuUuidConflicts(deviceId: string): Promise<GpuUuidConflict[]> {
+    return this.#driver.query<GpuUuidConflict>(
+      `SELECT other.uuid, other.device_id AS "deviceId"
+       FROM device_gpus mine
+       JOIN device_gpus other ON other.uuid = mine.uuid AND other.device_id <> mine.device_id
+       JOIN devices d ON d.id = other.device_id AND d.state = 'online'
+       WHERE mine.device_id = $1
+       ORDER BY other.uuid, other.device_id`,
+      [deviceId],
+    )
+  }
+
+  async insertChallenge(challenge: ChallengeRecord): Promise<void> {
+    await this.#driver.execute(
+      `INSERT INTO verification_challenges (id, device_id, issued_at_ms, matrix_size, seed_hex, commit_deadline_at_ms,
+         outcome, reason_code, reason, merkle_root_hex, committed_at_ms, finished_at_ms, backend, effective_tflops)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+      challengeParams(challenge),
+    )
+  }
+
+  async updateChallenge(challenge: ChallengeRecord): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE verification_challenges SET outcome = $2, reason_code = $3, reason = $4, merkle_root_hex = $5,
+         committed_at_ms = $6, finished_at_ms = $7, backend = $8, effective_tflops = $9
+       WHERE id = $1`,
+      [
+        challenge.id,
+        challenge.outcome,
+        challenge.reasonCode,
+        challenge.reason,
+        challenge.merkleRootHex,
+        challenge.committedAtMs,
+        challenge.finishedAtMs,
+        challenge.backend,
+        challenge.effectiveTflops,
+      ],
+    )
+  }
+
+  async listChallenges(deviceId: string, limit: number): Promise<ChallengeRecord[]> {
+    const rows = await this.#driver.query<ChallengeRow>(
+      'SELECT * FROM verification_challenges WHERE device_id = $1 ORDER BY issued_at_ms DESC, id LIMIT $2',
+      [deviceId, limit],
+    )
+    return rows.map(toChallenge)
+  }
+
+  async recordVerificationOutcome(deviceId: string, outcome: VerificationOutcome): Promise<void> {
+    await this.#driver.execute(
+      `UPDATE devices SET verification_state = $2, verification_reason = $3, verification_failures = $4,
+         next_verification_at_ms = $5, measured_fp32_tflops = COALESCE($6, measured_fp32_tflops),
+         change_seq = nextval('device_change_seq')
+       WHERE id = $1`,
+      [
+        deviceId,
+        outcome.state,
+        outcome.reason,
+        outcome.failures,
+        outcome.nextVerificationAtMs,
+        outcome.measuredFp32Tflops ?? null,
+      ],
+    )
+  }
+
+  async insertSpeedtestResult(result: SpeedtestRecord): Promise<void> {
+    await this.#driver.transaction(async (tx) => {
+      await tx.execute(
+        `INSERT INTO speedtest_results (id, device_id, measured_at_ms, latency_ms, jitter_ms, download_mbps, upload_mbps,
+           bandwidth_tier, compute)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+        [
+          result.id,
+          result.deviceId,
+          result.measuredAtMs,
+          result.latencyMs,
+          result.jitterMs,
+          result.downloadMbps,
+          result.uploadMbps,
+          result.bandwidthTier,
+          result.compute,
+        ],
+      )
+      await tx.execute(
+        `UPDATE devices SET bandwidth_tier = $2, change_seq = nextval('device_change_seq') WHERE id = $1`,
+        [result.deviceId, result.bandwidthTier],
+      )
+    })
+  }
+
+  async listSpeedtestResults(deviceId: string, limit: number): Promise<SpeedtestRecord[]> {
+    const rows = await this.#driver.query<{
+      id: string
+      device_id: string
+      measured_at_ms: bigint
+      latency_ms: number
+      jitter_ms: number
+      download_mbps: number
+      upload_mbps: number
+      bandwidth_tier: BandwidthTier | null
+      compute: Record<string, unknown> | null
+    }>('SELECT * FROM speedtest_results WHERE device_id = $1 ORDER BY measured_at_ms DESC, id LIMIT $2', [
+      deviceId,
+      limit,
+    ])
+    return rows.map((row) => ({
+      id: row.id,
+      deviceId: row.device_id,
+      measuredAtMs: Number(row.measured_at_ms),
+      latencyMs: row.latency_ms,
+      jitterMs: row.jitter_ms,
+      downloadMbps: row.download_mbps,
+      uploadMbps: row.upload_mbps,
+      bandwidthTier: row.bandwidth_tier,
+      compute: row.compute,
+    }))
+  }
+
   close(): Promise<void> {
     return this.#driver.close()
   }
@@ -480,6 +634,61 @@ async function insertEvent(tx: SqlExecutor, change: DeviceStateChange): Promise<
 }
 
 const optionalNumber = (value: bigint | null): number | null => (value === null ? null : Number(value))
+
+type ChallengeRow = {
+  id: string
+  device_id: string
+  issued_at_ms: bigint
+  matrix_size: number
+  seed_hex: string
+  commit_deadline_at_ms: bigint
+  outcome: ChallengeRecord['outcome']
+  reason_code: string | null
+  reason: string
+  merkle_root_hex: string | null
+  committed_at_ms: bigint | null
+  finished_at_ms: bigint | null
+  backend: string | null
+  effective_tflops: number | null
+}
+
+function challengeParams(challenge: ChallengeRecord) {
+  return [
+    challenge.id,
+    challenge.deviceId,
+    challenge.issuedAtMs,
+    challenge.matrixSize,
+    challenge.seedHex,
+    challenge.commitDeadlineAtMs,
+    challenge.outcome,
+    challenge.reasonCode,
+    challenge.reason,
+    challenge.merkleRootHex,
+    challenge.committedAtMs,
+    challenge.finishedAtMs,
+    challenge.backend,
+    challenge.effectiveTflops,
+  ]
+}
+
+function toChallenge(row: ChallengeRow): ChallengeRecord {
+  return {
+    id: row.id,
+    deviceId: row.device_id,
+    issuedAtMs: Number(row.issued_at_ms),
+    matrixSize: row.matrix_size,
+    seedHex: row.seed_hex,
+    commitDeadlineAtMs: Number(row.commit_deadline_at_ms),
+    outcome: row.outcome,
+    reasonCode: row.reason_code,
+    reason: row.reason,
+    merkleRootHex: row.merkle_root_hex,
+    committedAtMs: optionalNumber(row.committed_at_ms),
+    finishedAtMs: optionalNumber(row.finished_at_ms),
+    backend: row.backend,
+    effectiveTflops: row.effective_tflops,
+  }
+}
 
 function toAccount(row: AccountRow): AccountRecord {
   return { id: row.id, name: row.name, roles: row.roles, createdAtMs: Number(row.created_at_ms) }
@@ -534,5 +743,8 @@ function toDevice(row: DeviceRow): DeviceRecord {
     uptimeMsTotal: Number(row.uptime_ms_total),
     reliability: row.reliability,
     changeSeq: row.change_seq,
+    verificationFailures: row.verification_failures,
+    nextVerificationAtMs: Number(row.next_verification_at_ms),
+    measuredFp32Tflops: row.measured_fp32_tflops,
   }
 }

@@ -18,6 +18,11 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     restartGraceMs: 10_000,
     heartbeatFlushIntervalMs: 100,
     offerIndexRefreshMs: 50,
+    // proof-of-compute is switched on by the tests about it
+    verificationEnabled: false,
+    reverifyIntervalMs: 3_600_000,
+    challengeCpuMatrixSize: 64,
+    challengeFixedOverheadMs: 5_000,
     logLevel: 'silent',
     ...overrides,
   }

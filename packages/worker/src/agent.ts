@@ -14,6 +14,7 @@ import {
 import WebSocket from 'ws'
 import { reconnectDelayMs } from './backoff.ts'
 import { loadOrCreateIdentity, readEnrollment, writeEnrollment, type WorkerIdentity } from './identity.ts'
+import { referenceProver, type ProofSession, type Prover } from './proof/prover.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -31,6 +32,8 @@ export type WorkerAgentComponents = {
   readonly random?: Random
   /** Probes the machine; called at start and on each reconnect. */
   probe(): Promise<HardwareInventory>
+  /** Answers proof-of-compute challenges; the TypeScript reference prover when absent. */
+  readonly prover?: Prover
 }
 
 export type WorkerAgentStatus =
@@ -66,6 +69,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   let resolveFinished!: (outcome: { fatalError?: Error }) => void
   const finished = new Promise<{ fatalError?: Error }>((resolve) => (resolveFinished = resolve))
 
+  const proofs = createProofHandler(components.prover ?? referenceProver, logger)
   const wsUrl = `${init.coordinatorUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/worker/connect`
 
   async function enroll(id: WorkerIdentity): Promise<string> {
@@ -204,12 +208,15 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             () => sendMessage({ type: 'heartbeat', seq: seq++ }),
             message.heartbeatIntervalMs,
           )
-        } else {
+        } else if (message.type === 'error') {
           logger.warn('coordinator reported an error', { code: message.code, message: message.message })
+        } else {
+          proofs.handle(message, sendMessage)
         }
       })
       ws.on('error', (error) => logger.warn('link error', { error: String(error) }))
       ws.on('close', (code, reasonBuffer) => {
+        proofs.closeAll()
         clearInterval(heartbeatTimer)
         heartbeatTimer = undefined
         socket = undefined
@@ -279,6 +286,68 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         ws.terminate()
       }
       await finished
+    },
+  }
+}
+
+/** One proof-of-compute session at a time: a new challenge supersedes an unfinished one. */
+function createProofHandler(prover: Prover, logger: WorkerLogger) {
+  let active: { challengeId: string; session: Promise<ProofSession | undefined> } | undefined
+  const closeAll = () => {
+    void active?.session.then((session) => session?.close())
+    active = undefined
+  }
+  return {
+    closeAll,
+    handle(
+      message: Exclude<CoordinatorMessage, { type: 'auth_challenge' | 'welcome' | 'error' }>,
+      send: (message: WorkerMessage) => void,
+    ) {
+      if (message.type === 'challenge') {
+        closeAll()
+        logger.info('proof-of-compute challenge received', {
+          challengeId: message.challengeId,
+          matrixSize: message.matrixSize,
+        })
+        const session = prover.prove(message.seed, message.matrixSize).then(
+          (proof) => {
+            send({
+              type: 'challenge_commitment',
+              challengeId: message.challengeId,
+              merkleRoot: proof.merkleRoot,
+              backend: proof.backend,
+              computeMs: proof.computeMs,
+            })
+            return proof
+          },
+          (error: unknown) => {
+            logger.error('proof-of-compute failed on this machine', { error: String(error) })
+            return undefined
+          },
+        )
+        active = { challengeId: message.challengeId, session }
+      } else if (message.type === 'challenge_open') {
+        if (active?.challengeId !== message.challengeId) return
+        void active.session.then(async (proof) => {
+          if (!proof) return
+          try {
+            for (const opening of await proof.open(message.rows))
+              send({
+                type: 'challenge_opening',
+                challengeId: message.challengeId,
+                ...opening,
+                proof: [...opening.proof],
+              })
+          } catch (error) {
+            logger.error('could not open the requested rows', { error: String(error) })
+          }
+        })
+      } else {
+        const fields = { challengeId: message.challengeId, reason: message.reason }
+        if (message.passed) logger.info('proof-of-compute passed', fields)
+        else logger.warn('proof-of-compute failed', { ...fields, reasonCode: message.reasonCode })
+        if (active?.challengeId === message.challengeId) closeAll()
+      }
     },
   }
 }

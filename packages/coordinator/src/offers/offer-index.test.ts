@@ -56,6 +56,9 @@ function device(
     uptimeMsTotal: 0,
     reliability: 0.9,
     changeSeq: 1n,
+    verificationFailures: 0,
+    nextVerificationAtMs: 0,
+    measuredFp32Tflops: null,
     ...overrides,
   }
 }
