@@ -93,6 +93,9 @@ describe(
           heartbeatIntervalMs: 500,
           missedHeartbeatsBeforeOffline: 3,
           heartbeatFlushIntervalMs: 200,
+          // These workers replay saved captures of GPUs this machine does not have, so they could never pass
+          // proof-of-compute and would be unlisted; verification has its own tests. This one is about liveness.
+          verificationEnabled: false,
         }),
       )
       network.spawnIn(

@@ -3,6 +3,7 @@ import { GpumeshError, ValidationError } from '@gpumesh/core'
 import { GpumeshApiError } from '@gpumesh/sdk'
 import { Command, CommanderError } from 'commander'
 import { registerAccountCommands } from './commands/account.ts'
+import { registerBenchCommand } from './commands/bench.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerUpCommand } from './commands/up.ts'
@@ -21,6 +22,7 @@ registerCoordinatorCommands(program)
 registerWorkerCommands(program)
 registerAccountCommands(program)
 registerOfferCommands(program)
+registerBenchCommand(program)
 
 try {
   await program.parseAsync(process.argv)

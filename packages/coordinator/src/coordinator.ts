@@ -19,6 +19,7 @@ import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from './presence/presence.ts'
 import { registerRoutes } from './routes.ts'
+import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
@@ -185,6 +186,7 @@ export async function buildCoordinator(
   })
 
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
+  await registerSpeedtestRoutes(app, { store, clock })
 
   app.get('/v1/worker/connect', { websocket: true, schema: { hide: true } }, (socket, request) => {
     links.accept(socket, request.ip)
@@ -197,10 +199,12 @@ export async function buildCoordinator(
 
   const expireSilent = async () => {
     const expired = presence.expire(clock.nowMs())
+    if (expired.length === 0) return
+    // Recorded before the sockets close, so whoever sees the close also sees the reason.
+    await recordStateChanges(expired.map((entry) => entry.change))
     for (const { deviceId, sessionId, change } of expired) {
       links.close(deviceId, sessionId, WorkerCloseCode.goingAway, change.reason)
     }
-    if (expired.length > 0) await recordStateChanges(expired.map((entry) => entry.change))
   }
   const flush = async () => {
     if (pendingChanges.length > 0) {

@@ -11,7 +11,15 @@ export type CommittedProduct = {
   open(row: number): { values: Int32Array; proof: Hash[] }
 }
 
+/** Past this the reference prover refuses: it runs on the caller's thread and is O(n³). */
+export const referenceProverMaxMatrixSize = 2_048
+
 export function proveReference(seed: Uint8Array, n: number): CommittedProduct {
+  if (n > referenceProverMaxMatrixSize) {
+    throw new Error(
+      `the reference prover handles n ≤ ${referenceProverMaxMatrixSize}; use the Python prover for n = ${n}`,
+    )
+  }
   const words = seedWords(seed)
   const rows = fullProduct(words.a, words.b, n)
   const levels = buildTree(rows.map((row, index) => leafHash(index, row)))

@@ -69,7 +69,10 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   let resolveFinished!: (outcome: { fatalError?: Error }) => void
   const finished = new Promise<{ fatalError?: Error }>((resolve) => (resolveFinished = resolve))
 
-  const proofs = createProofHandler(components.prover ?? referenceProver, logger)
+  let latestInventory: HardwareInventory | undefined
+  const proofs = createProofHandler(components.prover ?? referenceProver, logger, () =>
+    proverMatrixSizeLimit(latestInventory),
+  )
   const wsUrl = `${init.coordinatorUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/worker/connect`
 
   async function enroll(id: WorkerIdentity): Promise<string> {
@@ -232,6 +235,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       let attempt = 0
       while (!stopping) {
         const inventory = await components.probe()
+        latestInventory = inventory
         const { code, reason, wasOnline } = await runSession(identity, deviceId, inventory)
         if (stopping) break
         if (code === WorkerCloseCode.blocked)
@@ -290,8 +294,22 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   }
 }
 
+/**
+ * The largest challenge this machine should attempt. Without GPUs that nvidia-smi itself reported, a
+ * production-size challenge (tens of GB, hours of CPU) is not attempted: it could only fail, slowly,
+ * while starving the machine.
+ */
+export const cpuProverMaxMatrixSize = 4_096
+export const gpuProverMaxMatrixSize = 65_536
+
+export function proverMatrixSizeLimit(inventory: HardwareInventory | undefined): number {
+  return inventory?.probeSource === 'nvidia-smi' && inventory.gpus.length > 0
+    ? gpuProverMaxMatrixSize
+    : cpuProverMaxMatrixSize
+}
+
 /** One proof-of-compute session at a time: a new challenge supersedes an unfinished one. */
-function createProofHandler(prover: Prover, logger: WorkerLogger) {
+function createProofHandler(prover: Prover, logger: WorkerLogger, matrixSizeLimit: () => number) {
   let active: { challengeId: string; session: Promise<ProofSession | undefined> } | undefined
   const closeAll = () => {
     void active?.session.then((session) => session?.close())

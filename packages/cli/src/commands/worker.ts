@@ -1,6 +1,16 @@
 import { resolve } from 'node:path'
 import { WorkerSettings } from '@gpumesh/protocol'
-import { createWorkerAgent, formatInventoryTable, probeHardware, type WorkerLogger } from '@gpumesh/worker'
+import {
+  createPythonProver,
+  createWorkerAgent,
+  formatInventoryTable,
+  probeHardware,
+  referenceProver,
+  resolvePythonPath,
+  type Prover,
+  type WorkerLogger,
+} from '@gpumesh/worker'
+import { execFileSync } from 'node:child_process'
 import type { Command } from 'commander'
 import { printJson } from '../output.ts'
 import { loadSettings } from '../settings.ts'
@@ -19,6 +29,23 @@ function consoleLogger(level: (typeof logLevels)[number]): WorkerLogger {
     info: (message, fields) => write('info', message, fields),
     warn: (message, fields) => write('warn', message, fields),
     error: (message, fields) => write('error', message, fields),
+  }
+}
+
+/** The Python prover from the managed environment; the TypeScript reference only where numpy is missing. */
+function chooseProver(logger: WorkerLogger): Prover {
+  const pythonPath = resolvePythonPath(process.env)
+  try {
+    execFileSync(pythonPath, ['-c', 'import numpy'], { stdio: 'ignore', timeout: 30_000 })
+    return createPythonProver(pythonPath)
+  } catch {
+    logger.warn(
+      'no Python with numpy found (run scripts/setup-python.sh): proof-of-compute uses the slow reference prover',
+      {
+        pythonPath,
+      },
+    )
+    return referenceProver
   }
 }
 
@@ -51,6 +78,7 @@ export function registerWorkerCommands(program: Command): void {
       const agent = createWorkerAgent(
         {
           logger,
+          prover: chooseProver(logger),
           probe: () =>
             probeHardware({
               diskPath: resolve(settings.stateDir),
