@@ -327,6 +327,13 @@ function createProofHandler(prover: Prover, logger: WorkerLogger, matrixSizeLimi
           challengeId: message.challengeId,
           matrixSize: message.matrixSize,
         })
+        if (message.matrixSize > matrixSizeLimit()) {
+          logger.error("challenge is larger than this machine's real hardware can answer; not attempted", {
+            matrixSize: message.matrixSize,
+            limit: matrixSizeLimit(),
+          })
+          return
+        }
         const session = prover.prove(message.seed, message.matrixSize).then(
           (proof) => {
             send({
