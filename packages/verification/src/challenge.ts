@@ -38,6 +38,7 @@ export type ChallengePolicy = {
   /** Added to every deadline: process start, matrix generation, network. */
   readonly fixedOverheadMs: number
   readonly rowsToOpen: number
+  /** Columns checked in every opened row (the same columns for all rows of a challenge). */
   readonly entriesCheckedPerRow: number
   readonly openingTimeoutMs: number
 }
@@ -52,7 +53,7 @@ export const defaultChallengePolicy: ChallengePolicy = {
   hashBytesPerSecond: 2e8,
   fixedOverheadMs: 10_000,
   rowsToOpen: 4,
-  entriesCheckedPerRow: 64,
+  entriesCheckedPerRow: 32,
   openingTimeoutMs: 30_000,
 }
 
@@ -106,14 +107,36 @@ export type RowCheck =
   { readonly ok: true } | { readonly ok: false; readonly reason: ChallengeFailure; readonly detail: string }
 
 /**
- * Checks one opened row: its proof against the committed root, then `entriesCheckedPerRow` entries chosen
- * at random (all of them when n is small) against the coordinator's own computation.
+ * The columns a challenge checks, with B's columns computed once: every opened row is checked on the same
+ * columns, so the coordinator generates (columns + rows) · n entries instead of rows · columns · n.
+ * Chosen after the commitment, so the prover cannot know them.
  */
-export function checkRowOpening(
-  opening: RowOpening,
-  context: { n: number; seed: Uint8Array; root: Hash; requestedRows: readonly number[] },
+export type SampledColumns = { readonly columns: readonly number[]; readonly bColumns: readonly Int32Array[] }
+
+export function sampleColumns(
+  seed: Uint8Array,
+  n: number,
   policy: ChallengePolicy,
   random: Random,
+): SampledColumns {
+  const columns =
+    n <= policy.entriesCheckedPerRow
+      ? Array.from({ length: n }, (_, col) => col)
+      : pickRows(n, policy.entriesCheckedPerRow, random)
+  const { b } = seedWords(seed)
+  return { columns, bColumns: columns.map((col) => matrixColumn(b, n, col)) }
+}
+
+/** Checks one opened row: its proof against the committed root, then the sampled entries. */
+export function checkRowOpening(
+  opening: RowOpening,
+  context: {
+    n: number
+    seed: Uint8Array
+    root: Hash
+    requestedRows: readonly number[]
+    sampled: SampledColumns
+  },
 ): RowCheck {
   const { n } = context
   if (!context.requestedRows.includes(opening.row)) {
@@ -137,14 +160,10 @@ export function checkRowOpening(
       detail: `row ${opening.row} does not match the committed root`,
     }
   }
-  const words = seedWords(context.seed)
-  const aRow = matrixRow(words.a, n, opening.row)
-  const columns =
-    n <= policy.entriesCheckedPerRow
-      ? Array.from({ length: n }, (_, col) => col)
-      : Array.from({ length: policy.entriesCheckedPerRow }, () => Math.floor(random.next() * n))
-  for (const col of columns) {
-    const bColumn = matrixColumn(words.b, n, col)
+  const aRow = matrixRow(seedWords(context.seed).a, n, opening.row)
+  for (let index = 0; index < context.sampled.columns.length; index += 1) {
+    const col = context.sampled.columns[index]!
+    const bColumn = context.sampled.bColumns[index]!
     let expected = 0
     for (let k = 0; k < n; k += 1) expected += aRow[k]! * bColumn[k]!
     if (opening.values[col] !== expected) {

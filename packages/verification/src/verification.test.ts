@@ -19,6 +19,7 @@ import {
   proofFor,
   proveReference,
   rootOf,
+  sampleColumns,
   seedWords,
   toHex,
   verifyProof,
@@ -85,19 +86,26 @@ describe('Merkle commitments', () => {
 describe('row checks', () => {
   const n = 48
   const honest = proveReference(seed, n)
-  const context = (requestedRows: number[]) => ({ n, seed, root: honest.root, requestedRows })
+  const sampled = sampleColumns(seed, n, policy, seededRandom(1))
+  const context = (requestedRows: number[]) => ({ n, seed, root: honest.root, requestedRows, sampled })
 
   it('pass an honest opening', () => {
     const opening = { row: 7, ...honest.open(7) }
-    assert.deepEqual(checkRowOpening(opening, context([7]), policy, seededRandom(1)), { ok: true })
+    assert.deepEqual(checkRowOpening(opening, context([7])), { ok: true })
   })
 
   it('catch fake values under the right root', () => {
     const { values, proof } = honest.open(7)
     const fake = Int32Array.from(values)
     fake[3] = fake[3]! + 1
-    const result = checkRowOpening({ row: 7, values: fake, proof }, context([7]), policy, seededRandom(1))
+    const result = checkRowOpening({ row: 7, values: fake, proof }, context([7]))
     assert.equal(result.ok || result.reason, 'bad_proof')
+  })
+
+  it('check the same sampled columns in every row, all of them when n is small', () => {
+    assert.equal(sampled.columns.length, policy.entriesCheckedPerRow)
+    assert.equal(new Set(sampled.columns).size, sampled.columns.length)
+    assert.equal(sampleColumns(seed, 8, policy, seededRandom(1)).columns.length, 8)
   })
 
   it('catch a wrong product committed consistently', () => {
@@ -105,25 +113,15 @@ describe('row checks', () => {
     const wrong = fullProduct(a, b, n).map((row) => row.map((value) => value + 1))
     const levels = buildTree(wrong.map((row, index) => leafHash(index, row)))
     const opening = { row: 2, values: wrong[2]!, proof: proofFor(levels, 2) }
-    const result = checkRowOpening(
-      opening,
-      { ...context([2]), root: rootOf(levels) },
-      policy,
-      seededRandom(1),
-    )
+    const result = checkRowOpening(opening, { ...context([2]), root: rootOf(levels) })
     assert.equal(result.ok || result.reason, 'wrong_product')
   })
 
   it('refuse rows that were not asked for and rows of the wrong length', () => {
     const opening = { row: 9, ...honest.open(9) }
-    const notAsked = checkRowOpening(opening, context([7]), policy, seededRandom(1))
+    const notAsked = checkRowOpening(opening, context([7]))
     assert.equal(notAsked.ok || notAsked.reason, 'unrequested_row')
-    const short = checkRowOpening(
-      { ...opening, values: opening.values.slice(1) },
-      context([9]),
-      policy,
-      seededRandom(1),
-    )
+    const short = checkRowOpening({ ...opening, values: opening.values.slice(1) }, context([9]))
     assert.equal(short.ok || short.reason, 'malformed_response')
   })
 })

@@ -141,6 +141,7 @@ def main():
         if "n" in request:
             n = int(request["n"])
             started = time.perf_counter()
+            cpu_started = time.process_time()
             product, compute_ms, backend = compute_product(int(request["seedWordA"]), int(request["seedWordB"]), n, device_request)
             levels = build_tree([leaf_hash(i, product[i]) for i in range(n)])
             answer(
@@ -148,6 +149,7 @@ def main():
                     "root": levels[-1][0].hex(),
                     "computeMs": compute_ms,
                     "totalMs": (time.perf_counter() - started) * 1000,
+                    "cpuMs": (time.process_time() - cpu_started) * 1000,
                     "backend": backend,
                 }
             )

@@ -14,7 +14,9 @@ import {
   fromHex,
   matrixFlops,
   pickRows,
+  sampleColumns,
   type ChallengeClaim,
+  type SampledColumns,
   type ChallengePolicy,
 } from '@gpumesh/verification'
 import type { FastifyBaseLogger } from 'fastify'
@@ -54,6 +56,7 @@ type Pending = {
   phase: 'commit' | 'open'
   root?: Uint8Array
   requestedRows: number[]
+  sampled?: SampledColumns
   openedRows: Set<number>
   openDeadlineAtMs: number
   committedAtMs?: number
@@ -233,6 +236,12 @@ export class Verifier {
         this.#init.policy.rowsToOpen,
         this.#components.random,
       )
+      pending.sampled = sampleColumns(
+        pending.seed,
+        pending.record.matrixSize,
+        this.#init.policy,
+        this.#components.random,
+      )
       pending.openDeadlineAtMs = nowMs + this.#init.policy.openingTimeoutMs
       this.#components.send(deviceId, {
         type: 'challenge_open',
@@ -241,7 +250,7 @@ export class Verifier {
       })
       return
     }
-    if (pending.phase !== 'open' || !pending.root)
+    if (pending.phase !== 'open' || !pending.root || !pending.sampled)
       return this.#fail(deviceId, pending, ChallengeFailure.malformedResponse, 'a row before the commitment')
     if (pending.openedRows.has(message.row))
       return this.#fail(
@@ -266,9 +275,8 @@ export class Verifier {
         seed: pending.seed,
         root: pending.root,
         requestedRows: pending.requestedRows,
+        sampled: pending.sampled,
       },
-      this.#init.policy,
-      this.#components.random,
     )
     if (!check.ok) return this.#fail(deviceId, pending, check.reason, check.detail)
     pending.openedRows.add(message.row)

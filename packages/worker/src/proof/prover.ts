@@ -17,6 +17,9 @@ export type ProofSession = {
   readonly merkleRoot: string
   readonly backend: string
   readonly computeMs: number
+  /** The prover's whole run (generation, multiply, hashing), wall and CPU, where it reports them. */
+  readonly totalMs?: number
+  readonly cpuMs?: number
   open(rows: readonly number[]): Promise<RowOpeningWire[]>
   close(): void
 }
@@ -74,10 +77,18 @@ export function createPythonProver(pythonPath: string, device = 'auto'): Prover 
         if (child.exitCode === null) setTimeout(() => child.kill('SIGKILL'), 5_000).unref()
       }
       return ask({ seedWordA: words.a, seedWordB: words.b, n: matrixSize }).then(
-        (committed: { root: string; computeMs: number; backend: string }) => ({
+        (committed: {
+          root: string
+          computeMs: number
+          backend: string
+          totalMs?: number
+          cpuMs?: number
+        }) => ({
           merkleRoot: committed.root,
           backend: committed.backend,
           computeMs: committed.computeMs,
+          ...(committed.totalMs === undefined ? {} : { totalMs: committed.totalMs }),
+          ...(committed.cpuMs === undefined ? {} : { cpuMs: committed.cpuMs }),
           open: async (rows) => ((await ask({ rows })) as { rows: RowOpeningWire[] }).rows,
           close,
         }),
