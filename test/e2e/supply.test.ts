@@ -73,6 +73,9 @@ describe(
           `1.${index}0`,
           '--nvidia-smi-xml',
           capture,
+          // worker 0 runs the speedtest across its test host's link soon after start; the others never
+          '--speedtest-interval-ms',
+          index === 0 ? '3000' : '0',
           ...(token ? ['--token', token] : []),
         ],
         { logPrefix: `worker-${index}` },
@@ -164,6 +167,28 @@ describe(
         gpuCounts.push(offer.gpuCount)
       }
       assert.equal(new Set(deviceIds).size, 3)
+    })
+
+    it('a worker measures its link to the coordinator and gets a bandwidth tier', async () => {
+      const tested = deviceIds.find(
+        (id) => api(`/v1/devices/${id}/speedtests`, { key: supplierKey }).body.speedtests?.length > 0,
+      )
+      const deviceId =
+        tested ??
+        (await eventually(
+          () =>
+            deviceIds.find(
+              (id) => api(`/v1/devices/${id}/speedtests`, { key: supplierKey }).body.speedtests?.length > 0,
+            ),
+          'a speedtest result',
+          60_000,
+        ))
+      const [result] = api(`/v1/devices/${deviceId}/speedtests`, { key: supplierKey }).body.speedtests
+      assert.ok(result.latencyMs > 0 && result.downloadMbps > 0 && result.uploadMbps > 0)
+      assert.equal(
+        api(`/v1/devices/${deviceId}`, { key: supplierKey }).body.bandwidthTier,
+        result.bandwidthTier,
+      )
     })
 
     it('a killed worker goes offline and its uptime stops growing', async () => {

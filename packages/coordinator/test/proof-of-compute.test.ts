@@ -237,6 +237,7 @@ for (const backend of storeBackends) {
             country: 'DE',
             askingPricePerGpuHourUsd: '0.30',
             reconnectInitialDelayMs: 50,
+            speedtestIntervalMs: 0,
             reconnectMaxDelayMs: 200,
             logLevel: 'silent',
           },

@@ -65,6 +65,7 @@ for (const backend of storeBackends) {
           country: 'DE',
           askingPricePerGpuHourUsd: '2.10',
           reconnectInitialDelayMs: 50,
+          speedtestIntervalMs: 0,
           reconnectMaxDelayMs: 200,
           logLevel: 'silent',
         },

@@ -55,6 +55,8 @@ export const WorkerSettings = Type.Object(
     askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
     /** Parse this saved `nvidia-smi -q -x` output instead of running the tool. */
     nvidiaSmiXmlPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
+    /** Speedtest (network tier, compute) soon after start, then this often; 0 turns it off. */
+    speedtestIntervalMs: Type.Integer({ minimum: 0, maximum: 30 * 86_400_000, default: 86_400_000 }),
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(

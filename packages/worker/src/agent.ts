@@ -7,6 +7,7 @@ import {
   EnrollReply,
   sessionSigningPayload,
   WorkerCloseCode,
+  type ComputeSpeedtestResult,
   type HardwareInventory,
   type WorkerMessage,
   type WorkerSettings,
@@ -15,6 +16,7 @@ import WebSocket from 'ws'
 import { reconnectDelayMs } from './backoff.ts'
 import { loadOrCreateIdentity, readEnrollment, writeEnrollment, type WorkerIdentity } from './identity.ts'
 import { referenceProver, type ProofSession, type Prover } from './proof/prover.ts'
+import { runNetworkSpeedtest, submitSpeedtestResult } from './speedtest/network.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -34,7 +36,12 @@ export type WorkerAgentComponents = {
   probe(): Promise<HardwareInventory>
   /** Answers proof-of-compute challenges; the TypeScript reference prover when absent. */
   readonly prover?: Prover
+  /** The compute half of the periodic speedtest (Python); the network half always runs. */
+  computeSpeedtest?(): Promise<ComputeSpeedtestResult>
 }
+
+/** The first speedtest waits a random time up to this, so a fleet restarting together does not test at once. */
+export const firstSpeedtestDelayMaxMs = 60_000
 
 export type WorkerAgentStatus =
   'starting' | 'enrolling' | 'connecting' | 'online' | 'backing_off' | 'stopped' | 'fatal'
@@ -73,6 +80,40 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   const proofs = createProofHandler(components.prover ?? referenceProver, logger, () =>
     proverMatrixSizeLimit(latestInventory),
   )
+  let speedtestTimer: NodeJS.Timeout | undefined
+  const scheduleSpeedtest = (delayMs: number) => {
+    if (init.speedtestIntervalMs === 0 || stopping) return
+    clearTimeout(speedtestTimer)
+    speedtestTimer = setTimeout(() => void runSpeedtest(), delayMs)
+    speedtestTimer.unref()
+  }
+  const runSpeedtest = async () => {
+    if (!identity || !deviceId) return
+    try {
+      const network = await runNetworkSpeedtest({ coordinatorUrl: init.coordinatorUrl, deviceId, identity })
+      const compute = components.computeSpeedtest
+        ? await components.computeSpeedtest().catch(() => undefined)
+        : undefined
+      const stored = await submitSpeedtestResult({
+        coordinatorUrl: init.coordinatorUrl,
+        deviceId,
+        identity,
+        network,
+        ...(compute ? { compute } : {}),
+      })
+      logger.info('speedtest recorded', {
+        latencyMs: stored.latencyMs,
+        downloadMbps: stored.downloadMbps,
+        uploadMbps: stored.uploadMbps,
+        bandwidthTier: stored.bandwidthTier,
+      })
+    } catch (error) {
+      logger.warn('speedtest failed; will try again at the next interval', { error: String(error) })
+    } finally {
+      scheduleSpeedtest(init.speedtestIntervalMs)
+    }
+  }
+
   const wsUrl = `${init.coordinatorUrl.replace(/^http/, 'ws').replace(/\/$/, '')}/v1/worker/connect`
 
   async function enroll(id: WorkerIdentity): Promise<string> {
@@ -189,6 +230,11 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         } else if (message.type === 'welcome') {
           wasOnline = true
           status = 'online'
+          if (speedtestTimer === undefined) {
+            scheduleSpeedtest(
+              Math.round(random.next() * Math.min(firstSpeedtestDelayMaxMs, init.speedtestIntervalMs)),
+            )
+          }
           logger.info('online', {
             deviceId: message.deviceId,
             heartbeatIntervalMs: message.heartbeatIntervalMs,
@@ -277,6 +323,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
     async stop(reason = 'agent stopped') {
       if (stopping) return
       stopping = true
+      clearTimeout(speedtestTimer)
       wakeBackoff?.()
       const ws = socket
       if (ws && ws.readyState === WebSocket.OPEN) {

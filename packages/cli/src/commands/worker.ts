@@ -7,13 +7,14 @@ import {
   probeHardware,
   referenceProver,
   resolvePythonPath,
+  runComputeSpeedtest,
   type Prover,
   type WorkerLogger,
 } from '@gpumesh/worker'
 import { execFileSync } from 'node:child_process'
 import type { Command } from 'commander'
 import { printJson } from '../output.ts'
-import { loadSettings } from '../settings.ts'
+import { integerFlag, loadSettings } from '../settings.ts'
 import { untilSignal } from './coordinator.ts'
 
 const logLevels = ['error', 'warn', 'info', 'debug', 'silent'] as const
@@ -61,6 +62,10 @@ export function registerWorkerCommands(program: Command): void {
     .option('--country <code>', 'ISO 3166-1 alpha-2 country code, e.g. DE')
     .option('--price-per-gpu-hour <usd>', 'asking price in USD per GPU-hour (per node-hour without GPUs)')
     .option('--nvidia-smi-xml <file>', 'read a saved `nvidia-smi -q -x` output instead of running nvidia-smi')
+    .option(
+      '--speedtest-interval-ms <ms>',
+      'run the speedtest soon after start, then this often; 0 = never (default 86400000)',
+    )
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
     .action(async (flags: Record<string, string | undefined>) => {
@@ -73,12 +78,14 @@ export function registerWorkerCommands(program: Command): void {
         askingPricePerGpuHourUsd: flags['pricePerGpuHour'],
         nvidiaSmiXmlPath: flags['nvidiaSmiXml'],
         logLevel: flags['logLevel'],
+        speedtestIntervalMs: integerFlag(flags['speedtestIntervalMs']),
       })
       const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
       const agent = createWorkerAgent(
         {
           logger,
           prover: chooseProver(logger),
+          computeSpeedtest: () => runComputeSpeedtest({ pythonPath: resolvePythonPath(process.env) }),
           probe: () =>
             probeHardware({
               diskPath: resolve(settings.stateDir),
