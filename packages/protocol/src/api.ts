@@ -242,7 +242,9 @@ export const Offer = Type.Object({
   pricePerHourUsd: UsdAmount,
   performance: Type.Object({
     fp16TensorTflopsPerGpu: Type.Union([Type.Number(), Type.Null()]),
-    /** "catalog": the model's data-sheet figure, not yet measured on this device. */
+    /** Effective FP32 TFLOPS from the last passed proof-of-compute: a measured lower bound. */
+    measuredFp32Tflops: Type.Union([Type.Number(), Type.Null()]),
+    /** "measured": proof-of-compute has measured this device; "catalog": data-sheet figures only. */
     source: Type.Union([Type.Literal('measured'), Type.Literal('catalog'), Type.Literal('unknown')]),
   }),
   reliability: Type.Number(),

@@ -72,7 +72,8 @@ export function registerOfferCommands(program: Command): void {
           'bandwidth',
           '$/GPU-h',
           '$/h',
-          'FP16 TFLOPS',
+          'FP16 TFLOPS (sheet)',
+          'FP32 measured',
           'reliability',
           'verified',
         ],
@@ -86,9 +87,10 @@ export function registerOfferCommands(program: Command): void {
           offer.bandwidthTier ?? 'untested',
           offer.pricePerGpuHourUsd,
           offer.pricePerHourUsd,
-          offer.performance.fp16TensorTflopsPerGpu === null
+          offer.performance.fp16TensorTflopsPerGpu ?? '-',
+          offer.performance.measuredFp32Tflops === null
             ? '-'
-            : `${offer.performance.fp16TensorTflopsPerGpu} (${offer.performance.source})`,
+            : offer.performance.measuredFp32Tflops.toFixed(3),
           percent(offer.reliability),
           offer.verificationState,
         ]),

@@ -200,7 +200,11 @@ function toEntry(device: DeviceRecord): Entry | undefined {
     bandwidthTier: device.bandwidthTier,
     pricePerGpuHourUsd: formatMicroUsd(priceMicroUsd),
     pricePerHourUsd: formatMicroUsd(priceMicroUsd * BigInt(Math.max(1, gpuCount))),
-    performance: { fp16TensorTflopsPerGpu: fp16, source: fp16 === null ? 'unknown' : 'catalog' },
+    performance: {
+      fp16TensorTflopsPerGpu: fp16,
+      measuredFp32Tflops: device.measuredFp32Tflops,
+      source: device.measuredFp32Tflops !== null ? 'measured' : fp16 === null ? 'unknown' : 'catalog',
+    },
     reliability: device.reliability,
     verificationState: device.verificationState,
     probeSource: inventory.probeSource,
