@@ -1,0 +1,8 @@
+import type { FilterPlugin } from '../types.ts'
+import { passed } from './passed.ts'
+
+export const gpuCountFilter: FilterPlugin = {
+  name: 'gpu-count',
+  filter: (node, request) =>
+    node.gpuCount >= request.gpusPerNode ? passed : { pass: false, reason: 'gpu_count' },
+}

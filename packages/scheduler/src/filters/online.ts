@@ -1,0 +1,7 @@
+import type { FilterPlugin } from '../types.ts'
+import { passed } from './passed.ts'
+
+export const onlineFilter: FilterPlugin = {
+  name: 'online',
+  filter: (node) => (node.online ? passed : { pass: false, reason: 'offline' }),
+}

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict'
+import { describe, it } from 'node:test'
+import fc from 'fast-check'
+import { filterPlugins } from './registry.ts'
+import { placeCluster } from './place.ts'
+import type { ClusterRequest, NodeCandidate, SupplySnapshot } from './types.ts'
+
+function node(id: string, overrides: Partial<NodeCandidate> = {}): NodeCandidate {
+  return {
+    deviceId: id,
+    supplierAccountId: 'acc',
+    online: true,
+    verified: true,
+    reserved: false,
+    gpuModel: 'a100-80gb',
+    gpuCount: 8,
+    vramMibPerGpu: 81_920,
+    fp16TflopsPerGpu: 312,
+    cpuCores: 64,
+    memoryMib: 512 * 1024,
+    region: 'eu-west',
+    country: 'DE',
+    bandwidthRank: 3,
+    pricePerGpuHourMicroUsd: 1_500_000n,
+    reliability: 0.99,
+    ...overrides,
+  }
+}
+
+const snapshotOf = (nodes: NodeCandidate[], rtt: Record<string, number> = {}): SupplySnapshot => ({
+  nodes,
+  roundTripMs: (a, b) => rtt[`${a}|${b}`],
+})
+
+const request = (overrides: Partial<ClusterRequest> = {}): ClusterRequest => ({
+  nodeCount: 2,
+  gpusPerNode: 1,
+  ...overrides,
+})
+
+const nodeArbitrary = fc.record({
+  online: fc.boolean(),
+  verified: fc.boolean(),
+  reserved: fc.boolean(),
+  gpuModel: fc.constantFrom('a100-80gb', 'a100-40gb', 'h100', 'rtx-4090', 'cpu'),
+  gpuCount: fc.integer({ min: 0, max: 8 }),
+  region: fc.constantFrom('eu-west', 'us-east', 'ap-south'),
+  country: fc.constantFrom('DE', 'US', 'IN'),
+  bandwidthRank: fc.integer({ min: 0, max: 3 }),
+  pricePerGpuHourMicroUsd: fc.bigInt({ min: 100_000n, max: 5_000_000n }),
+  reliability: fc.double({ min: 0, max: 1, noNaN: true }),
+})
+const requestArbitrary = fc.record({
+  nodeCount: fc.integer({ min: 1, max: 6 }),
+  gpusPerNode: fc.integer({ min: 0, max: 8 }),
+  gpuModel: fc.option(fc.constantFrom('a100', 'h100', 'rtx-4090'), { nil: undefined }),
+  region: fc.option(fc.constantFrom('eu-west', 'us-east'), { nil: undefined }),
+  maxPricePerGpuHourMicroUsd: fc.option(fc.bigInt({ min: 100_000n, max: 5_000_000n }), { nil: undefined }),
+  verifiedOnly: fc.option(fc.boolean(), { nil: undefined }),
+})
+
+describe('gang placement', () => {
+  it('places whole gangs of distinct, fitting nodes, or none, and only when enough nodes fit', () => {
+    fc.assert(
+      fc.property(fc.array(nodeArbitrary, { maxLength: 40 }), requestArbitrary, (specs, wanted) => {
+        const nodes = specs.map((spec, index) => node(`dev_${String(index).padStart(3, '0')}`, spec))
+        const cleanRequest = Object.fromEntries(
+          Object.entries(wanted).filter(([, v]) => v !== undefined),
+        ) as ClusterRequest
+        const fits = (candidate: NodeCandidate) =>
+          filterPlugins.every((plugin) => plugin.filter(candidate, cleanRequest).pass)
+        const result = placeCluster(snapshotOf(nodes), cleanRequest)
+        const fitting = nodes.filter(fits).length
+        if (result.ok) {
+          assert.equal(result.nodes.length, cleanRequest.nodeCount)
+          assert.equal(new Set(result.nodes.map((chosen) => chosen.deviceId)).size, cleanRequest.nodeCount)
+          for (const chosen of result.nodes) {
+            assert.ok(fits(chosen), `${chosen.deviceId} does not fit`)
+            assert.ok(chosen.online && !chosen.reserved)
+          }
+        } else {
+          assert.ok(fitting < cleanRequest.nodeCount, `${fitting} nodes fit but nothing was placed`)
+          assert.equal(result.feasibleNodes, fitting)
+        }
+      }),
+    )
+  })
+
+  it('gives the same answer for the same supply in any order', () => {
+    fc.assert(
+      fc.property(
+        fc.array(nodeArbitrary, { minLength: 1, maxLength: 30 }),
+        requestArbitrary,
+        fc.nat(),
+        (specs, wanted, rotation) => {
+          const nodes = specs.map((spec, index) => node(`dev_${index}`, spec))
+          const cleanRequest = Object.fromEntries(
+            Object.entries(wanted).filter(([, v]) => v !== undefined),
+          ) as ClusterRequest
+          const rotated = [
+            ...nodes.slice(rotation % nodes.length),
+            ...nodes.slice(0, rotation % nodes.length),
+          ].reverse()
+          assert.deepEqual(
+            placeCluster(snapshotOf(rotated), cleanRequest),
+            placeCluster(snapshotOf(nodes), cleanRequest),
+          )
+        },
+      ),
+    )
+  })
+
+  it('prefers nodes close to each other, then cheaper ones', () => {
+    const nodes = [
+      node('dev_a', { region: 'eu-west', pricePerGpuHourMicroUsd: 1_000_000n }),
+      node('dev_b', { region: 'us-east', country: 'US', pricePerGpuHourMicroUsd: 1_000_000n }),
+      node('dev_c', { region: 'eu-west', pricePerGpuHourMicroUsd: 1_400_000n }),
+      node('dev_d', { region: 'eu-west', pricePerGpuHourMicroUsd: 1_300_000n }),
+    ]
+    const placed = placeCluster(snapshotOf(nodes), request())
+    assert.ok(placed.ok)
+    assert.deepEqual(
+      placed.nodes.map((chosen) => chosen.deviceId),
+      ['dev_a', 'dev_d'],
+    )
+    // a measured round trip overrides the estimate
+    const measured = placeCluster(snapshotOf(nodes, { 'dev_a|dev_d': 90, 'dev_a|dev_c': 2 }), request())
+    assert.ok(measured.ok)
+    assert.deepEqual(
+      measured.nodes.map((chosen) => chosen.deviceId),
+      ['dev_a', 'dev_c'],
+    )
+    assert.equal(placed.pricePerHourMicroUsd, (1_000_000n + 1_300_000n) * 8n)
+  })
+
+  it('names the constraint that blocks a request', () => {
+    const nodes = [node('dev_a'), node('dev_b'), node('dev_c', { online: false })]
+    const tooCheap = placeCluster(snapshotOf(nodes), request({ maxPricePerGpuHourMicroUsd: 1_000_000n }))
+    assert.equal(tooCheap.ok, false)
+    if (!tooCheap.ok) {
+      assert.equal(tooCheap.blockingConstraint, 'price')
+      assert.deepEqual(tooCheap.rejections, { price: 2, offline: 1 })
+      assert.match(tooCheap.detail, /2 turned away by price/)
+    }
+    const noModel = placeCluster(snapshotOf(nodes), request({ gpuModel: 'h100' }))
+    assert.equal(!noModel.ok && noModel.blockingConstraint, 'gpu_model')
+    const tooMany = placeCluster(snapshotOf(nodes), request({ nodeCount: 5 }))
+    assert.equal(!tooMany.ok && tooMany.blockingConstraint, 'offline')
+    assert.equal(!tooMany.ok && tooMany.feasibleNodes, 2)
+  })
+
+  it('never places reserved or unverified nodes unless the renter allows unverified ones', () => {
+    const nodes = [node('dev_a', { reserved: true }), node('dev_b', { verified: false }), node('dev_c')]
+    assert.equal(placeCluster(snapshotOf(nodes), request()).ok, false)
+    const relaxed = placeCluster(snapshotOf(nodes), request({ verifiedOnly: false }))
+    assert.ok(relaxed.ok)
+    assert.deepEqual(
+      relaxed.nodes.map((chosen) => chosen.deviceId),
+      ['dev_b', 'dev_c'],
+    )
+  })
+})
