@@ -4,6 +4,7 @@ import { GpumeshApiError } from '@gpumesh/sdk'
 import { Command, CommanderError } from 'commander'
 import { registerAccountCommands } from './commands/account.ts'
 import { registerBenchCommand } from './commands/bench.ts'
+import { registerClusterCommands } from './commands/cluster.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerUpCommand } from './commands/up.ts'
@@ -23,6 +24,7 @@ registerWorkerCommands(program)
 registerAccountCommands(program)
 registerOfferCommands(program)
 registerBenchCommand(program)
+registerClusterCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -9,6 +9,8 @@ import {
 import {
   ApiKeyList,
   ChallengeList,
+  ClusterPlan,
+  ClusterRequestBody,
   CreateAccountBody,
   CreateAccountReply,
   CreateApiKeyBody,
@@ -47,6 +49,7 @@ import type { OfferIndex } from './offers/offer-index.ts'
 import { authenticate, requireRole, type Principal } from './principal.ts'
 import { accountView, apiKeyView, deviceView, enrollmentTokenView } from './views.ts'
 import { uptimeBucketMs } from './presence/uptime.ts'
+import { planCluster } from './clusters/plan.ts'
 import { coordinatorVersion } from './version.ts'
 import { verifyEd25519 } from './signatures.ts'
 import type { WorkerLinks } from './worker-link.ts'
@@ -368,6 +371,24 @@ export function registerRoutes(app: App, components: RouteComponents): void {
       const device = await ownDevice(request, request.params.id)
       const sinceMs = clock.nowMs() - Math.min(maxUptimeHistoryMs, (request.query.days ?? 30) * 86_400_000)
       return { bucketMs: uptimeBucketMs, buckets: await store.listUptimeBuckets(device.id, sinceMs) }
+    },
+  )
+
+  app.post(
+    '/v1/clusters/dry-run',
+    {
+      schema: {
+        tags: ['clusters'],
+        summary: 'Can this cluster be placed, on which nodes and at what price; if not, what blocks it',
+        security: secured,
+        body: ClusterRequestBody,
+        response: { 200: ClusterPlan, ...errors },
+      },
+    },
+    async (request) => {
+      const principal = await principalOf(request)
+      requireRole(principal, 'renter')
+      return planCluster(index.placementSnapshot(), request.body, (deviceId) => index.offerOf(deviceId))
     },
   )
 

@@ -2,6 +2,8 @@ import type {
   ApiKeyList,
   ApiKeyView,
   ChallengeList,
+  ClusterPlan,
+  ClusterRequestBody,
   CreateAccountBody,
   CreateAccountReply,
   CreateApiKeyBody,
@@ -77,6 +79,7 @@ export class GpumeshClient {
       'GET',
       `/v1/devices/${encodeURIComponent(id)}/uptime${days ? `?days=${days}` : ''}`,
     )
+  planCluster = (body: ClusterRequestBody) => this.#request<ClusterPlan>('POST', '/v1/clusters/dry-run', body)
   searchOffers = (query: OffersQuery = {}) =>
     this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)
 

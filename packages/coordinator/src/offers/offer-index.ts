@@ -7,6 +7,7 @@ import {
 } from '@gpumesh/core'
 import { defaultOffersPageSize, type Offer, type OffersPage, type OffersQuery } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
+import type { NodeCandidate, SupplySnapshot } from '@gpumesh/scheduler'
 
 // The marketplace, in memory: each coordinator process keeps every listable device here and answers
 // searches without touching the database. It is fed by the store's change feed (see offer-feed.ts).
@@ -15,6 +16,8 @@ import type { DeviceRecord } from '@gpumesh/store'
 type Entry = {
   readonly offer: Offer
   readonly listed: boolean
+  readonly supplierAccountId: string
+  readonly askingPriceMicroUsd: bigint
   readonly modelKey: string
   readonly modelNameLower: string
   readonly bandwidthRank: number
@@ -27,6 +30,7 @@ export type SortKey = NonNullable<OffersQuery['sort']>
 export class OfferIndex {
   readonly #entries = new Map<string, Entry>()
   readonly #sorted = new Map<SortKey, Entry[]>()
+  #placementSnapshot: SupplySnapshot | undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
 
@@ -39,6 +43,7 @@ export class OfferIndex {
     const seen = this.#changeSeqs.get(device.id)
     if (seen !== undefined && device.changeSeq < seen) return
     this.#changeSeqs.set(device.id, device.changeSeq)
+    this.#placementSnapshot = undefined
     const entry = toEntry(device)
     const previous = this.#entries.get(device.id)
     if (!entry) {
@@ -51,6 +56,46 @@ export class OfferIndex {
     this.#entries.set(device.id, entry)
     if (!previous || sortPositionMayDiffer(previous, entry)) this.#sorted.clear()
     else this.#replaceInSortedOrders(previous, entry)
+  }
+
+  /**
+   * The listed devices as placement candidates. Built once per change of the index and shared by every
+   * placement until the next change (the scheduler caches its preference order per snapshot).
+   */
+  placementSnapshot(isReserved: (deviceId: string) => boolean = () => false): SupplySnapshot {
+    if (!this.#placementSnapshot) {
+      const nodes: NodeCandidate[] = []
+      for (const entry of this.#entries.values()) {
+        if (!entry.listed) continue
+        const offer = entry.offer
+        nodes.push({
+          deviceId: offer.deviceId,
+          supplierAccountId: entry.supplierAccountId,
+          online: true,
+          verified: offer.verificationState === 'verified',
+          reserved: isReserved(offer.deviceId),
+          gpuModel: offer.gpuModel,
+          gpuCount: offer.gpuCount,
+          vramMibPerGpu: offer.vramMibPerGpu,
+          fp16TflopsPerGpu: offer.performance.fp16TensorTflopsPerGpu ?? 0,
+          cpuCores: offer.cpuCores,
+          memoryMib: offer.memoryMib,
+          region: offer.region,
+          country: offer.country,
+          bandwidthRank: entry.bandwidthRank,
+          pricePerGpuHourMicroUsd: entry.askingPriceMicroUsd,
+          reliability: offer.reliability,
+        })
+      }
+      this.#placementSnapshot = { nodes, roundTripMs: () => undefined }
+    }
+    return this.#placementSnapshot
+  }
+
+  /** The offer shown for a device, if it is listed. */
+  offerOf(deviceId: string): Offer | undefined {
+    const entry = this.#entries.get(deviceId)
+    return entry?.listed ? entry.offer : undefined
   }
 
   search(query: OffersQuery): OffersPage {
@@ -212,6 +257,8 @@ function toEntry(device: DeviceRecord): Entry | undefined {
   return {
     offer,
     listed,
+    supplierAccountId: device.accountId,
+    askingPriceMicroUsd: priceMicroUsd,
     modelKey: offer.gpuModel,
     modelNameLower: offer.gpuModelName.toLowerCase(),
     bandwidthRank: device.bandwidthTier ? bandwidthTierRank[device.bandwidthTier as BandwidthTier] : 0,

@@ -1,0 +1,207 @@
+import { bandwidthTierRank, formatMicroUsd, parseUsdToMicro, ValidationError } from '@gpumesh/core'
+import type { ClusterPlan, ClusterRequestBody, Offer } from '@gpumesh/protocol'
+import {
+  placeCluster,
+  type ClusterRequest,
+  type NodeCandidate,
+  type PlacementResult,
+  type RejectionReason,
+  type SupplySnapshot,
+} from '@gpumesh/scheduler'
+import { normalizeModelQuery } from '../offers/offer-index.ts'
+
+/** A whole 8-GPU node is the common unit; "A100:16" becomes two 8-GPU nodes. */
+export const defaultGpusPerNodeForShorthand = 8
+export const defaultClusterDurationHours = 1
+
+type ResolvedRequest = { readonly request: ClusterRequest; readonly durationHours: number }
+
+/** Turns the API body (with its shorthands) into the scheduler's request. */
+export function resolveClusterRequest(body: ClusterRequestBody): ResolvedRequest {
+  let gpuModel = body.gpuModel === undefined ? undefined : normalizeModelQuery(body.gpuModel)
+  let totalGpus: number | undefined
+  if (typeof body.gpus === 'string') {
+    const [model, count] = body.gpus.split(':') as [string, string]
+    const shorthandModel = normalizeModelQuery(model)
+    if (gpuModel !== undefined && gpuModel !== shorthandModel) {
+      throw new ValidationError([
+        { field: 'gpus', message: `names model ${model} but gpuModel is ${body.gpuModel}` },
+      ])
+    }
+    gpuModel = shorthandModel
+    totalGpus = Number(count)
+  } else if (typeof body.gpus === 'number') {
+    totalGpus = body.gpus
+  }
+  let nodeCount = body.nodes
+  let gpusPerNode = body.gpusPerNode
+  if (totalGpus !== undefined) {
+    nodeCount ??= Math.ceil(totalGpus / (gpusPerNode ?? defaultGpusPerNodeForShorthand))
+    gpusPerNode ??= Math.ceil(totalGpus / nodeCount)
+    if (nodeCount * gpusPerNode < totalGpus) {
+      throw new ValidationError([
+        { field: 'gpus', message: `${nodeCount} nodes × ${gpusPerNode} GPUs cannot hold ${totalGpus} GPUs` },
+      ])
+    }
+  }
+  nodeCount ??= 1
+  gpusPerNode ??= gpuModel === 'cpu' ? 0 : 1
+  const maxPrice =
+    body.maxPricePerGpuHourUsd === undefined ? undefined : parseUsdToMicro(body.maxPricePerGpuHourUsd)
+  return {
+    durationHours: body.durationHours ?? defaultClusterDurationHours,
+    request: {
+      nodeCount,
+      gpusPerNode,
+      ...(gpuModel === undefined ? {} : { gpuModel }),
+      ...(body.minVramGb === undefined ? {} : { minVramMibPerGpu: Math.ceil(body.minVramGb * 1024) }),
+      ...(body.minFp16TflopsPerGpu === undefined ? {} : { minFp16TflopsPerGpu: body.minFp16TflopsPerGpu }),
+      ...(body.region === undefined ? {} : { region: body.region.toLowerCase() }),
+      ...(body.country === undefined ? {} : { country: body.country.toUpperCase() }),
+      ...(body.minBandwidthTier === undefined
+        ? {}
+        : { minBandwidthRank: bandwidthTierRank[body.minBandwidthTier] }),
+      ...(maxPrice === undefined || maxPrice === null ? {} : { maxPricePerGpuHourMicroUsd: maxPrice }),
+      ...(body.verifiedOnly === undefined ? {} : { verifiedOnly: body.verifiedOnly }),
+    },
+  }
+}
+
+/** The request with one constraint removed: what the market could do if the renter gave that one up. */
+export function relax(
+  request: ClusterRequest,
+  constraint: RejectionReason | 'node_count',
+): ClusterRequest | undefined {
+  const {
+    gpuModel,
+    minVramMibPerGpu,
+    minFp16TflopsPerGpu,
+    region,
+    country,
+    minBandwidthRank,
+    maxPricePerGpuHourMicroUsd,
+    ...rest
+  } = request
+  const keep = {
+    gpuModel,
+    minVramMibPerGpu,
+    minFp16TflopsPerGpu,
+    region,
+    country,
+    minBandwidthRank,
+    maxPricePerGpuHourMicroUsd,
+  }
+  const without = (field: keyof typeof keep) =>
+    ({
+      ...rest,
+      ...Object.fromEntries(
+        Object.entries(keep).filter(([key, value]) => key !== field && value !== undefined),
+      ),
+    }) as ClusterRequest
+  switch (constraint) {
+    case 'gpu_model':
+      return without('gpuModel')
+    case 'vram':
+      return without('minVramMibPerGpu')
+    case 'performance':
+      return without('minFp16TflopsPerGpu')
+    case 'region':
+      return without('region')
+    case 'country':
+      return without('country')
+    case 'bandwidth':
+      return without('minBandwidthRank')
+    case 'price':
+      return without('maxPricePerGpuHourMicroUsd')
+    case 'unverified':
+      return { ...request, verifiedOnly: false }
+    case 'gpu_count':
+      return { ...request, gpusPerNode: 1 }
+    default:
+      return undefined
+  }
+}
+
+export function planCluster(
+  snapshot: SupplySnapshot,
+  body: ClusterRequestBody,
+  offerOf: (deviceId: string) => Offer | undefined,
+): ClusterPlan {
+  const { request, durationHours } = resolveClusterRequest(body)
+  const result = placeCluster(snapshot, request)
+  const offersOf = (nodes: readonly NodeCandidate[]) =>
+    nodes.map((node) => offerOf(node.deviceId)).filter((offer) => offer !== undefined)
+  const resolved = {
+    nodes: request.nodeCount,
+    gpusPerNode: request.gpusPerNode,
+    gpuModel: request.gpuModel ?? null,
+    durationHours,
+  }
+  if (result.ok) {
+    return {
+      placeable: true,
+      request: resolved,
+      nodes: offersOf(result.nodes),
+      pricePerHourUsd: formatMicroUsd(result.pricePerHourMicroUsd),
+      totalUsd: formatMicroUsd(totalFor(result.pricePerHourMicroUsd, durationHours)),
+      blockingConstraint: null,
+      detail: `placeable on ${result.nodes.length} node${result.nodes.length === 1 ? '' : 's'}`,
+      rejections: {},
+      withoutBlockingConstraint: null,
+      market: marketSummary(snapshot),
+    }
+  }
+  const relaxed = relax(request, result.blockingConstraint)
+  const alternative: PlacementResult | undefined = relaxed ? placeCluster(snapshot, relaxed) : undefined
+  return {
+    placeable: false,
+    request: resolved,
+    nodes: [],
+    pricePerHourUsd: null,
+    totalUsd: null,
+    blockingConstraint: result.blockingConstraint,
+    detail: result.detail,
+    rejections: result.rejections as Record<string, number>,
+    withoutBlockingConstraint:
+      alternative?.ok === true
+        ? {
+            pricePerHourUsd: formatMicroUsd(alternative.pricePerHourMicroUsd),
+            nodes: offersOf(alternative.nodes),
+          }
+        : null,
+    market: marketSummary(snapshot),
+  }
+}
+
+/** Hours may be fractional; the total is rounded down to the micro-dollar. */
+function totalFor(pricePerHourMicroUsd: bigint, durationHours: number): bigint {
+  const millihours = BigInt(Math.round(durationHours * 1000))
+  return (pricePerHourMicroUsd * millihours) / 1000n
+}
+
+export const maxMarketModels = 20
+
+function marketSummary(snapshot: SupplySnapshot): ClusterPlan['market'] {
+  const byModel = new Map<string, { nodes: number; gpus: number; minPrice: bigint }>()
+  for (const node of snapshot.nodes) {
+    if (!node.online || node.reserved) continue
+    const summary = byModel.get(node.gpuModel) ?? {
+      nodes: 0,
+      gpus: 0,
+      minPrice: node.pricePerGpuHourMicroUsd,
+    }
+    summary.nodes += 1
+    summary.gpus += node.gpuCount
+    if (node.pricePerGpuHourMicroUsd < summary.minPrice) summary.minPrice = node.pricePerGpuHourMicroUsd
+    byModel.set(node.gpuModel, summary)
+  }
+  return [...byModel.entries()]
+    .sort((a, b) => b[1].gpus - a[1].gpus || (a[0] < b[0] ? -1 : 1))
+    .slice(0, maxMarketModels)
+    .map(([gpuModel, summary]) => ({
+      gpuModel,
+      nodes: summary.nodes,
+      gpus: summary.gpus,
+      minPricePerGpuHourUsd: formatMicroUsd(summary.minPrice),
+    }))
+}
