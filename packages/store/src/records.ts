@@ -145,3 +145,15 @@ export type SpeedtestRecord = {
   readonly bandwidthTier: BandwidthTier | null
   readonly compute: Record<string, unknown> | null
 }
+
+export type GangReservation = {
+  readonly clusterId: string
+  readonly accountId: string
+  readonly deviceIds: readonly string[]
+  readonly nowMs: number
+}
+
+export type GangReservationOutcome =
+  | { readonly ok: true }
+  /** Nothing was reserved: these devices were already held. */
+  | { readonly ok: false; readonly alreadyReserved: readonly string[] }

@@ -15,6 +15,8 @@ import type {
   GpuUuidConflict,
   HeartbeatFlushEntry,
   ChallengeRecord,
+  GangReservation,
+  GangReservationOutcome,
   SpeedtestRecord,
   UptimeBucket,
   VerificationOutcome,
@@ -62,6 +64,10 @@ export interface Store {
   updateChallenge(challenge: ChallengeRecord): Promise<void>
   listChallenges(deviceId: string, limit: number): Promise<ChallengeRecord[]>
   recordVerificationOutcome(deviceId: string, outcome: VerificationOutcome): Promise<void>
+  /** All of a cluster's devices or none: a gang is never split, a device never held twice. */
+  reserveGang(reservation: GangReservation): Promise<GangReservationOutcome>
+  releaseReservations(clusterId: string): Promise<string[]>
+  listReservedDeviceIds(): Promise<string[]>
   insertSpeedtestResult(result: SpeedtestRecord): Promise<void>
   listSpeedtestResults(deviceId: string, limit: number): Promise<SpeedtestRecord[]>
 
@@ -545,6 +551,63 @@ class SqlStore implements Store {
     )
   }
 
+  async reserveGang(reservation: GangReservation): Promise<GangReservationOutcome> {
+    const deviceIds = [...new Set(reservation.deviceIds)].sort()
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.#reserveGangOnce(reservation, deviceIds)
+      } catch (error) {
+        // Sorted inserts take row locks in one order, so deadlocks should not happen; if the server still
+        // reports one, the gang is retried whole.
+        if ((error as { code?: string }).code !== '40P01' || attempt >= maxGangReservationAttempts)
+          throw error
+      }
+    }
+  }
+
+  async #reserveGangOnce(
+    reservation: GangReservation,
+    deviceIds: readonly string[],
+  ): Promise<GangReservationOutcome> {
+    const conflicted = new GangConflict()
+    try {
+      await this.#driver.transaction(async (tx) => {
+        const inserted = await tx.query<{ device_id: string }>(
+          `INSERT INTO device_reservations (device_id, cluster_id, account_id, reserved_at_ms)
+           SELECT device_id, $2, $3, $4 FROM unnest($1::text[]) AS r(device_id)
+           ON CONFLICT (device_id) DO NOTHING
+           RETURNING device_id`,
+          [deviceIds, reservation.clusterId, reservation.accountId, reservation.nowMs],
+        )
+        if (inserted.length < deviceIds.length) {
+          const got = new Set(inserted.map((row) => row.device_id))
+          conflicted.deviceIds = deviceIds.filter((id) => !got.has(id))
+          // Rolling back releases the ones this gang did get: all or nothing.
+          throw conflicted
+        }
+      })
+    } catch (error) {
+      if (error === conflicted) return { ok: false, alreadyReserved: conflicted.deviceIds }
+      throw error
+    }
+    return { ok: true }
+  }
+
+  async releaseReservations(clusterId: string): Promise<string[]> {
+    const rows = await this.#driver.query<{ device_id: string }>(
+      'DELETE FROM device_reservations WHERE cluster_id = $1 RETURNING device_id',
+      [clusterId],
+    )
+    return rows.map((row) => row.device_id).sort()
+  }
+
+  async listReservedDeviceIds(): Promise<string[]> {
+    const rows = await this.#driver.query<{ device_id: string }>(
+      'SELECT device_id FROM device_reservations ORDER BY device_id',
+    )
+    return rows.map((row) => row.device_id)
+  }
+
   async insertSpeedtestResult(result: SpeedtestRecord): Promise<void> {
     await this.#driver.transaction(async (tx) => {
       await tx.execute(
@@ -601,6 +664,13 @@ class SqlStore implements Store {
   close(): Promise<void> {
     return this.#driver.close()
   }
+}
+
+const maxGangReservationAttempts = 3
+
+/** Thrown inside a transaction to roll back a gang that could not be reserved whole. */
+class GangConflict extends Error {
+  deviceIds: string[] = []
 }
 
 /** One entry per device: uptime per bucket summed, last seen the latest. */
