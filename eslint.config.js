@@ -22,7 +22,7 @@ const pureRestriction = {
             '@gpumesh/sdk',
             '@gpumesh/testing',
           ],
-          message: 'pure packages import only core and protocol',
+          message: 'pure packages import only other pure packages',
         },
       ],
     },
@@ -64,7 +64,13 @@ export default tseslint.config(
     },
   },
   {
-    files: ['packages/core/src/**/*.ts', 'packages/protocol/src/**/*.ts'],
+    files: [
+      'packages/core/src/**/*.ts',
+      'packages/protocol/src/**/*.ts',
+      'packages/scheduler/src/**/*.ts',
+      'packages/verification/src/**/*.ts',
+      'packages/mesh/src/**/*.ts',
+    ],
     ignores: ['**/*.test.ts'],
     rules: pureRestriction,
   },

@@ -15,7 +15,7 @@ export type TestNetwork = {
     host: TestHost,
     command: string,
     args: readonly string[],
-    options?: { env?: NodeJS.ProcessEnv; logPrefix?: string },
+    options?: { env?: NodeJS.ProcessEnv; logPrefix?: string; stdin?: 'pipe' | 'ignore' },
   ): ChildProcess
   /** Runs a command inside a host's namespace and returns its stdout. */
   execIn(host: TestHost, command: string, args: readonly string[]): string
@@ -93,7 +93,7 @@ export function createTestNetwork(names: readonly string[]): TestNetwork {
       // `ip netns exec` execs the command in place, so the child's pid is the command's own.
       const child = spawn('ip', ['netns', 'exec', host.namespace, command, ...args], {
         env: options.env ?? process.env,
-        stdio: ['ignore', 'pipe', 'pipe'],
+        stdio: [options.stdin ?? 'ignore', 'pipe', 'pipe'],
       })
       processes.add(child)
       child.once('exit', () => processes.delete(child))
