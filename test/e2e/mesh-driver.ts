@@ -1,15 +1,18 @@
-// Runs inside a test host's namespace and drives one or more mesh interfaces there, as the worker will:
+// Runs inside a test host's namespace and drives mesh interfaces and Ray nodes there, as the worker will:
 // JSON commands on stdin, one JSON reply per line on stdout.
 import { createInterface } from 'node:readline'
 import {
   createMeshInterface,
+  createRayNode,
   generateWireguardKeyPair,
   type MeshInterface,
+  type RayNode,
   type WireguardKeyPair,
 } from '@gpumesh/worker'
 
 const keys = new Map<string, WireguardKeyPair>()
 const interfaces = new Map<string, MeshInterface>()
+const rayNodes = new Map<string, RayNode>()
 const reply = (message: object) => process.stdout.write(`${JSON.stringify(message)}\n`)
 
 for await (const line of createInterface({ input: process.stdin })) {
@@ -29,6 +32,15 @@ for await (const line of createInterface({ input: process.stdin })) {
       interfaces.set(command.clusterId, mesh)
       await mesh.start()
       reply({ ok: true, pid: mesh.pid })
+    } else if (command.cmd === 'ray-start') {
+      const node = createRayNode(command.ray)
+      rayNodes.set(command.clusterId, node)
+      await node.start()
+      reply({ ok: true, processGroupId: node.processGroupId })
+    } else if (command.cmd === 'ray-stop') {
+      await rayNodes.get(command.clusterId)?.stop()
+      rayNodes.delete(command.clusterId)
+      reply({ ok: true })
     } else if (command.cmd === 'stop') {
       await interfaces.get(command.clusterId)?.stop()
       interfaces.delete(command.clusterId)
@@ -38,4 +50,5 @@ for await (const line of createInterface({ input: process.stdin })) {
     reply({ error: String(error) })
   }
 }
+for (const node of rayNodes.values()) await node.stop()
 for (const mesh of interfaces.values()) await mesh.stop()
