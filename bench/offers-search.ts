@@ -512,7 +512,7 @@ async function main(): Promise<void> {
   log(`seeded in ${(seedMs / 1000).toFixed(1)} s; ${listable?.count} devices listable`)
 
   const load = await measureIndexLoad()
-  let startedAt = performance.now()
+  const startedAt = performance.now()
   coordinator = await buildCoordinator(
     { store, clock: systemClock },
     {
