@@ -25,6 +25,7 @@ import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 
 export { coordinatorVersion } from './version.ts'
 
@@ -60,6 +61,22 @@ export type Coordinator = {
 }
 
 export const reliabilityWindowMs = 30 * 86_400_000
+
+/** Descriptors kept back from worker sockets for the API, the store, logs and child processes. */
+export const descriptorReserve = 1_000
+
+/** The open-files soft limit less the reserve; effectively unbounded where the limit cannot be read. */
+export function defaultMaxWorkerConnections(): number {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((candidate) => candidate.startsWith('Max open files'))
+    const soft = Number(line?.split(/\s{2,}/)[1])
+    return Number.isFinite(soft) ? Math.max(100, soft - descriptorReserve) : Number.MAX_SAFE_INTEGER
+  } catch {
+    return Number.MAX_SAFE_INTEGER
+  }
+}
 
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
@@ -188,9 +205,29 @@ export async function buildCoordinator(
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
   await registerSpeedtestRoutes(app, { store, clock })
 
-  app.get('/v1/worker/connect', { websocket: true, schema: { hide: true } }, (socket, request) => {
-    links.accept(socket, request.ip)
-  })
+  const maxWorkerConnections = init.maxWorkerConnections ?? defaultMaxWorkerConnections()
+  app.get(
+    '/v1/worker/connect',
+    {
+      websocket: true,
+      schema: { hide: true },
+      // Refused before the upgrade: a full process answers 503 and keeps descriptors for its API and store.
+      preValidation: async (_request, reply) => {
+        if (links.openSocketCount >= maxWorkerConnections) {
+          return reply
+            .code(503)
+            .header('retry-after', '30')
+            .send({
+              code: 'GPUMESH_ERR_AT_CAPACITY',
+              message: `this coordinator holds its maximum of ${maxWorkerConnections} workers`,
+            })
+        }
+      },
+    },
+    (socket, request) => {
+      links.accept(socket, request.ip)
+    },
+  )
 
   let baseUrl = `http://${init.host}:${init.port}`
   const timers: NodeJS.Timeout[] = []
@@ -223,6 +260,8 @@ export async function buildCoordinator(
           { err: error, entries: pendingFlush.length },
           'heartbeat flush failed; keeping entries for the next one',
         )
+        // Our own devices' last-seen times are stale in the store now: a sweep would take them offline.
+        return
       }
     }
     // Devices held by a coordinator process that died: nobody else will ever expire them.

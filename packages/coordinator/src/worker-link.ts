@@ -56,6 +56,7 @@ export class WorkerLinks {
   /** Each connection's frame queue while it has work; drained on shutdown so nothing writes after it. */
   readonly #queues = new Set<Promise<void>>()
   #shuttingDown = false
+  #openSockets = 0
 
   constructor(components: WorkerLinkComponents) {
     this.#components = components
@@ -63,6 +64,11 @@ export class WorkerLinks {
 
   get connectedCount(): number {
     return this.#sockets.size
+  }
+
+  /** Open worker sockets, authenticated or not: what uses descriptors. */
+  get openSocketCount(): number {
+    return this.#openSockets
   }
 
   /** Closes the socket of a device's current session (used when presence expires it). */
@@ -96,6 +102,8 @@ export class WorkerLinks {
 
   accept(socket: WebSocket, remoteAddress: string): void {
     const { logger, clock } = this.#components
+    this.#openSockets += 1
+    socket.once('close', () => (this.#openSockets -= 1))
     const nonce = randomBytes(32).toString('base64url')
     let session: Session | undefined
     let closed = false

@@ -217,3 +217,48 @@ function rawSession(
     ws.on('error', () => {})
   })
 }
+
+describe('worker connection limit', () => {
+  it('answers 503 past maxWorkerConnections, before the upgrade', async () => {
+    const opened = await storeBackends[0]!.open()
+    const coordinator = await startTestCoordinator(opened.store, { maxWorkerConnections: 1 })
+    const baseUrl = await coordinator.listen()
+    const url = `${baseUrl.replace('http', 'ws')}/v1/worker/connect`
+    const first = new WebSocket(url)
+    first.on('error', () => {})
+    try {
+      await new Promise((resolve) => first.once('message', resolve))
+      const refused = await new Promise<{ status: number; retryAfter: string | undefined }>((resolve) => {
+        const second = new WebSocket(url)
+        second.once('unexpected-response', (_request, response) =>
+          resolve({
+            status: response.statusCode ?? 0,
+            retryAfter: response.headers['retry-after'] as string | undefined,
+          }),
+        )
+        second.once('open', () => {
+          second.close()
+          resolve({ status: 101, retryAfter: undefined })
+        })
+        second.on('error', () => {})
+      })
+      assert.deepEqual(refused, { status: 503, retryAfter: '30' })
+      // a socket that leaves frees its place
+      first.terminate()
+      await eventually(async () => {
+        const third = new WebSocket(url)
+        third.on('error', () => {})
+        const admitted = await new Promise<boolean>((resolve) => {
+          third.once('message', () => resolve(true))
+          third.once('unexpected-response', () => resolve(false))
+        })
+        third.terminate()
+        return admitted
+      }, 'a place to free up')
+    } finally {
+      first.terminate()
+      await coordinator.stop()
+      await opened.cleanup()
+    }
+  })
+})

@@ -19,6 +19,12 @@ export const CoordinatorSettings = Type.Object(
     /** A device back within this long of its last heartbeat is credited the gap: a restart is not downtime. */
     restartGraceMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 120_000 }),
     heartbeatFlushIntervalMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 5_000 }),
+    /**
+     * Worker connections this process accepts; past it a worker is answered 503 and retries elsewhere or
+     * later. Absent: the open-files limit less a reserve, so the API and the database never run out of
+     * descriptors.
+     */
+    maxWorkerConnections: Type.Optional(Type.Integer({ minimum: 1, maximum: 10_000_000 })),
     /** Proof-of-compute: challenge devices at enrollment and again at random times. */
     verificationEnabled: Type.Boolean({ default: true }),
     /** Mean time between re-verifications of a verified device. */

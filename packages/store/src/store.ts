@@ -424,6 +424,18 @@ class SqlStore implements Store {
   }
 
   async refreshReliability(nowMs: number, windowMs: number): Promise<number> {
+    // It updates many devices in one statement while heartbeat flushes and connects lock some of them:
+    // on a deadlock the server aborts one side, and this side simply runs again.
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        return await this.#refreshReliabilityOnce(nowMs, windowMs)
+      } catch (error) {
+        if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
+      }
+    }
+  }
+
+  async #refreshReliabilityOnce(nowMs: number, windowMs: number): Promise<number> {
     const windowStartMs = nowMs - windowMs
     // Only a visible change bumps change_seq, so search indexes are not flooded with tiny drifts.
     return this.#driver.execute(
@@ -559,8 +571,7 @@ class SqlStore implements Store {
       } catch (error) {
         // Sorted inserts take row locks in one order, so deadlocks should not happen; if the server still
         // reports one, the gang is retried whole.
-        if ((error as { code?: string }).code !== '40P01' || attempt >= maxGangReservationAttempts)
-          throw error
+        if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
       }
     }
   }
@@ -666,7 +677,8 @@ class SqlStore implements Store {
   }
 }
 
-const maxGangReservationAttempts = 3
+/** Attempts of a statement the server aborted to break a deadlock. */
+const maxDeadlockAttempts = 3
 
 /** Thrown inside a transaction to roll back a gang that could not be reserved whole. */
 class GangConflict extends Error {
