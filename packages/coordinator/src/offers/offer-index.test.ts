@@ -168,3 +168,63 @@ describe('offer index', () => {
     )
   })
 })
+
+describe('offer index against a plain filter-and-sort', () => {
+  it('answers every query like a full scan would, through any sequence of changes', () => {
+    const change = fc.record({
+      id: fc.integer({ min: 0, max: 30 }),
+      price: fc.integer({ min: 1, max: 3_000_000 }),
+      reliability: fc.constantFrom(0.5, 0.9, 0.99),
+      online: fc.boolean(),
+      model: fc.integer({ min: 0, max: 2 }),
+      gpus: fc.integer({ min: 1, max: 8 }),
+      place: fc.constantFrom(['eu-west', 'DE'], ['eu-west', 'FR'], ['us-east', 'US']),
+    })
+    const query = fc.record(
+      {
+        gpuModel: fc.constantFrom('h100', 'a100', 'rtx-4090', 'RTX 4090', 'a10'),
+        country: fc.constantFrom('DE', 'us', 'FR'),
+        region: fc.constantFrom('eu-west', 'us-east'),
+        minGpus: fc.integer({ min: 1, max: 8 }),
+        maxPricePerGpuHourUsd: fc.constantFrom('0.5', '1.5', '2.9'),
+        sort: fc.constantFrom('price', 'performance', 'reliability' as const),
+      },
+      { requiredKeys: [] },
+    )
+    fc.assert(
+      fc.property(fc.array(fc.oneof(change, query), { maxLength: 80 }), (steps) => {
+        const index = new OfferIndex()
+        const latest = new Map<string, DeviceRecord>()
+        let seq = 0n
+        for (const step of steps) {
+          if ('id' in step) {
+            seq += 1n
+            const record = device(`dev_${String(step.id).padStart(2, '0')}`, {
+              askingPriceMicroUsd: BigInt(step.price),
+              reliability: step.reliability,
+              state: step.online ? 'online' : 'offline',
+              model: step.model,
+              gpus: step.gpus,
+              region: step.place[0],
+              country: step.place[1],
+              changeSeq: seq,
+            })
+            latest.set(record.id, record)
+            index.upsert(record)
+            continue
+          }
+          const got = index.search({ ...step, limit: 200 })
+          // the reference: a fresh index holding only the latest records, whose first search sorts from scratch
+          const fresh = new OfferIndex()
+          for (const record of latest.values()) fresh.upsert(record)
+          const expected = fresh.search({ ...step, limit: 200 })
+          assert.deepEqual(
+            got.offers.map((offer) => offer.deviceId),
+            expected.offers.map((offer) => offer.deviceId),
+          )
+          assert.equal(got.total, expected.total)
+        }
+      }),
+    )
+  })
+})

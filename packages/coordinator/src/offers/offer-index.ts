@@ -14,6 +14,8 @@ import type { NodeCandidate, SupplySnapshot } from '@gpumesh/scheduler'
 // Pre-sorted orders are rebuilt only after a change that can move an entry, never per query.
 
 type Entry = {
+  /** Everything a search can see; equal signatures mean nothing visible changed. */
+  readonly signature: string
   readonly offer: Offer
   readonly listed: boolean
   readonly supplierAccountId: string
@@ -29,7 +31,12 @@ export type SortKey = NonNullable<OffersQuery['sort']>
 
 export class OfferIndex {
   readonly #entries = new Map<string, Entry>()
+  /** Listed entries in each sort order, kept sorted in place: a change moves one entry, never re-sorts. */
   readonly #sorted = new Map<SortKey, Entry[]>()
+  /** Listed entries by the values the selective filters test for equality. */
+  readonly #byModel = new Map<string, Set<Entry>>()
+  readonly #byCountry = new Map<string, Set<Entry>>()
+  readonly #byRegion = new Map<string, Set<Entry>>()
   #placementSnapshot: SupplySnapshot | undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
@@ -43,19 +50,18 @@ export class OfferIndex {
     const seen = this.#changeSeqs.get(device.id)
     if (seen !== undefined && device.changeSeq < seen) return
     this.#changeSeqs.set(device.id, device.changeSeq)
-    this.#placementSnapshot = undefined
     const entry = toEntry(device)
     const previous = this.#entries.get(device.id)
-    if (!entry) {
-      if (previous) {
-        this.#entries.delete(device.id)
-        this.#sorted.clear()
-      }
-      return
+    // The periodic resync re-sends every device; most have not changed.
+    if (previous && entry && previous.signature === entry.signature) return
+    this.#placementSnapshot = undefined
+    if (previous) this.#unlist(previous)
+    if (entry) {
+      this.#entries.set(device.id, entry)
+      this.#list(entry)
+    } else {
+      this.#entries.delete(device.id)
     }
-    this.#entries.set(device.id, entry)
-    if (!previous || sortPositionMayDiffer(previous, entry)) this.#sorted.clear()
-    else this.#replaceInSortedOrders(previous, entry)
   }
 
   /**
@@ -100,14 +106,18 @@ export class OfferIndex {
 
   search(query: OffersQuery): OffersPage {
     const sortKey: SortKey = query.sort ?? 'price'
-    const order = this.#order(sortKey)
     const matches = compileFilter(query)
     const limit = query.limit ?? defaultOffersPageSize
     const offset = query.cursor ? Number(query.cursor) : 0
+    // With an equality filter, only its bucket is read and sorted; otherwise the kept order is walked.
+    const candidates = this.#narrowest(query)
+    const order = candidates
+      ? [...candidates].filter(matches).sort(comparators[sortKey])
+      : this.#order(sortKey)
     const offers: Offer[] = []
     let total = 0
     for (const entry of order) {
-      if (!matches(entry)) continue
+      if (!candidates && !matches(entry)) continue
       if (total >= offset && offers.length < limit) offers.push(entry.offer)
       total += 1
     }
@@ -116,6 +126,34 @@ export class OfferIndex {
       total,
       nextCursor: offset + offers.length < total ? String(offset + offers.length) : null,
     }
+  }
+
+  /** The smallest bucket an equality filter allows, or undefined when the query has none usable. */
+  #narrowest(query: OffersQuery): Iterable<Entry> | undefined {
+    const buckets: { size: number; entries: Iterable<Entry> }[] = []
+    if (query.gpuModel !== undefined) {
+      const wanted = normalizeModelQuery(query.gpuModel)
+      const family = `${wanted}-`
+      const keys = [...this.#byModel.keys()].filter((key) => key === wanted || key.startsWith(family))
+      // A product name that is no catalog key ("NVIDIA A40") is matched by name, over the whole order.
+      if (keys.length > 0) {
+        const sets = keys.map((key) => this.#byModel.get(key)!)
+        buckets.push({
+          size: sets.reduce((sum, set) => sum + set.size, 0),
+          entries: sets.flatMap((set) => [...set]),
+        })
+      }
+    }
+    if (query.country !== undefined) {
+      const set = this.#byCountry.get(query.country.toUpperCase()) ?? new Set()
+      buckets.push({ size: set.size, entries: set })
+    }
+    if (query.region !== undefined) {
+      const set = this.#byRegion.get(query.region.toLowerCase()) ?? new Set()
+      buckets.push({ size: set.size, entries: set })
+    }
+    if (buckets.length === 0) return undefined
+    return buckets.reduce((best, bucket) => (bucket.size < best.size ? bucket : best)).entries
   }
 
   #order(sortKey: SortKey): Entry[] {
@@ -127,21 +165,55 @@ export class OfferIndex {
     return order
   }
 
-  #replaceInSortedOrders(previous: Entry, next: Entry): void {
-    for (const order of this.#sorted.values()) {
-      const position = order.indexOf(previous)
-      if (position >= 0) order[position] = next
+  #list(entry: Entry): void {
+    if (!entry.listed) return
+    for (const [sortKey, order] of this.#sorted)
+      order.splice(insertionPoint(order, entry, comparators[sortKey]), 0, entry)
+    addTo(this.#byModel, entry.modelKey, entry)
+    addTo(this.#byCountry, entry.offer.country, entry)
+    addTo(this.#byRegion, entry.offer.region, entry)
+  }
+
+  #unlist(entry: Entry): void {
+    if (!entry.listed) return
+    for (const [sortKey, order] of this.#sorted) {
+      const position = insertionPoint(order, entry, comparators[sortKey])
+      // The comparators are total (device id breaks ties), so the entry sits exactly there.
+      if (order[position] === entry) order.splice(position, 1)
+      else {
+        const fallback = order.indexOf(entry)
+        if (fallback >= 0) order.splice(fallback, 1)
+      }
     }
+    this.#byModel.get(entry.modelKey)?.delete(entry)
+    this.#byCountry.get(entry.offer.country)?.delete(entry)
+    this.#byRegion.get(entry.offer.region)?.delete(entry)
   }
 }
 
-function sortPositionMayDiffer(previous: Entry, next: Entry): boolean {
-  return (
-    previous.listed !== next.listed ||
-    previous.priceMicroUsd !== next.priceMicroUsd ||
-    previous.performance !== next.performance ||
-    previous.offer.reliability !== next.offer.reliability
-  )
+function addTo(buckets: Map<string, Set<Entry>>, key: string, entry: Entry): void {
+  let bucket = buckets.get(key)
+  if (!bucket) {
+    bucket = new Set()
+    buckets.set(key, bucket)
+  }
+  bucket.add(entry)
+}
+
+/** First position whose entry does not sort before `entry` (binary search). */
+function insertionPoint(
+  order: readonly Entry[],
+  entry: Entry,
+  compare: (a: Entry, b: Entry) => number,
+): number {
+  let low = 0
+  let high = order.length
+  while (low < high) {
+    const middle = (low + high) >>> 1
+    if (compare(order[middle]!, entry) < 0) low = middle + 1
+    else high = middle
+  }
+  return low
 }
 
 const byDeviceId = (a: Entry, b: Entry) =>
@@ -170,10 +242,11 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
   if (query.gpuModel !== undefined) {
     const wanted = normalizeModelQuery(query.gpuModel)
     const wantedLower = query.gpuModel.toLowerCase()
+    const family = `${wanted}-`
     checks.push(
       (entry) =>
         entry.modelKey === wanted ||
-        entry.modelKey.startsWith(`${wanted}-`) ||
+        entry.modelKey.startsWith(family) ||
         entry.modelNameLower.includes(wantedLower),
     )
   }
@@ -255,6 +328,7 @@ function toEntry(device: DeviceRecord): Entry | undefined {
     probeSource: inventory.probeSource,
   }
   return {
+    signature: `${listed}|${device.accountId}|${priceMicroUsd}|${JSON.stringify(offer)}`,
     offer,
     listed,
     supplierAccountId: device.accountId,
