@@ -3,10 +3,15 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { planMesh, type MeshPlan } from '@gpumesh/mesh'
-import { createTestNetwork, type TestHost, type TestNetwork } from '@gpumesh/testing'
+import {
+  createTestNetwork,
+  startLineDriver,
+  type LineDriver,
+  type TestHost,
+  type TestNetwork,
+} from '@gpumesh/testing'
 
 // Real wireguard-go meshes between test hosts: cluster A spans three hosts, cluster B two of the same
 // hosts. Each node's interface lives in its cluster's own namespace, so a process there reaches its own
@@ -24,7 +29,7 @@ const hasWireguard = (() => {
   }
 })()
 
-type Driver = { host: TestHost; child: ChildProcess; ask(command: object): Promise<any> }
+type Driver = LineDriver
 
 describe(
   'cluster mesh over wireguard-go',
@@ -42,24 +47,7 @@ describe(
     const daemonPids: number[] = []
     const keyDir = mkdtempSync(join(tmpdir(), 'gpumesh-mesh-'))
 
-    const startDriver = (host: TestHost): Driver => {
-      const child = network.spawnIn(host, process.execPath, [driverScript], { stdin: 'pipe' })
-      const replies: ((line: string) => void)[] = []
-      createInterface({ input: child.stdout! }).on('line', (line) => replies.shift()?.(line))
-      return {
-        host,
-        child,
-        ask(command) {
-          const reply = new Promise<string>((resolve) => replies.push(resolve))
-          child.stdin!.write(`${JSON.stringify(command)}\n`)
-          return reply.then((line) => {
-            const parsed = JSON.parse(line)
-            if (parsed.error) throw new Error(`${host.name}: ${parsed.error}`)
-            return parsed
-          })
-        },
-      }
-    }
+    const startDriver = (host: TestHost): Driver => startLineDriver(network, host, driverScript)
 
     /** Tries a TCP connection from one namespace to an address; true when a listener there answered. */
     const canReach = (fromNamespace: string, address: string, port: number): boolean => {

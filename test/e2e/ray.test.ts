@@ -1,12 +1,17 @@
 import assert from 'node:assert/strict'
-import { execFileSync, type ChildProcess } from 'node:child_process'
+import { execFileSync } from 'node:child_process'
 import { existsSync, mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { after, before, describe, it } from 'node:test'
 import { planMesh, type MeshPlan } from '@gpumesh/mesh'
-import { createTestNetwork, type TestHost, type TestNetwork } from '@gpumesh/testing'
+import {
+  createTestNetwork,
+  startLineDriver,
+  type LineDriver,
+  type TestHost,
+  type TestNetwork,
+} from '@gpumesh/testing'
 import { aliveRayNodes, livingMembers } from '@gpumesh/worker'
 
 // A real Ray cluster over a real wireguard-go mesh: two test hosts, each with the cluster's namespace;
@@ -18,7 +23,7 @@ const python = new URL('../../.venv/bin/python', import.meta.url).pathname
 const gcsPort = 6380
 const usable = process.getuid?.() === 0 && existsSync(python)
 
-type Driver = { host: TestHost; child: ChildProcess; ask(command: object): Promise<any> }
+type Driver = LineDriver
 
 describe(
   'Ray over the cluster mesh',
@@ -31,24 +36,7 @@ describe(
     const processGroups: number[] = []
     const keyDir = mkdtempSync(join(tmpdir(), 'gpumesh-ray-'))
 
-    const startDriver = (host: TestHost): Driver => {
-      const child = network.spawnIn(host, process.execPath, [driverScript], { stdin: 'pipe' })
-      const replies: ((line: string) => void)[] = []
-      createInterface({ input: child.stdout! }).on('line', (line) => replies.shift()?.(line))
-      return {
-        host,
-        child,
-        ask(command) {
-          const reply = new Promise<string>((resolve) => replies.push(resolve))
-          child.stdin!.write(`${JSON.stringify(command)}\n`)
-          return reply.then((line) => {
-            const parsed = JSON.parse(line)
-            if (parsed.error) throw new Error(`${host.name}: ${parsed.error}`)
-            return parsed
-          })
-        },
-      }
-    }
+    const startDriver = (host: TestHost): Driver => startLineDriver(network, host, driverScript)
 
     before(async () => {
       network = createTestNetwork(['w0', 'w1'])

@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { HardwareInventory } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import { enrollTestDevice, startTestCoordinator, storeBackends } from '@gpumesh/testing'
 
 // POST /v1/clusters/dry-run over a real store and the coordinator's own marketplace index.
 
@@ -45,24 +45,7 @@ for (const backend of storeBackends) {
       country: string,
       price: bigint,
     ) => {
-      await store.insertEnrollmentToken({
-        id: `enr_${id}`,
-        accountId: 'acc_supplier',
-        label: null,
-        secretSha256: id,
-        createdAtMs: t0,
-        expiresAtMs: Date.now() + 3_600_000,
-        usedAtMs: null,
-        usedByPublicKey: null,
-        deviceId: null,
-      })
-      await store.enroll({
-        tokenId: `enr_${id}`,
-        tokenSecretSha256: id,
-        publicKey: `pk_${id}`,
-        newDeviceId: id,
-        nowMs: t0,
-      })
+      await enrollTestDevice(store, id, 'acc_supplier', t0)
       await store.saveDeviceReport(id, {
         hostname: id,
         inventory: hardware,

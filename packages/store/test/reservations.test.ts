@@ -2,7 +2,7 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import fc from 'fast-check'
 import { openStore, type Store } from '@gpumesh/store'
-import { createTestDatabase, storeBackends, type TestDatabase } from '@gpumesh/testing'
+import { createTestDatabase, enrollTestDevice, storeBackends, type TestDatabase } from '@gpumesh/testing'
 
 // Gang reservations: all of a cluster's devices or none, and no device held by two clusters, even when
 // many coordinators reserve at once against one PostgreSQL.
@@ -15,24 +15,7 @@ async function seedDevices(store: Store): Promise<string[]> {
   const ids: string[] = []
   for (let index = 0; index < deviceCount; index += 1) {
     const id = `dev_${String(index).padStart(2, '0')}`
-    await store.insertEnrollmentToken({
-      id: `enr_${id}`,
-      accountId: 'acc_renter',
-      label: null,
-      secretSha256: id,
-      createdAtMs: t0,
-      expiresAtMs: t0 + 3_600_000,
-      usedAtMs: null,
-      usedByPublicKey: null,
-      deviceId: null,
-    })
-    await store.enroll({
-      tokenId: `enr_${id}`,
-      tokenSecretSha256: id,
-      publicKey: `pk_${id}`,
-      newDeviceId: id,
-      nowMs: t0,
-    })
+    await enrollTestDevice(store, id, 'acc_renter', t0)
     ids.push(id)
   }
   return ids
