@@ -37,6 +37,9 @@ export class OfferIndex {
   readonly #byModel = new Map<string, Set<Entry>>()
   readonly #byCountry = new Map<string, Set<Entry>>()
   readonly #byRegion = new Map<string, Set<Entry>>()
+  readonly #sortedBuckets = new Map<string, { generation: number; entries: readonly Entry[] }>()
+  /** Bumped whenever a listed entry comes or goes: the sorted buckets above are valid for one generation. */
+  #generation = 0
   #placementSnapshot: SupplySnapshot | undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
@@ -109,15 +112,21 @@ export class OfferIndex {
     const matches = compileFilter(query)
     const limit = query.limit ?? defaultOffersPageSize
     const offset = query.cursor ? Number(query.cursor) : 0
-    // With an equality filter, only its bucket is read and sorted; otherwise the kept order is walked.
-    const candidates = this.#narrowest(query)
-    const order = candidates
-      ? [...candidates].filter(matches).sort(comparators[sortKey])
-      : this.#order(sortKey)
+    // With an equality filter, only its bucket is read (sorted once per index generation); otherwise the
+    // kept order is walked, and without any filter not even that: the page is a slice.
+    const order = this.#narrowest(query, sortKey) ?? this.#order(sortKey)
+    if (matches === matchesEverything) {
+      const offers = order.slice(offset, offset + limit).map((entry) => entry.offer)
+      return {
+        offers,
+        total: order.length,
+        nextCursor: offset + offers.length < order.length ? String(offset + offers.length) : null,
+      }
+    }
     const offers: Offer[] = []
     let total = 0
     for (const entry of order) {
-      if (!candidates && !matches(entry)) continue
+      if (!matches(entry)) continue
       if (total >= offset && offers.length < limit) offers.push(entry.offer)
       total += 1
     }
@@ -128,9 +137,12 @@ export class OfferIndex {
     }
   }
 
-  /** The smallest bucket an equality filter allows, or undefined when the query has none usable. */
-  #narrowest(query: OffersQuery): Iterable<Entry> | undefined {
-    const buckets: { size: number; entries: Iterable<Entry> }[] = []
+  /**
+   * The smallest bucket an equality filter allows, in `sortKey` order, or undefined when the query has none
+   * usable. Sorted buckets are cached until a listed entry next comes or goes.
+   */
+  #narrowest(query: OffersQuery, sortKey: SortKey): readonly Entry[] | undefined {
+    const buckets: { size: number; key: string; entries: () => Entry[] }[] = []
     if (query.gpuModel !== undefined) {
       const wanted = normalizeModelQuery(query.gpuModel)
       const family = `${wanted}-`
@@ -140,20 +152,30 @@ export class OfferIndex {
         const sets = keys.map((key) => this.#byModel.get(key)!)
         buckets.push({
           size: sets.reduce((sum, set) => sum + set.size, 0),
-          entries: sets.flatMap((set) => [...set]),
+          key: `model:${wanted}`,
+          entries: () => sets.flatMap((set) => [...set]),
         })
       }
     }
     if (query.country !== undefined) {
-      const set = this.#byCountry.get(query.country.toUpperCase()) ?? new Set()
-      buckets.push({ size: set.size, entries: set })
+      const country = query.country.toUpperCase()
+      const set = this.#byCountry.get(country) ?? new Set()
+      buckets.push({ size: set.size, key: `country:${country}`, entries: () => [...set] })
     }
     if (query.region !== undefined) {
-      const set = this.#byRegion.get(query.region.toLowerCase()) ?? new Set()
-      buckets.push({ size: set.size, entries: set })
+      const region = query.region.toLowerCase()
+      const set = this.#byRegion.get(region) ?? new Set()
+      buckets.push({ size: set.size, key: `region:${region}`, entries: () => [...set] })
     }
     if (buckets.length === 0) return undefined
-    return buckets.reduce((best, bucket) => (bucket.size < best.size ? bucket : best)).entries
+    const smallest = buckets.reduce((best, bucket) => (bucket.size < best.size ? bucket : best))
+    const cacheKey = `${smallest.key}|${sortKey}`
+    const cached = this.#sortedBuckets.get(cacheKey)
+    if (cached && cached.generation === this.#generation) return cached.entries
+    const entries = smallest.entries().sort(comparators[sortKey])
+    if (this.#sortedBuckets.size >= maxCachedBuckets) this.#sortedBuckets.clear()
+    this.#sortedBuckets.set(cacheKey, { generation: this.#generation, entries })
+    return entries
   }
 
   #order(sortKey: SortKey): Entry[] {
@@ -167,6 +189,7 @@ export class OfferIndex {
 
   #list(entry: Entry): void {
     if (!entry.listed) return
+    this.#generation += 1
     for (const [sortKey, order] of this.#sorted)
       order.splice(insertionPoint(order, entry, comparators[sortKey]), 0, entry)
     addTo(this.#byModel, entry.modelKey, entry)
@@ -176,6 +199,7 @@ export class OfferIndex {
 
   #unlist(entry: Entry): void {
     if (!entry.listed) return
+    this.#generation += 1
     for (const [sortKey, order] of this.#sorted) {
       const position = insertionPoint(order, entry, comparators[sortKey])
       // The comparators are total (device id breaks ties), so the entry sits exactly there.
@@ -190,6 +214,10 @@ export class OfferIndex {
     this.#byRegion.get(entry.offer.region)?.delete(entry)
   }
 }
+
+/** Sorted buckets kept at once (each model, country and region, in each order, fits many times over). */
+const maxCachedBuckets = 1_000
+const matchesEverything = () => true
 
 function addTo(buckets: Map<string, Set<Entry>>, key: string, entry: Entry): void {
   let bucket = buckets.get(key)
@@ -291,6 +319,7 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
     const minReliability = query.minReliability
     checks.push((entry) => entry.offer.reliability >= minReliability)
   }
+  if (checks.length === 0) return matchesEverything
   return (entry) => checks.every((check) => check(entry))
 }
 
