@@ -211,6 +211,9 @@ describe(
         ['connection_closed', 'missed_heartbeats'].includes(offline.stateReasonCode),
         offline.stateReasonCode,
       )
+      // The uptime it earned up to its last heartbeat is written by the next flush (every 200 ms here);
+      // after that it must not grow.
+      await new Promise((resolve) => setTimeout(resolve, 600))
       const uptimeAtOffline = api(`/v1/devices/${victim}`, { key: supplierKey }).body.uptimeMsTotal
       // several flush intervals later, the offline device has accrued nothing while the others have
       const other = deviceIds[0]!
