@@ -302,7 +302,11 @@ export async function buildCoordinator(
     if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
-    every(init.offerIndexResyncMs ?? 60_000, () => feed.resync(), 'offer index resync')
+    // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
+    // the embedded PGlite has one connection and commits in order, so its feed never misses a change.
+    if (store.kind === 'postgres') {
+      every(init.offerIndexResyncMs ?? 60_000, () => feed.resync(), 'offer index resync')
+    }
     every(
       init.reliabilityRefreshMs ?? 60_000,
       () => store.refreshReliability(clock.nowMs(), reliabilityWindowMs),
