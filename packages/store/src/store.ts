@@ -524,17 +524,7 @@ class SqlStore implements Store {
       `UPDATE verification_challenges SET outcome = $2, reason_code = $3, reason = $4, merkle_root_hex = $5,
          committed_at_ms = $6, finished_at_ms = $7, backend = $8, effective_tflops = $9
        WHERE id = $1`,
-      [
-        challenge.id,
-        challenge.outcome,
-        challenge.reasonCode,
-        challenge.reason,
-        challenge.merkleRootHex,
-        challenge.committedAtMs,
-        challenge.finishedAtMs,
-        challenge.backend,
-        challenge.effectiveTflops,
-      ],
+      [challenge.id, ...challengeOutcomeParams(challenge)],
     )
   }
 
@@ -742,6 +732,13 @@ function challengeParams(challenge: ChallengeRecord) {
     challenge.matrixSize,
     challenge.seedHex,
     challenge.commitDeadlineAtMs,
+    ...challengeOutcomeParams(challenge),
+  ]
+}
+
+/** The columns a challenge's outcome changes, in the order both statements bind them. */
+function challengeOutcomeParams(challenge: ChallengeRecord) {
+  return [
     challenge.outcome,
     challenge.reasonCode,
     challenge.reason,
