@@ -5,7 +5,7 @@ import type {
   ChallengeOpeningMessage,
   CoordinatorMessage,
 } from '@gpumesh/protocol'
-import type { ChallengeRecord, DeviceRecord, Store } from '@gpumesh/store'
+import type { ChallengeRecord, DeviceRecord, Store, VerificationOutcome } from '@gpumesh/store'
 import {
   challengeSize,
   checkRowOpening,
@@ -67,7 +67,8 @@ export class Verifier {
   readonly #components: VerifierComponents
   readonly #init: VerifierInit
   readonly #pending = new Map<string, Pending>()
-  readonly #connected = new Set<string>()
+  /** Connected devices and when each is next due: checked every tick without touching the store. */
+  readonly #due = new Map<string, number>()
 
   constructor(components: VerifierComponents, init: VerifierInit) {
     this.#components = components
@@ -79,7 +80,7 @@ export class Verifier {
   }
 
   onDisconnected(deviceId: string, closeCode: number): Promise<void> {
-    this.#connected.delete(deviceId)
+    this.#due.delete(deviceId)
     const pending = this.#pending.get(deviceId)
     if (!pending) return Promise.resolve()
     // An oversized answer is the worker's doing; any other disconnect is not held against it.
@@ -102,9 +103,9 @@ export class Verifier {
 
   /** After each hardware report: flag cloned GPUs, and challenge the device when it is due. */
   async onReport(deviceId: string): Promise<void> {
-    this.#connected.add(deviceId)
     const device = await this.#components.store.getDevice(deviceId)
     if (!device) return
+    this.#due.set(deviceId, device.nextVerificationAtMs)
     if (await this.#flagUuidConflicts(device)) return
     if (!this.#pending.has(deviceId) && device.nextVerificationAtMs <= this.#components.clock.nowMs())
       await this.issue(device)
@@ -131,8 +132,8 @@ export class Verifier {
         )
       }
     }
-    for (const deviceId of this.#connected) {
-      if (this.#pending.has(deviceId)) continue
+    for (const [deviceId, dueAtMs] of [...this.#due]) {
+      if (dueAtMs > nowMs || this.#pending.has(deviceId)) continue
       const device = await this.#components.store.getDevice(deviceId)
       if (device && device.inventory && device.state === 'online' && device.nextVerificationAtMs <= nowMs)
         await this.issue(device)
@@ -176,7 +177,7 @@ export class Verifier {
       openDeadlineAtMs: 0,
     })
     await store.insertChallenge(record)
-    await store.recordVerificationOutcome(device.id, {
+    await this.#record(device.id, {
       state: device.verificationState === 'verified' ? 'verified' : 'verifying',
       reason:
         device.verificationState === 'verified'
@@ -283,6 +284,11 @@ export class Verifier {
     if (pending.openedRows.size === pending.requestedRows.length) await this.#pass(deviceId, pending)
   }
 
+  async #record(deviceId: string, outcome: VerificationOutcome): Promise<void> {
+    await this.#components.store.recordVerificationOutcome(deviceId, outcome)
+    if (this.#due.has(deviceId)) this.#due.set(deviceId, outcome.nextVerificationAtMs)
+  }
+
   /** A challenge answer that did not parse. */
   onMalformed(deviceId: string, detail: string): Promise<void> {
     const pending = this.#pending.get(deviceId)
@@ -314,7 +320,7 @@ export class Verifier {
       backend: pending.backend ?? null,
       effectiveTflops,
     })
-    await store.recordVerificationOutcome(deviceId, {
+    await this.#record(deviceId, {
       state: 'verified',
       reason,
       failures: 0,
@@ -360,7 +366,7 @@ export class Verifier {
       finishedAtMs: nowMs,
       backend: pending.backend ?? null,
     })
-    await store.recordVerificationOutcome(deviceId, {
+    await this.#record(deviceId, {
       state: 'failed',
       reason: `${reason} (next attempt in ${Math.round(backoffMs / 1000)} s)`,
       failures,
@@ -394,7 +400,7 @@ export class Verifier {
         [otherId, device.id],
       ] as const) {
         const record = await store.getDevice(flagged)
-        await store.recordVerificationOutcome(flagged, {
+        await this.#record(flagged, {
           state: 'failed',
           reason: `${ChallengeFailure.gpuUuidConflict}: GPU ${uuids.join(', ')} is also reported by live device ${other}`,
           failures: (record?.verificationFailures ?? 0) + 1,
