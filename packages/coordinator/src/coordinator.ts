@@ -81,6 +81,8 @@ export function defaultMaxWorkerConnections(): number {
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
 const maxHttpBodyBytes = 256 * 1024
+/** Devices written per heartbeat-flush statement. */
+export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
 export const maxPendingStateChanges = 100_000
 
@@ -243,7 +245,14 @@ export async function buildCoordinator(
       links.close(deviceId, sessionId, WorkerCloseCode.goingAway, change.reason)
     }
   }
-  const flush = async () => {
+  // One flush at a time (the timer, tick() and stop() all call it): two interleaved flushes could write the
+  // same pending entries twice.
+  let flushing: Promise<void> | undefined
+  const flush = (): Promise<void> => {
+    flushing ??= flushOnce().finally(() => (flushing = undefined))
+    return flushing
+  }
+  const flushOnce = async () => {
     if (pendingChanges.length > 0) {
       const retry = pendingChanges
       pendingChanges = []
@@ -251,10 +260,13 @@ export async function buildCoordinator(
     }
     // Merged per device, so a store outage keeps one entry per device however long it lasts.
     pendingFlush = mergeFlushEntries([...pendingFlush, ...presence.drainFlush()])
-    if (pendingFlush.length > 0) {
+    // Written in chunks, yielding between them: the embedded PGlite runs on this thread, and one statement
+    // for 20,000 devices stalled everything else for half a second. A chunk that was written is dropped
+    // from the retry list at once, so a later failure can never write its uptime twice.
+    while (pendingFlush.length > 0) {
+      const chunk = pendingFlush.slice(0, heartbeatFlushChunkSize)
       try {
-        await store.flushHeartbeats(pendingFlush)
-        pendingFlush = []
+        await store.flushHeartbeats(chunk)
       } catch (error) {
         log.error(
           { err: error, entries: pendingFlush.length },
@@ -263,6 +275,8 @@ export async function buildCoordinator(
         // Our own devices' last-seen times are stale in the store now: a sweep would take them offline.
         return
       }
+      pendingFlush = pendingFlush.slice(chunk.length)
+      if (pendingFlush.length > 0) await new Promise((resolve) => setImmediate(resolve))
     }
     // Devices held by a coordinator process that died: nobody else will ever expire them.
     const cutoffMs = clock.nowMs() - offlineAfterMs - 2 * init.heartbeatFlushIntervalMs
