@@ -193,7 +193,6 @@ export type DeviceUptimeReply = Static<typeof DeviceUptimeReply>
 
 // Marketplace
 
-export const offerSortKeys = ['price', 'performance', 'reliability'] as const
 export const maxOffersPageSize = 200
 export const defaultOffersPageSize = 50
 

@@ -426,13 +426,7 @@ class SqlStore implements Store {
   async refreshReliability(nowMs: number, windowMs: number): Promise<number> {
     // It updates many devices in one statement while heartbeat flushes and connects lock some of them:
     // on a deadlock the server aborts one side, and this side simply runs again.
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await this.#refreshReliabilityOnce(nowMs, windowMs)
-      } catch (error) {
-        if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
-      }
-    }
+    return retryOnDeadlock(() => this.#refreshReliabilityOnce(nowMs, windowMs))
   }
 
   async #refreshReliabilityOnce(nowMs: number, windowMs: number): Promise<number> {
@@ -555,15 +549,9 @@ class SqlStore implements Store {
 
   async reserveGang(reservation: GangReservation): Promise<GangReservationOutcome> {
     const deviceIds = [...new Set(reservation.deviceIds)].sort()
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        return await this.#reserveGangOnce(reservation, deviceIds)
-      } catch (error) {
-        // Sorted inserts take row locks in one order, so deadlocks should not happen; if the server still
-        // reports one, the gang is retried whole.
-        if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
-      }
-    }
+    // Sorted inserts take row locks in one order, so deadlocks should not happen; if the server still
+    // reports one, the gang is retried whole.
+    return retryOnDeadlock(() => this.#reserveGangOnce(reservation, deviceIds))
   }
 
   async #reserveGangOnce(
@@ -669,6 +657,17 @@ class SqlStore implements Store {
 
 /** Attempts of a statement the server aborted to break a deadlock. */
 const maxDeadlockAttempts = 3
+
+/** Runs `work` again when PostgreSQL aborted it to break a deadlock (SQLSTATE 40P01). */
+async function retryOnDeadlock<T>(work: () => Promise<T>): Promise<T> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return await work()
+    } catch (error) {
+      if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
+    }
+  }
+}
 
 /** Thrown inside a transaction to roll back a gang that could not be reserved whole. */
 class GangConflict extends Error {

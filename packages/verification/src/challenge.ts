@@ -1,6 +1,6 @@
 import type { GpuModelSpec, Random } from '@gpumesh/core'
-import { entry, matrixColumn, matrixRow } from './matrix.ts'
-import { equalBytes, leafHash, verifyProof, type Hash } from './merkle.ts'
+import { matrixColumn, matrixRow } from './matrix.ts'
+import { leafHash, verifyProof, type Hash } from './merkle.ts'
 import { sha256 } from './sha256.ts'
 
 // Proof-of-compute, decided in pure code. A challenge asks for the Merkle root of C = A·B, both matrices
@@ -176,5 +176,3 @@ export function checkRowOpening(
   }
   return { ok: true }
 }
-
-export { entry, equalBytes }
