@@ -150,3 +150,39 @@ export async function mapConcurrent<T, R>(
   await Promise.all(lanes)
   return results
 }
+
+/** What each worker swarm counts; summed across swarms by worker-connections.ts. */
+export type SwarmCounters = {
+  attempted: number
+  welcomed: number
+  /** Sockets that got a welcome and are still open. */
+  open: number
+  /** Never welcomed: socket error, timeout or close during the handshake (not counting auth refusals). */
+  connectFailed: number
+  /** An `error` frame or close code 4001/4003 before the welcome. */
+  authRefused: number
+  /** Closed by the other side after the welcome. */
+  closedAfterWelcome: number
+  heartbeatsSent: number
+  reportsSent: number
+  /** `error` frames received after the welcome (e.g. rate limiting). */
+  errorFramesAfterWelcome: number
+  closeCodes: Record<string, number>
+  errorSamples: string[]
+}
+
+export function emptySwarmCounters(): SwarmCounters {
+  return {
+    attempted: 0,
+    welcomed: 0,
+    open: 0,
+    connectFailed: 0,
+    authRefused: 0,
+    closedAfterWelcome: 0,
+    heartbeatsSent: 0,
+    reportsSent: 0,
+    errorFramesAfterWelcome: 0,
+    closeCodes: {},
+    errorSamples: [],
+  }
+}

@@ -47,6 +47,7 @@ import { enrollmentSigningPayload } from '@gpumesh/protocol'
 import { testPostgresAdminUrl } from '@gpumesh/testing'
 import pg from 'pg'
 import {
+  emptySwarmCounters,
   mapConcurrent,
   mib,
   ms,
@@ -57,8 +58,9 @@ import {
   sleep,
   summarize,
   withTimeout,
+  type SwarmCounters,
 } from './common.ts'
-import type { SwarmClient, SwarmCounters, SwarmReply, SwarmStart } from './worker-swarm.ts'
+import type { SwarmClient, SwarmReply, SwarmStart } from './worker-swarm.ts'
 
 const { values: flags } = parseArgs({
   options: {
@@ -347,19 +349,7 @@ function startSwarm(clients: SwarmClient[], maxInFlight: number): Swarm {
 }
 
 function addCounters(list: readonly SwarmCounters[]): SwarmCounters {
-  const total: SwarmCounters = {
-    attempted: 0,
-    welcomed: 0,
-    open: 0,
-    connectFailed: 0,
-    authRefused: 0,
-    closedAfterWelcome: 0,
-    heartbeatsSent: 0,
-    reportsSent: 0,
-    errorFramesAfterWelcome: 0,
-    closeCodes: {},
-    errorSamples: [],
-  }
+  const total = emptySwarmCounters()
   for (const counters of list) {
     for (const key of Object.keys(total) as (keyof SwarmCounters)[]) {
       const value = counters[key]

@@ -19,6 +19,7 @@
 import { createPrivateKey, sign } from 'node:crypto'
 import { sessionSigningPayload, workerProtocolVersion, type HardwareInventory } from '@gpumesh/protocol'
 import WebSocket from 'ws'
+import { emptySwarmCounters, type SwarmCounters } from './common.ts'
 
 export type SwarmClient = {
   readonly deviceId: string
@@ -38,42 +39,11 @@ export type SwarmStart = {
   readonly welcomeTimeoutMs: number
 }
 
-export type SwarmCounters = {
-  attempted: number
-  welcomed: number
-  /** Sockets that got a welcome and are still open. */
-  open: number
-  /** Never welcomed: socket error, timeout or close during the handshake (not counting auth refusals). */
-  connectFailed: number
-  /** An `error` frame or close code 4001/4003 before the welcome. */
-  authRefused: number
-  /** Closed by the other side after the welcome. */
-  closedAfterWelcome: number
-  heartbeatsSent: number
-  reportsSent: number
-  /** `error` frames received after the welcome (e.g. rate limiting). */
-  errorFramesAfterWelcome: number
-  closeCodes: Record<string, number>
-  errorSamples: string[]
-}
-
 export type SwarmReply =
   | { readonly type: 'progress' | 'snapshot'; readonly counters: SwarmCounters }
   | { readonly type: 'ramp-done'; readonly counters: SwarmCounters; readonly connectMs: number[] }
 
-const counters: SwarmCounters = {
-  attempted: 0,
-  welcomed: 0,
-  open: 0,
-  connectFailed: 0,
-  authRefused: 0,
-  closedAfterWelcome: 0,
-  heartbeatsSent: 0,
-  reportsSent: 0,
-  errorFramesAfterWelcome: 0,
-  closeCodes: {},
-  errorSamples: [],
-}
+const counters: SwarmCounters = emptySwarmCounters()
 const connectMs: number[] = []
 const sockets = new Set<WebSocket>()
 const timers = new Set<NodeJS.Timeout>()
