@@ -1,5 +1,6 @@
 export * from './driver.ts'
 export * from './migrate.ts'
 export * from './records.ts'
+export * from './cluster-records.ts'
 export * from './store.ts'
 export * from './open.ts'

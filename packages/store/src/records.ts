@@ -56,6 +56,8 @@ export type DeviceRecord = {
   readonly nextVerificationAtMs: number
   /** Effective FP32 TFLOPS per GPU from the last passed proof-of-compute; null until one passed. */
   readonly measuredFp32Tflops: number | null
+  /** The cluster whose reservation holds the device; null when it is free. */
+  readonly reservedByClusterId: string | null
 }
 
 export type DeviceEventRecord = {

@@ -3,6 +3,24 @@ import type { HardwareInventory } from '@gpumesh/protocol'
 import type { SqlDriver, SqlExecutor } from './driver.ts'
 import { migrate } from './migrate.ts'
 import type {
+  ClusterDesired,
+  ClusterEventRecord,
+  ClusterJobPatch,
+  ClusterJobRecord,
+  ClusterNodePatch,
+  ClusterNodePhase,
+  ClusterNodeRecord,
+  ClusterNodeRole,
+  ClusterPatch,
+  ClusterRecord,
+  ClusterState,
+  JobLogChunk,
+  JobStatus,
+  NewCluster,
+  NewClusterEvent,
+  NewClusterOutcome,
+} from './cluster-records.ts'
+import type {
   AccountRecord,
   ApiKeyRecord,
   DeviceEventRecord,
@@ -71,6 +89,74 @@ export interface Store {
   insertSpeedtestResult(result: SpeedtestRecord): Promise<void>
   listSpeedtestResults(deviceId: string, limit: number): Promise<SpeedtestRecord[]>
 
+  /**
+   * Writes the cluster (state 'pending', desired 'running'), its nodes (phase 'reserved', node_index 0..n-1 in
+   * deviceIds order, role 'head' for index 0 else 'worker'), their device reservations and the lowest free
+   * subnet index, in one transaction: all or nothing. Throws when a device id is listed twice.
+   */
+  createCluster(input: NewCluster): Promise<NewClusterOutcome>
+  getCluster(id: string): Promise<ClusterRecord | undefined>
+  /** An account's clusters, newest first. */
+  listClusters(accountId: string, limit: number): Promise<ClusterRecord[]>
+  /** Clusters whose state is not terminated or failed, oldest first. */
+  listActiveClusters(): Promise<ClusterRecord[]>
+  /**
+   * Applies the patch and sets updated_at_ms. A cluster whose state becomes terminated or failed frees, in the
+   * same transaction, its subnet and every reservation it holds, and its nodes not yet lost or released become
+   * released at `nowMs`. Throws for an unknown id.
+   */
+  updateCluster(id: string, patch: ClusterPatch, nowMs: number): Promise<ClusterRecord>
+  /** Ordered by node_index. */
+  listClusterNodes(clusterId: string): Promise<ClusterNodeRecord[]>
+  /**
+   * A node that is lost or released keeps its phase and phase reason (a late report cannot bring it back
+   * without its reservation); leave with releaseClusterNode. Throws for an unknown node.
+   */
+  updateClusterNode(clusterId: string, deviceId: string, patch: ClusterNodePatch): Promise<void>
+  /**
+   * Reserves the device for the cluster and adds it as a node with node_index = max(existing)+1, phase
+   * 'reserved', in one transaction. Undefined, and nothing written, when the device is already held by any
+   * cluster, is already a node (any phase) of this cluster, or the cluster has ended. Throws for an unknown
+   * cluster.
+   */
+  addClusterNode(input: {
+    clusterId: string
+    accountId: string
+    deviceId: string
+    role: ClusterNodeRole
+    nowMs: number
+  }): Promise<ClusterNodeRecord | undefined>
+  /**
+   * Sets the node's phase, phase reason and left_at_ms, and deletes its device reservation if this cluster
+   * holds it, in one transaction. Idempotent: a node already lost or released keeps its first values.
+   */
+  releaseClusterNode(
+    clusterId: string,
+    deviceId: string,
+    phase: 'lost' | 'released',
+    reason: string,
+    nowMs: number,
+  ): Promise<void>
+  /** Nodes on this device in clusters not terminated or failed, whose phase is not lost or released. */
+  listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]>
+  /** Within one cluster, seq order is commit order: a reader that saw seq s never later finds one below s. */
+  appendClusterEvents(events: readonly NewClusterEvent[]): Promise<void>
+  /** Events with seq > afterSeq, oldest first. */
+  listClusterEvents(clusterId: string, afterSeq: bigint, limit: number): Promise<ClusterEventRecord[]>
+  insertJob(job: ClusterJobRecord): Promise<void>
+  getJob(jobId: string): Promise<ClusterJobRecord | undefined>
+  /** Newest first. */
+  listJobs(clusterId: string, limit: number): Promise<ClusterJobRecord[]>
+  /**
+   * A job in a terminal status (succeeded, failed, stopped) never changes status again: a patch that would is
+   * a stale report and changes nothing. Returns the record after the update; undefined for an unknown id.
+   */
+  updateJob(jobId: string, patch: ClusterJobPatch): Promise<ClusterJobRecord | undefined>
+  /** Appends one chunk with seq = previous max + 1 (starting at 1), atomically; returns its seq. */
+  appendJobLog(jobId: string, text: string): Promise<number>
+  /** Chunks with seq > afterSeq, oldest first. */
+  readJobLog(jobId: string, afterSeq: number, limit: number): Promise<JobLogChunk[]>
+
   close(): Promise<void>
 }
 
@@ -128,12 +214,15 @@ type DeviceRow = {
   verification_failures: number
   next_verification_at_ms: bigint
   measured_fp32_tflops: number | null
+  reserved_by_cluster_id: string | null
 }
 
+/** Selected FROM devices (unaliased): the reservation comes along, so every DeviceRecord says who holds it. */
 const deviceColumns = `id, account_id, public_key, hostname, state, state_reason_code, state_reason, state_changed_at_ms,
   verification_state, verification_reason, region, country, asking_price_micro_usd, bandwidth_tier, inventory,
   enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq, verification_failures,
-  next_verification_at_ms, measured_fp32_tflops`
+  next_verification_at_ms, measured_fp32_tflops,
+  (SELECT r.cluster_id FROM device_reservations r WHERE r.device_id = devices.id) AS reserved_by_cluster_id`
 
 class SqlStore implements Store {
   readonly kind: SqlDriver['kind']
@@ -561,19 +650,20 @@ class SqlStore implements Store {
     const conflicted = new GangConflict()
     try {
       await this.#driver.transaction(async (tx) => {
-        const inserted = await tx.query<{ device_id: string }>(
-          `INSERT INTO device_reservations (device_id, cluster_id, account_id, reserved_at_ms)
-           SELECT device_id, $2, $3, $4 FROM unnest($1::text[]) AS r(device_id)
-           ON CONFLICT (device_id) DO NOTHING
-           RETURNING device_id`,
-          [deviceIds, reservation.clusterId, reservation.accountId, reservation.nowMs],
+        const inserted = await insertReservations(
+          tx,
+          deviceIds,
+          reservation.clusterId,
+          reservation.accountId,
+          reservation.nowMs,
         )
         if (inserted.length < deviceIds.length) {
-          const got = new Set(inserted.map((row) => row.device_id))
+          const got = new Set(inserted)
           conflicted.deviceIds = deviceIds.filter((id) => !got.has(id))
           // Rolling back releases the ones this gang did get: all or nothing.
           throw conflicted
         }
+        await bumpDeviceChangeSeq(tx, deviceIds)
       })
     } catch (error) {
       if (error === conflicted) return { ok: false, alreadyReserved: conflicted.deviceIds }
@@ -583,11 +673,7 @@ class SqlStore implements Store {
   }
 
   async releaseReservations(clusterId: string): Promise<string[]> {
-    const rows = await this.#driver.query<{ device_id: string }>(
-      'DELETE FROM device_reservations WHERE cluster_id = $1 RETURNING device_id',
-      [clusterId],
-    )
-    return rows.map((row) => row.device_id).sort()
+    return retryOnDeadlock(() => this.#driver.transaction((tx) => deleteClusterReservations(tx, clusterId)))
   }
 
   async listReservedDeviceIds(): Promise<string[]> {
@@ -650,6 +736,361 @@ class SqlStore implements Store {
     }))
   }
 
+  async createCluster(input: NewCluster): Promise<NewClusterOutcome> {
+    if (new Set(input.deviceIds).size !== input.deviceIds.length) {
+      throw new Error(`createCluster ${input.cluster.id}: a device is listed twice`)
+    }
+    // Another process may take the lowest free subnet between this one's read and its insert: the unique
+    // index refuses the later one, which then runs again whole and takes the next free subnet.
+    return retryWhen(
+      () => this.#createClusterOnce(input),
+      (error) => isDeadlock(error) || isSubnetTaken(error),
+      maxCreateClusterAttempts,
+    )
+  }
+
+  async #createClusterOnce(input: NewCluster): Promise<NewClusterOutcome> {
+    const { cluster, deviceIds } = input
+    const nowMs = cluster.createdAtMs
+    // Sorted inserts take the reservations' locks in one order across processes.
+    const sortedDeviceIds = [...deviceIds].sort()
+    try {
+      return await this.#driver.transaction(async (tx): Promise<NewClusterOutcome> => {
+        const reserved = await insertReservations(tx, sortedDeviceIds, cluster.id, cluster.accountId, nowMs)
+        if (reserved.length < sortedDeviceIds.length) {
+          const got = new Set(reserved)
+          throw new Refusal<NewClusterOutcome>({
+            ok: false,
+            alreadyReserved: sortedDeviceIds.filter((id) => !got.has(id)),
+          })
+        }
+        const subnets = await tx.query<{ candidate: number }>(lowestFreeSubnetSql, [maxSubnetIndex])
+        const subnetIndex = subnets[0]?.candidate
+        if (subnetIndex === undefined) {
+          throw new Refusal<NewClusterOutcome>({ ok: false, alreadyReserved: [], noSubnet: true })
+        }
+        const clusters = await tx.query<ClusterRow>(
+          `INSERT INTO clusters (id, account_id, name, state, state_reason, desired, request, node_count,
+             gpus_per_node, duration_ms, subnet_index, price_per_hour_micro_usd, created_at_ms, updated_at_ms,
+             state_changed_at_ms)
+           VALUES ($1, $2, $3, 'pending', $4, 'running', $5::jsonb, $6, $7, $8, $9, $10, $11, $11, $11)
+           RETURNING *`,
+          [
+            cluster.id,
+            cluster.accountId,
+            cluster.name,
+            cluster.stateReason,
+            jsonText(cluster.request),
+            cluster.nodeCount,
+            cluster.gpusPerNode,
+            cluster.durationMs,
+            subnetIndex,
+            cluster.pricePerHourMicroUsd,
+            nowMs,
+          ],
+        )
+        const nodes = await tx.query<ClusterNodeRow>(
+          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms)
+           SELECT $1, n.device_id, (n.position - 1)::integer,
+             CASE WHEN n.position = 1 THEN 'head' ELSE 'worker' END, 'reserved', 'reserved', $3
+           FROM unnest($2::text[]) WITH ORDINALITY AS n(device_id, position)
+           RETURNING *`,
+          [cluster.id, deviceIds, nowMs],
+        )
+        await bumpDeviceChangeSeq(tx, sortedDeviceIds)
+        return {
+          ok: true,
+          cluster: toCluster(clusters[0]!),
+          nodes: nodes.map(toClusterNode).sort((a, b) => a.nodeIndex - b.nodeIndex),
+        }
+      })
+    } catch (error) {
+      if (error instanceof Refusal) return error.outcome as NewClusterOutcome
+      throw error
+    }
+  }
+
+  async getCluster(id: string): Promise<ClusterRecord | undefined> {
+    const rows = await this.#driver.query<ClusterRow>('SELECT * FROM clusters WHERE id = $1', [id])
+    return rows[0] && toCluster(rows[0])
+  }
+
+  async listClusters(accountId: string, limit: number): Promise<ClusterRecord[]> {
+    const rows = await this.#driver.query<ClusterRow>(
+      'SELECT * FROM clusters WHERE account_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2',
+      [accountId, limit],
+    )
+    return rows.map(toCluster)
+  }
+
+  async listActiveClusters(): Promise<ClusterRecord[]> {
+    const rows = await this.#driver.query<ClusterRow>(
+      `SELECT * FROM clusters WHERE state NOT IN ('terminated', 'failed') ORDER BY created_at_ms, id`,
+    )
+    return rows.map(toCluster)
+  }
+
+  async updateCluster(id: string, patch: ClusterPatch, nowMs: number): Promise<ClusterRecord> {
+    return retryOnDeadlock(() =>
+      this.#driver.transaction(async (tx) => {
+        // The row lock this takes orders it against addClusterNode: a node added meanwhile is released too.
+        const rows = await tx.query<ClusterRow>(
+          `UPDATE clusters SET state = COALESCE($2, state), state_reason = COALESCE($3, state_reason),
+             desired = COALESCE($4, desired), ready_at_ms = COALESCE($5, ready_at_ms),
+             expires_at_ms = COALESCE($6, expires_at_ms), duration_ms = COALESCE($7, duration_ms),
+             ended_at_ms = COALESCE($8, ended_at_ms), updated_at_ms = $9,
+             state_changed_at_ms = CASE WHEN $2::text IS NOT NULL AND $2::text <> state THEN $9 ELSE state_changed_at_ms END,
+             subnet_index = CASE WHEN COALESCE($2, state) IN ('terminated', 'failed') THEN NULL ELSE subnet_index END
+           WHERE id = $1
+           RETURNING *`,
+          [
+            id,
+            patch.state ?? null,
+            patch.stateReason ?? null,
+            patch.desired ?? null,
+            patch.readyAtMs ?? null,
+            patch.expiresAtMs ?? null,
+            patch.durationMs ?? null,
+            patch.endedAtMs ?? null,
+            nowMs,
+          ],
+        )
+        const row = rows[0]
+        if (!row) throw new Error(`updateCluster: no cluster ${id}`)
+        if (endedClusterStates.has(row.state)) {
+          await deleteClusterReservations(tx, id)
+          await tx.execute(
+            `UPDATE cluster_nodes SET phase = 'released', phase_reason = $2, left_at_ms = $3
+             WHERE cluster_id = $1 AND phase NOT IN ('lost', 'released')`,
+            [id, `cluster ${row.state}`, nowMs],
+          )
+        }
+        return toCluster(row)
+      }),
+    )
+  }
+
+  async listClusterNodes(clusterId: string): Promise<ClusterNodeRecord[]> {
+    const rows = await this.#driver.query<ClusterNodeRow>(
+      'SELECT * FROM cluster_nodes WHERE cluster_id = $1 ORDER BY node_index',
+      [clusterId],
+    )
+    return rows.map(toClusterNode)
+  }
+
+  async updateClusterNode(clusterId: string, deviceId: string, patch: ClusterNodePatch): Promise<void> {
+    const updated = await this.#driver.execute(
+      `UPDATE cluster_nodes SET
+         phase = CASE WHEN phase IN ('lost', 'released') THEN phase ELSE COALESCE($3, phase) END,
+         phase_reason = CASE WHEN phase IN ('lost', 'released') THEN phase_reason ELSE COALESCE($4, phase_reason) END,
+         role = COALESCE($5, role), wg_public_key = COALESCE($6, wg_public_key), endpoint = COALESCE($7, endpoint)
+       WHERE cluster_id = $1 AND device_id = $2`,
+      [
+        clusterId,
+        deviceId,
+        patch.phase ?? null,
+        patch.phaseReason ?? null,
+        patch.role ?? null,
+        patch.wgPublicKey ?? null,
+        patch.endpoint ?? null,
+      ],
+    )
+    if (updated === 0) throw new Error(`updateClusterNode: no node ${deviceId} in cluster ${clusterId}`)
+  }
+
+  async addClusterNode(input: {
+    clusterId: string
+    accountId: string
+    deviceId: string
+    role: ClusterNodeRole
+    nowMs: number
+  }): Promise<ClusterNodeRecord | undefined> {
+    return retryOnDeadlock(() =>
+      this.#driver.transaction(async (tx) => {
+        // Locking the cluster row serializes node indexes between concurrent adds, and orders this against a
+        // termination: either the termination sees this node, or this sees the cluster ended.
+        const clusters = await tx.query<{ state: ClusterState }>(
+          'SELECT state FROM clusters WHERE id = $1 FOR NO KEY UPDATE',
+          [input.clusterId],
+        )
+        const cluster = clusters[0]
+        if (!cluster) throw new Error(`addClusterNode: no cluster ${input.clusterId}`)
+        if (endedClusterStates.has(cluster.state)) return undefined
+        const existing = await tx.query(
+          'SELECT 1 FROM cluster_nodes WHERE cluster_id = $1 AND device_id = $2',
+          [input.clusterId, input.deviceId],
+        )
+        if (existing.length > 0) return undefined
+        const reserved = await insertReservations(
+          tx,
+          [input.deviceId],
+          input.clusterId,
+          input.accountId,
+          input.nowMs,
+        )
+        if (reserved.length === 0) return undefined
+        const rows = await tx.query<ClusterNodeRow>(
+          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms)
+           SELECT $1, $2, COALESCE(max(node_index) + 1, 0), $3, 'reserved', 'reserved', $4
+           FROM cluster_nodes WHERE cluster_id = $1
+           RETURNING *`,
+          [input.clusterId, input.deviceId, input.role, input.nowMs],
+        )
+        await bumpDeviceChangeSeq(tx, [input.deviceId])
+        return toClusterNode(rows[0]!)
+      }),
+    )
+  }
+
+  async releaseClusterNode(
+    clusterId: string,
+    deviceId: string,
+    phase: 'lost' | 'released',
+    reason: string,
+    nowMs: number,
+  ): Promise<void> {
+    await retryOnDeadlock(() =>
+      this.#driver.transaction(async (tx) => {
+        await tx.execute(
+          `UPDATE cluster_nodes SET phase = $3, phase_reason = $4, left_at_ms = $5
+           WHERE cluster_id = $1 AND device_id = $2 AND phase NOT IN ('lost', 'released')`,
+          [clusterId, deviceId, phase, reason, nowMs],
+        )
+        const released = await tx.query<{ device_id: string }>(
+          'DELETE FROM device_reservations WHERE device_id = $1 AND cluster_id = $2 RETURNING device_id',
+          [deviceId, clusterId],
+        )
+        await bumpDeviceChangeSeq(
+          tx,
+          released.map((row) => row.device_id),
+        )
+      }),
+    )
+  }
+
+  async listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]> {
+    const rows = await this.#driver.query<ClusterNodeRow>(
+      `SELECT n.* FROM cluster_nodes n JOIN clusters c ON c.id = n.cluster_id
+       WHERE n.device_id = $1 AND c.state NOT IN ('terminated', 'failed') AND n.phase NOT IN ('lost', 'released')
+       ORDER BY n.cluster_id, n.node_index`,
+      [deviceId],
+    )
+    return rows.map(toClusterNode)
+  }
+
+  async appendClusterEvents(events: readonly NewClusterEvent[]): Promise<void> {
+    if (events.length === 0) return
+    const clusterIds = [...new Set(events.map((event) => event.clusterId))].sort()
+    await this.#driver.transaction(async (tx) => {
+      // Seqs are taken while holding the clusters' rows, so within a cluster seq order is commit order and a
+      // reader following afterSeq never skips an event that commits late with a lower seq.
+      await tx.query('SELECT id FROM clusters WHERE id = ANY ($1::text[]) ORDER BY id FOR NO KEY UPDATE', [
+        clusterIds,
+      ])
+      await tx.execute(
+        `INSERT INTO cluster_events (cluster_id, at_ms, kind, device_id, message)
+         SELECT e.cluster_id, e.at_ms, e.kind, e.device_id, e.message
+         FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[])
+           WITH ORDINALITY AS e(cluster_id, at_ms, kind, device_id, message, position)
+         ORDER BY e.position`,
+        [
+          events.map((event) => event.clusterId),
+          events.map((event) => event.atMs),
+          events.map((event) => event.kind),
+          events.map((event) => event.deviceId),
+          events.map((event) => event.message),
+        ],
+      )
+    })
+  }
+
+  async listClusterEvents(clusterId: string, afterSeq: bigint, limit: number): Promise<ClusterEventRecord[]> {
+    const rows = await this.#driver.query<ClusterEventRow>(
+      'SELECT * FROM cluster_events WHERE cluster_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [clusterId, afterSeq, limit],
+    )
+    return rows.map(toClusterEvent)
+  }
+
+  async insertJob(job: ClusterJobRecord): Promise<void> {
+    await this.#driver.execute(
+      `INSERT INTO cluster_jobs (id, cluster_id, account_id, entrypoint, status, message, exit_code, created_at_ms,
+         finished_at_ms)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+      [
+        job.id,
+        job.clusterId,
+        job.accountId,
+        job.entrypoint,
+        job.status,
+        job.message,
+        job.exitCode,
+        job.createdAtMs,
+        job.finishedAtMs,
+      ],
+    )
+  }
+
+  async getJob(jobId: string): Promise<ClusterJobRecord | undefined> {
+    const rows = await this.#driver.query<ClusterJobRow>('SELECT * FROM cluster_jobs WHERE id = $1', [jobId])
+    return rows[0] && toClusterJob(rows[0])
+  }
+
+  async listJobs(clusterId: string, limit: number): Promise<ClusterJobRecord[]> {
+    const rows = await this.#driver.query<ClusterJobRow>(
+      'SELECT * FROM cluster_jobs WHERE cluster_id = $1 ORDER BY created_at_ms DESC, id DESC LIMIT $2',
+      [clusterId, limit],
+    )
+    return rows.map(toClusterJob)
+  }
+
+  async updateJob(jobId: string, patch: ClusterJobPatch): Promise<ClusterJobRecord | undefined> {
+    // One statement: the updated row, or the row as it stands when the patch was refused as stale.
+    const rows = await this.#driver.query<ClusterJobRow>(
+      `WITH updated AS (
+         UPDATE cluster_jobs SET status = COALESCE($2, status), message = COALESCE($3, message),
+           exit_code = CASE WHEN $4::boolean THEN $5::integer ELSE exit_code END,
+           finished_at_ms = COALESCE($6, finished_at_ms)
+         WHERE id = $1 AND NOT (status IN ('succeeded', 'failed', 'stopped') AND $2::text IS NOT NULL AND $2::text <> status)
+         RETURNING *
+       )
+       SELECT * FROM updated
+       UNION ALL
+       SELECT * FROM cluster_jobs WHERE id = $1 AND NOT EXISTS (SELECT 1 FROM updated)`,
+      [
+        jobId,
+        patch.status ?? null,
+        patch.message ?? null,
+        patch.exitCode !== undefined,
+        patch.exitCode ?? null,
+        patch.finishedAtMs ?? null,
+      ],
+    )
+    return rows[0] && toClusterJob(rows[0])
+  }
+
+  async appendJobLog(jobId: string, text: string): Promise<number> {
+    return this.#driver.transaction(async (tx) => {
+      // Holding the job row serializes appenders, so max + 1 is never taken twice.
+      const jobs = await tx.query('SELECT id FROM cluster_jobs WHERE id = $1 FOR NO KEY UPDATE', [jobId])
+      if (jobs.length === 0) throw new Error(`appendJobLog: no job ${jobId}`)
+      const rows = await tx.query<{ seq: number }>(
+        `INSERT INTO cluster_job_logs (job_id, seq, text)
+         SELECT $1, COALESCE(max(seq), 0) + 1, $2 FROM cluster_job_logs WHERE job_id = $1
+         RETURNING seq`,
+        [jobId, text],
+      )
+      return rows[0]!.seq
+    })
+  }
+
+  async readJobLog(jobId: string, afterSeq: number, limit: number): Promise<JobLogChunk[]> {
+    return this.#driver.query<JobLogChunk>(
+      'SELECT seq, text FROM cluster_job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
+      [jobId, afterSeq, limit],
+    )
+  }
+
   close(): Promise<void> {
     return this.#driver.close()
   }
@@ -659,19 +1100,106 @@ class SqlStore implements Store {
 const maxDeadlockAttempts = 3
 
 /** Runs `work` again when PostgreSQL aborted it to break a deadlock (SQLSTATE 40P01). */
-async function retryOnDeadlock<T>(work: () => Promise<T>): Promise<T> {
+function retryOnDeadlock<T>(work: () => Promise<T>): Promise<T> {
+  return retryWhen(work, isDeadlock, maxDeadlockAttempts)
+}
+
+/** Runs `work` again, whole, while it fails with an error `retryable` accepts, at most `maxAttempts` times. */
+async function retryWhen<T>(
+  work: () => Promise<T>,
+  retryable: (error: unknown) => boolean,
+  maxAttempts: number,
+): Promise<T> {
   for (let attempt = 1; ; attempt += 1) {
     try {
       return await work()
     } catch (error) {
-      if ((error as { code?: string }).code !== '40P01' || attempt >= maxDeadlockAttempts) throw error
+      if (!retryable(error) || attempt >= maxAttempts) throw error
     }
   }
+}
+
+const isDeadlock = (error: unknown): boolean => (error as { code?: string }).code === '40P01'
+
+/** A unique violation (SQLSTATE 23505) on the subnet index: another process took the subnet first. */
+const isSubnetTaken = (error: unknown): boolean => {
+  const { code, constraint } = error as { code?: string; constraint?: string }
+  return code === '23505' && constraint === 'clusters_subnet_index'
 }
 
 /** Thrown inside a transaction to roll back a gang that could not be reserved whole. */
 class GangConflict extends Error {
   deviceIds: string[] = []
+}
+
+/** Thrown inside a transaction to roll it back, keeping nothing, and answer `outcome` instead. */
+class Refusal<T> extends Error {
+  readonly outcome: T
+  constructor(outcome: T) {
+    super('refused')
+    this.outcome = outcome
+  }
+}
+
+/** Attempts of createCluster: each retry follows another process taking the subnet this one picked. */
+const maxCreateClusterAttempts = 16
+
+/** 100.64.0.0/10 holds 2^14 /24 subnets: indexes 0..16383 (the migration checks the same range). */
+const maxSubnetIndex = 16_383
+
+/** The lowest index no cluster holds: 0, or one past a held index whose successor is free. */
+const lowestFreeSubnetSql = `SELECT c.candidate FROM (
+    SELECT 0 AS candidate
+    UNION ALL
+    SELECT subnet_index + 1 FROM clusters WHERE subnet_index IS NOT NULL
+  ) AS c
+  WHERE c.candidate <= $1 AND NOT EXISTS (SELECT 1 FROM clusters taken WHERE taken.subnet_index = c.candidate)
+  ORDER BY c.candidate
+  LIMIT 1`
+
+const endedClusterStates: ReadonlySet<ClusterState> = new Set<ClusterState>(['terminated', 'failed'])
+
+/** Inserts the reservations that are free; returns the device ids it reserved. */
+async function insertReservations(
+  tx: SqlExecutor,
+  deviceIds: readonly string[],
+  clusterId: string,
+  accountId: string,
+  nowMs: number,
+): Promise<string[]> {
+  const rows = await tx.query<{ device_id: string }>(
+    `INSERT INTO device_reservations (device_id, cluster_id, account_id, reserved_at_ms)
+     SELECT device_id, $2, $3, $4 FROM unnest($1::text[]) AS r(device_id)
+     ON CONFLICT (device_id) DO NOTHING
+     RETURNING device_id`,
+    [deviceIds, clusterId, accountId, nowMs],
+  )
+  return rows.map((row) => row.device_id)
+}
+
+/** Deletes every reservation the cluster holds; returns the freed device ids, sorted. */
+async function deleteClusterReservations(tx: SqlExecutor, clusterId: string): Promise<string[]> {
+  const rows = await tx.query<{ device_id: string }>(
+    'DELETE FROM device_reservations WHERE cluster_id = $1 RETURNING device_id',
+    [clusterId],
+  )
+  const deviceIds = rows.map((row) => row.device_id).sort()
+  await bumpDeviceChangeSeq(tx, deviceIds)
+  return deviceIds
+}
+
+/** Taking or freeing a device is a change the offer index must see: it follows device_change_seq. */
+async function bumpDeviceChangeSeq(tx: SqlExecutor, deviceIds: readonly string[]): Promise<void> {
+  if (deviceIds.length === 0) return
+  await tx.execute(
+    `UPDATE devices SET change_seq = nextval('device_change_seq') WHERE id = ANY ($1::text[])`,
+    [deviceIds],
+  )
+}
+
+/** JSON text with bigints as decimal strings: JSON has no bigint (PGlite writes JSONB params the same way). */
+function jsonText(value: unknown): string {
+  return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item))
 }
 
 /** One entry per device: uptime per bucket summed, last seen the latest. */
@@ -824,5 +1352,124 @@ function toDevice(row: DeviceRow): DeviceRecord {
     verificationFailures: row.verification_failures,
     nextVerificationAtMs: Number(row.next_verification_at_ms),
     measuredFp32Tflops: row.measured_fp32_tflops,
+    reservedByClusterId: row.reserved_by_cluster_id,
+  }
+}
+
+type ClusterRow = {
+  id: string
+  account_id: string
+  name: string
+  state: ClusterState
+  state_reason: string
+  desired: ClusterDesired
+  request: unknown
+  node_count: number
+  gpus_per_node: number
+  duration_ms: bigint
+  subnet_index: number | null
+  price_per_hour_micro_usd: bigint
+  created_at_ms: bigint
+  ready_at_ms: bigint | null
+  expires_at_ms: bigint | null
+  ended_at_ms: bigint | null
+  updated_at_ms: bigint
+  state_changed_at_ms: bigint
+}
+
+function toCluster(row: ClusterRow): ClusterRecord {
+  return {
+    id: row.id,
+    accountId: row.account_id,
+    name: row.name,
+    state: row.state,
+    stateReason: row.state_reason,
+    desired: row.desired,
+    request: row.request,
+    nodeCount: row.node_count,
+    gpusPerNode: row.gpus_per_node,
+    durationMs: Number(row.duration_ms),
+    subnetIndex: row.subnet_index,
+    pricePerHourMicroUsd: row.price_per_hour_micro_usd,
+    createdAtMs: Number(row.created_at_ms),
+    readyAtMs: optionalNumber(row.ready_at_ms),
+    expiresAtMs: optionalNumber(row.expires_at_ms),
+    endedAtMs: optionalNumber(row.ended_at_ms),
+    updatedAtMs: Number(row.updated_at_ms),
+    stateChangedAtMs: Number(row.state_changed_at_ms),
+  }
+}
+
+type ClusterNodeRow = {
+  cluster_id: string
+  device_id: string
+  node_index: number
+  role: ClusterNodeRole
+  phase: ClusterNodePhase
+  phase_reason: string
+  wg_public_key: string | null
+  endpoint: string | null
+  joined_at_ms: bigint
+  left_at_ms: bigint | null
+}
+
+function toClusterNode(row: ClusterNodeRow): ClusterNodeRecord {
+  return {
+    clusterId: row.cluster_id,
+    deviceId: row.device_id,
+    nodeIndex: row.node_index,
+    role: row.role,
+    phase: row.phase,
+    phaseReason: row.phase_reason,
+    wgPublicKey: row.wg_public_key,
+    endpoint: row.endpoint,
+    joinedAtMs: Number(row.joined_at_ms),
+    leftAtMs: optionalNumber(row.left_at_ms),
+  }
+}
+
+type ClusterEventRow = {
+  seq: bigint
+  cluster_id: string
+  at_ms: bigint
+  kind: string
+  device_id: string | null
+  message: string
+}
+
+function toClusterEvent(row: ClusterEventRow): ClusterEventRecord {
+  return {
+    seq: row.seq,
+    clusterId: row.cluster_id,
+    atMs: Number(row.at_ms),
+    kind: row.kind,
+    deviceId: row.device_id,
+    message: row.message,
+  }
+}
+
+type ClusterJobRow = {
+  id: string
+  cluster_id: string
+  account_id: string
+  entrypoint: string
+  status: JobStatus
+  message: string
+  exit_code: number | null
+  created_at_ms: bigint
+  finished_at_ms: bigint | null
+}
+
+function toClusterJob(row: ClusterJobRow): ClusterJobRecord {
+  return {
+    id: row.id,
+    clusterId: row.cluster_id,
+    accountId: row.account_id,
+    entrypoint: row.entrypoint,
+    status: row.status,
+    message: row.message,
+    exitCode: row.exit_code,
+    createdAtMs: Number(row.created_at_ms),
+    finishedAtMs: optionalNumber(row.finished_at_ms),
   }
 }
