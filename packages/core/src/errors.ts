@@ -62,6 +62,18 @@ export class ConflictError extends GpumeshError {
   readonly httpStatus = 409
 }
 
+/** No set of nodes satisfies a cluster request right now; details name the blocking constraint and the market. */
+export class UnplaceableError extends GpumeshError {
+  readonly code = 'GPUMESH_ERR_UNPLACEABLE'
+  readonly httpStatus = 409
+}
+
+/** The cluster is not in a state that allows this (e.g. a job on a cluster that is not ready). */
+export class ClusterStateError extends GpumeshError {
+  readonly code = 'GPUMESH_ERR_CLUSTER_STATE'
+  readonly httpStatus = 409
+}
+
 export class WorkerAuthError extends GpumeshError {
   readonly code = 'GPUMESH_ERR_WORKER_AUTH'
   readonly httpStatus = 401

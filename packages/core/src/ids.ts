@@ -5,6 +5,8 @@ export const IdPrefix = {
   apiKey: 'key',
   enrollmentToken: 'enr',
   device: 'dev',
+  cluster: 'cls',
+  job: 'job',
 } as const
 export type IdPrefix = (typeof IdPrefix)[keyof typeof IdPrefix]
 

@@ -1,9 +1,10 @@
 import Type, { type Static } from 'typebox'
 import { UsdAmount } from './common.ts'
 import { Offer } from './api.ts'
+import { JobStatusName, maxJobEntrypointLength, maxWorkingDirBytes } from './cluster-messages.ts'
 
-// A renter's cluster request. Today the coordinator answers it as a dry run: can it be placed, on which
-// nodes, at what price, and if not, which constraint blocks it and what the market offers instead.
+// A renter's cluster request. A dry run answers whether it can be placed, on which nodes, at what price,
+// and if not, which constraint blocks it and what the market offers instead; a real one creates it.
 
 export const maxClusterNodes = 64
 export const maxClusterDurationHours = 24 * 30
@@ -74,3 +75,129 @@ export const ClusterPlan = Type.Object({
   ),
 })
 export type ClusterPlan = Static<typeof ClusterPlan>
+
+// Clusters once created: what the renter sees and drives.
+
+const TimestampMs = Type.Integer({ minimum: 0, description: 'milliseconds since the Unix epoch' })
+const NullableTimestampMs = Type.Union([TimestampMs, Type.Null()])
+
+export const ClusterStateName = Type.Union([
+  Type.Literal('pending'),
+  Type.Literal('provisioning'),
+  Type.Literal('ready'),
+  Type.Literal('terminating'),
+  Type.Literal('terminated'),
+  Type.Literal('failed'),
+])
+
+export const ClusterNodeView = Type.Object({
+  deviceId: Type.String(),
+  role: Type.Union([Type.Literal('head'), Type.Literal('worker')]),
+  /** reserved → keyed → mesh_up → ray_joined; lost or released when it left. */
+  phase: Type.String(),
+  phaseReason: Type.String(),
+  overlayAddress: Type.Union([Type.String(), Type.Null()]),
+  joinedAtMs: TimestampMs,
+  leftAtMs: NullableTimestampMs,
+})
+export type ClusterNodeView = Static<typeof ClusterNodeView>
+
+export const ClusterView = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  state: ClusterStateName,
+  stateReason: Type.String(),
+  desired: Type.Union([Type.Literal('running'), Type.Literal('terminated')]),
+  nodeCount: Type.Integer(),
+  gpusPerNode: Type.Integer(),
+  durationHours: Type.Number(),
+  pricePerHourUsd: UsdAmount,
+  /** The cluster's private overlay subnet, while it has one. */
+  subnet: Type.Union([Type.String(), Type.Null()]),
+  /** Where the Ray head listens on the overlay (GCS), once known. */
+  rayAddress: Type.Union([Type.String(), Type.Null()]),
+  createdAtMs: TimestampMs,
+  readyAtMs: NullableTimestampMs,
+  expiresAtMs: NullableTimestampMs,
+  endedAtMs: NullableTimestampMs,
+  nodes: Type.Array(ClusterNodeView),
+})
+export type ClusterView = Static<typeof ClusterView>
+
+export const ClusterList = Type.Object({ clusters: Type.Array(ClusterView) })
+export type ClusterList = Static<typeof ClusterList>
+
+export const ClusterEventView = Type.Object({
+  /** Position in the cluster's event log; pass it back as `after` to get only newer events. */
+  seq: Type.String({ pattern: '^[0-9]+$' }),
+  atMs: TimestampMs,
+  kind: Type.String(),
+  deviceId: Type.Union([Type.String(), Type.Null()]),
+  message: Type.String(),
+})
+export type ClusterEventView = Static<typeof ClusterEventView>
+
+export const ClusterEventList = Type.Object({ events: Type.Array(ClusterEventView) })
+export type ClusterEventList = Static<typeof ClusterEventList>
+
+export const ClusterEventsQuery = Type.Object(
+  {
+    after: Type.Optional(Type.String({ pattern: '^[0-9]{1,19}$' })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 200 })),
+    /** Hold the request open up to this long when there is nothing newer (long polling). */
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0 })),
+  },
+  { additionalProperties: false },
+)
+export type ClusterEventsQuery = Static<typeof ClusterEventsQuery>
+
+export const ExtendClusterBody = Type.Object(
+  { hours: Type.Number({ exclusiveMinimum: 0, maximum: maxClusterDurationHours }) },
+  { additionalProperties: false },
+)
+export type ExtendClusterBody = Static<typeof ExtendClusterBody>
+
+export const SubmitJobBody = Type.Object(
+  {
+    entrypoint: Type.String({ minLength: 1, maxLength: maxJobEntrypointLength }),
+    /** The working directory as a gzipped tar, base64; the driver runs in it and Ray ships it to every node. */
+    workingDirTarGz: Type.Optional(
+      Type.String({ maxLength: Math.ceil(maxWorkingDirBytes / 3) * 4, pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type SubmitJobBody = Static<typeof SubmitJobBody>
+
+export const JobView = Type.Object({
+  id: Type.String(),
+  clusterId: Type.String(),
+  entrypoint: Type.String(),
+  status: JobStatusName,
+  message: Type.String(),
+  exitCode: Type.Union([Type.Integer(), Type.Null()]),
+  createdAtMs: TimestampMs,
+  finishedAtMs: NullableTimestampMs,
+})
+export type JobView = Static<typeof JobView>
+
+export const JobList = Type.Object({ jobs: Type.Array(JobView) })
+export type JobList = Static<typeof JobList>
+
+export const JobLogQuery = Type.Object(
+  {
+    after: Type.Optional(Type.Integer({ minimum: 0, default: 0 })),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, default: 500 })),
+    waitMs: Type.Optional(Type.Integer({ minimum: 0, maximum: 30_000, default: 0 })),
+  },
+  { additionalProperties: false },
+)
+export type JobLogQuery = Static<typeof JobLogQuery>
+
+export const JobLogReply = Type.Object({
+  chunks: Type.Array(Type.Object({ seq: Type.Integer(), text: Type.String() })),
+  /** The job has finished and every chunk up to here has been returned. */
+  complete: Type.Boolean(),
+  job: JobView,
+})
+export type JobLogReply = Static<typeof JobLogReply>

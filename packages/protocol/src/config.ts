@@ -33,6 +33,10 @@ export const CoordinatorSettings = Type.Object(
     challengeCpuMatrixSize: Type.Integer({ minimum: 16, maximum: 8_192, default: 1_024 }),
     /** Added to every commitment deadline: process start, generation, network. */
     challengeFixedOverheadMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+    /** A cluster not ready this long after it was created fails, and its machines are released. */
+    clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
+    /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */
+    clusterNodeJoinTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000, default: 180_000 }),
     logLevel: Type.Union(
       [
         Type.Literal('fatal'),
@@ -63,6 +67,26 @@ export const WorkerSettings = Type.Object(
     nvidiaSmiXmlPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     /** Speedtest (network tier, compute) soon after start, then this often; 0 turns it off. */
     speedtestIntervalMs: Type.Integer({ minimum: 0, maximum: 30 * 86_400_000, default: 86_400_000 }),
+    /** Accept cluster nodes: WireGuard mesh and Ray in a network namespace per cluster (needs root). */
+    clustersEnabled: Type.Boolean({ default: true }),
+    /**
+     * The address other nodes reach this machine's WireGuard at. Absent: the address the coordinator sees the
+     * worker connect from (right unless the machine is behind NAT without a forwarded UDP range).
+     */
+    meshEndpointHost: Type.Optional(
+      Type.String({ pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}$', description: 'IPv4 address' }),
+    ),
+    /** Unprivileged user (uid:gid) that cluster processes run as; renter code never runs as root. */
+    clusterUser: Type.String({ pattern: '^[0-9]{1,10}:[0-9]{1,10}$', default: '65534:65534' }),
+    /** CPUs each cluster node advertises to Ray; absent: this machine's CPU count. */
+    clusterNodeCpus: Type.Optional(Type.Integer({ minimum: 1, maximum: 4096 })),
+    /** Ray's object store per cluster node; absent: Ray's own default (30% of memory). */
+    rayObjectStoreMemoryBytes: Type.Optional(Type.Integer({ minimum: 78_643_200 })),
+    /**
+     * Only for a worker that itself runs under `ip netns exec` (test hosts): a mount namespace, such as
+     * /proc/<pid>/ns/mnt of a process outside, in which cluster namespaces are named so the whole machine sees them.
+     */
+    netnsMountNamespace: Type.Optional(Type.String({ pattern: '^/proc/[0-9]+/ns/mnt$' })),
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(

@@ -2,6 +2,20 @@ import Type, { type Static } from 'typebox'
 import { DeviceLocation, HardwareInventory } from './hardware.ts'
 import { UsdAmount } from './common.ts'
 import { createTaggedValidator } from './validate.ts'
+import {
+  ClusterJobLogMessage,
+  ClusterJobStatusMessage,
+  ClusterJobStopMessage,
+  ClusterJobSubmitMessage,
+  ClusterMeshMessage,
+  ClusterNodeKeyMessage,
+  ClusterNodePrepareMessage,
+  ClusterNodesHeldMessage,
+  ClusterNodeStatusMessage,
+  ClusterRayMessage,
+  ClusterRayNodesMessage,
+  ClusterReleaseMessage,
+} from './cluster-messages.ts'
 
 // The worker link: one WebSocket per worker, JSON text frames, each validated here before any code acts on it.
 // Session authentication: the coordinator opens with a fresh nonce; the worker answers with a signature over
@@ -14,6 +28,8 @@ export const workerProtocolVersion = 1
  * Sized for the largest hardware report the schema allows (64 GPUs with MIG instances and warnings).
  */
 export const maxWorkerFrameBytes = 1024 * 1024
+/** Largest frame a worker accepts from the coordinator: a job's working directory travels in one. */
+export const maxCoordinatorFrameBytes = 12 * 1024 * 1024
 
 export function sessionSigningPayload(nonce: string, deviceId: string): string {
   return `gpumesh-worker-session-v${workerProtocolVersion}\n${nonce}\n${deviceId}`
@@ -109,6 +125,12 @@ export const CoordinatorMessage = Type.Union([
   ChallengeMessage,
   ChallengeOpenMessage,
   ChallengeResultMessage,
+  ClusterNodePrepareMessage,
+  ClusterMeshMessage,
+  ClusterRayMessage,
+  ClusterReleaseMessage,
+  ClusterJobSubmitMessage,
+  ClusterJobStopMessage,
 ])
 export type CoordinatorMessage = Static<typeof CoordinatorMessage>
 
@@ -192,6 +214,12 @@ export const WorkerMessage = Type.Union([
   GoodbyeMessage,
   ChallengeCommitmentMessage,
   ChallengeOpeningMessage,
+  ClusterNodeKeyMessage,
+  ClusterNodeStatusMessage,
+  ClusterRayNodesMessage,
+  ClusterJobLogMessage,
+  ClusterJobStatusMessage,
+  ClusterNodesHeldMessage,
 ])
 export type WorkerMessage = Static<typeof WorkerMessage>
 
@@ -204,6 +232,12 @@ export const workerMessageValidator = createTaggedValidator(
     goodbye: GoodbyeMessage,
     challenge_commitment: ChallengeCommitmentMessage,
     challenge_opening: ChallengeOpeningMessage,
+    cluster_node_key: ClusterNodeKeyMessage,
+    cluster_node_status: ClusterNodeStatusMessage,
+    cluster_ray_nodes: ClusterRayNodesMessage,
+    cluster_job_log: ClusterJobLogMessage,
+    cluster_job_status: ClusterJobStatusMessage,
+    cluster_nodes_held: ClusterNodesHeldMessage,
   },
   'worker message',
 )
@@ -216,6 +250,12 @@ export const coordinatorMessageValidator = createTaggedValidator(
     challenge: ChallengeMessage,
     challenge_open: ChallengeOpenMessage,
     challenge_result: ChallengeResultMessage,
+    cluster_node_prepare: ClusterNodePrepareMessage,
+    cluster_mesh: ClusterMeshMessage,
+    cluster_ray: ClusterRayMessage,
+    cluster_release: ClusterReleaseMessage,
+    cluster_job_submit: ClusterJobSubmitMessage,
+    cluster_job_stop: ClusterJobStopMessage,
   },
   'coordinator message',
 )
