@@ -24,20 +24,26 @@ case "$venv" in /*) ;; *) venv="$PWD/$venv" ;; esac
 start=$SECONDS
 check_code="import ray, numpy; assert ray.__version__ == '$RAY_VERSION', ray.__version__"
 
-if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check_code" >/dev/null 2>&1; then
-  log "Python environment $venv already has ray $RAY_VERSION and numpy (checked in $((SECONDS - start)) s)"
-  exit 0
-fi
-
 # --- pick the interpreter --------------------------------------------------------------------
+# Cluster nodes run Ray as an unprivileged user, so the venv's base interpreter must be one every user can
+# run: the system's /usr/bin/python3.11 first, not a per-user build under a private home directory.
 if [ -n "${GPUMESH_PYTHON:-}" ]; then
   python="$GPUMESH_PYTHON"
   explicit_python=1
 else
   python=python3
   command -v python3.11 >/dev/null 2>&1 && python=python3.11
+  [ -x /usr/bin/python3.11 ] && python=/usr/bin/python3.11
   explicit_python=0
 fi
+base_of() { "$1" -c 'import os, sys; print(os.path.realpath(sys.executable if sys.prefix == sys.base_prefix else os.path.join(sys.base_prefix, "bin", "python%d.%d" % sys.version_info[:2])))' 2>/dev/null; }
+
+if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c "$check_code" >/dev/null 2>&1 \
+  && [ "$(base_of "$venv/bin/python")" = "$(base_of "$python")" ]; then
+  log "Python environment $venv already has ray $RAY_VERSION and numpy (checked in $((SECONDS - start)) s)"
+  exit 0
+fi
+
 command -v "$python" >/dev/null 2>&1 || die "$python not found"
 py_version="$("$python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')" || die "$python does not run"
 if [ "$py_version" != "$REQUIRED_PYTHON" ]; then
@@ -52,7 +58,11 @@ fi
 venv_ok=0
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import sys; assert sys.prefix != sys.base_prefix' >/dev/null 2>&1; then
   venv_py="$("$venv/bin/python" -c 'import sys; print("%d.%d" % sys.version_info[:2])')"
-  if [ "$venv_py" = "$py_version" ]; then venv_ok=1; else log "existing venv $venv uses Python $venv_py; recreating it"; fi
+  if [ "$venv_py" = "$py_version" ] && [ "$(base_of "$venv/bin/python")" = "$(base_of "$python")" ]; then
+    venv_ok=1
+  else
+    log "existing venv $venv is built on another interpreter; recreating it"
+  fi
 fi
 if [ "$venv_ok" -eq 0 ]; then
   if [ -e "$venv" ] && [ ! -f "$venv/pyvenv.cfg" ] && [ -n "$(ls -A "$venv" 2>/dev/null)" ]; then

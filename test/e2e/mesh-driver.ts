@@ -2,9 +2,9 @@
 // JSON commands on stdin, one JSON reply per line on stdout.
 import { createInterface } from 'node:readline'
 import {
-  createMeshInterface,
   createRayNode,
   generateWireguardKeyPair,
+  startMeshInterface,
   type MeshInterface,
   type RayNode,
   type WireguardKeyPair,
@@ -23,14 +23,12 @@ for await (const line of createInterface({ input: process.stdin })) {
       keys.set(command.clusterId, keyPair)
       reply({ publicKey: keyPair.publicKey })
     } else if (command.cmd === 'start') {
-      const mesh = createMeshInterface({
-        plan: command.plan,
+      const mesh = await startMeshInterface(command.plan, {
         keyPair: keys.get(command.clusterId)!,
         keyDir: command.keyDir,
         netnsMountNamespace: command.netnsMountNamespace,
       })
       interfaces.set(command.clusterId, mesh)
-      await mesh.start()
       reply({ ok: true, pid: mesh.pid })
     } else if (command.cmd === 'ray-start') {
       const node = createRayNode(command.ray)

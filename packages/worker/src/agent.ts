@@ -2,7 +2,9 @@ import { seededRandom, type Random } from '@gpumesh/core'
 import {
   coordinatorMessageValidator,
   createValidator,
+  type ClusterCommandMessage,
   type CoordinatorMessage,
+  maxCoordinatorFrameBytes,
   enrollmentSigningPayload,
   EnrollReply,
   sessionSigningPayload,
@@ -17,6 +19,7 @@ import { reconnectDelayMs } from './backoff.ts'
 import { loadOrCreateIdentity, readEnrollment, writeEnrollment, type WorkerIdentity } from './identity.ts'
 import { referenceProver, type ProofSession, type Prover } from './proof/prover.ts'
 import { runNetworkSpeedtest, submitSpeedtestResult } from './speedtest/network.ts'
+import { createClusterNodes, type ClusterNodesInit } from './cluster/cluster-nodes.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -38,6 +41,8 @@ export type WorkerAgentComponents = {
   readonly prover?: Prover
   /** The compute half of the periodic speedtest (Python); the network half always runs. */
   computeSpeedtest?(): Promise<ComputeSpeedtestResult>
+  /** How this machine runs cluster nodes; without it (or with clustersEnabled false) it refuses them. */
+  readonly clusters?: Omit<ClusterNodesInit, 'logger' | 'stateDir'>
 }
 
 /** The first speedtest waits a random time up to this, so a fleet restarting together does not test at once. */
@@ -77,6 +82,13 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   const finished = new Promise<{ fatalError?: Error }>((resolve) => (resolveFinished = resolve))
 
   let latestInventory: HardwareInventory | undefined
+  const sendToCoordinator = (message: WorkerMessage) => {
+    if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message))
+  }
+  const clusterNodes =
+    components.clusters && init.clustersEnabled
+      ? createClusterNodes({ ...components.clusters, stateDir: init.stateDir, logger }, sendToCoordinator)
+      : undefined
   const proofs = createProofHandler(components.prover ?? referenceProver, logger, () =>
     proverMatrixSizeLimit(latestInventory),
   )
@@ -205,7 +217,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   ): Promise<{ code: number; reason: string; wasOnline: boolean }> {
     status = 'connecting'
     return new Promise((resolve) => {
-      const ws = new WebSocket(wsUrl, { handshakeTimeout: 10_000, maxPayload: 1024 * 1024 })
+      const ws = new WebSocket(wsUrl, { handshakeTimeout: 10_000, maxPayload: maxCoordinatorFrameBytes })
       socket = ws
       let wasOnline = false
       let seq = 0
@@ -252,6 +264,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               ? {}
               : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
           })
+          sendMessage({ type: 'cluster_nodes_held', clusterIds: clusterNodes?.heldClusterIds() ?? [] })
           clearInterval(heartbeatTimer)
           heartbeatTimer = setInterval(
             () => sendMessage({ type: 'heartbeat', seq: seq++ }),
@@ -259,8 +272,18 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
           )
         } else if (message.type === 'error') {
           logger.warn('coordinator reported an error', { code: message.code, message: message.message })
+        } else if (message.type.startsWith('cluster_')) {
+          const command = message as ClusterCommandMessage
+          if (clusterNodes) clusterNodes.handle(command)
+          else
+            sendMessage({
+              type: 'cluster_node_status',
+              clusterId: command.clusterId,
+              phase: 'failed',
+              detail: 'this machine does not run cluster nodes',
+            })
         } else {
-          proofs.handle(message, sendMessage)
+          proofs.handle(message as Parameters<typeof proofs.handle>[0], sendMessage)
         }
       })
       ws.on('error', (error) => logger.warn('link error', { error: String(error) }))
@@ -278,6 +301,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
     try {
       identity = loadOrCreateIdentity(init.stateDir)
       deviceId = await enroll(identity)
+      await clusterNodes?.cleanUpLeftovers()
       let attempt = 0
       while (!stopping) {
         const inventory = await components.probe()
@@ -325,6 +349,8 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       stopping = true
       clearTimeout(speedtestTimer)
       wakeBackoff?.()
+      // Released before the goodbye, so the coordinator hears each node go and replaces it at once.
+      await clusterNodes?.releaseAll(reason)
       const ws = socket
       if (ws && ws.readyState === WebSocket.OPEN) {
         ws.send(JSON.stringify({ type: 'goodbye', reason } satisfies WorkerMessage))
@@ -365,7 +391,7 @@ function createProofHandler(prover: Prover, logger: WorkerLogger, matrixSizeLimi
   return {
     closeAll,
     handle(
-      message: Exclude<CoordinatorMessage, { type: 'auth_challenge' | 'welcome' | 'error' }>,
+      message: Extract<CoordinatorMessage, { type: 'challenge' | 'challenge_open' | 'challenge_result' }>,
       send: (message: WorkerMessage) => void,
     ) {
       if (message.type === 'challenge') {

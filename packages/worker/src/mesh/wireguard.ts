@@ -29,10 +29,13 @@ export function generateWireguardKeyPair(): WireguardKeyPair {
 }
 
 export type MeshInterfaceInit = {
-  readonly plan: MeshPlan
+  readonly interfaceName: string
+  readonly namespace: string
   readonly keyPair: WireguardKeyPair
-  /** Where the private key file lives (mode 0600) while the interface exists. */
+  /** Where the private key file lives (mode 0600) while the interface is being opened. */
   readonly keyDir: string
+  /** UDP port for WireGuard; 0 (the default) lets the kernel pick a free one. */
+  readonly listenPort?: number
   readonly wireguardGoCommand?: string
   /**
    * A mount namespace (e.g. /proc/PID/ns/mnt) in which to create and delete the named cluster namespace.
@@ -43,22 +46,33 @@ export type MeshInterfaceInit = {
 }
 
 export type MeshInterface = {
-  readonly plan: MeshPlan
+  readonly interfaceName: string
+  readonly namespace: string
   /** The wireguard-go process, while it runs. */
   readonly pid: number | undefined
-  start(): Promise<void>
+  /** The UDP port WireGuard listens on, once open. */
+  readonly listenPort: number | undefined
+  /** Creates the namespace and starts wireguard-go with the key; returns the port peers must reach. */
+  open(): Promise<number>
+  /**
+   * Gives the interface its overlay address inside the namespace and the peer set. The address is set once;
+   * calling again only replaces the peers.
+   */
+  configure(overlayAddress: string, prefixLength: number, peers: readonly MeshPeer[]): Promise<void>
   /** Replaces the peer set: adds new members, updates moved ones, removes those that left. */
   setPeers(peers: readonly MeshPeer[]): Promise<void>
-  /** Removes the namespace, the interface and the wireguard-go process. Safe to call twice or before start. */
+  /** Removes the namespace, the interface and the wireguard-go process. Safe to call twice or before open. */
   stop(): Promise<void>
 }
 
 export function createMeshInterface(init: MeshInterfaceInit): MeshInterface {
-  const { plan } = init
-  const keyPath = join(init.keyDir, `${plan.interfaceName}.key`)
+  const { interfaceName, namespace } = init
+  const keyPath = join(init.keyDir, `${interfaceName}.key`)
   let daemon: ChildProcess | undefined
   let currentPeers: readonly MeshPeer[] = []
   let namespaceCreated = false
+  let listenPort: number | undefined
+  let addressed: string | undefined
 
   const ip = (args: string[]) => run('ip', args)
   const netnsAdmin = (args: string[]) =>
@@ -70,11 +84,15 @@ export function createMeshInterface(init: MeshInterfaceInit): MeshInterface {
   const applyPeers = async (peers: readonly MeshPeer[]) => {
     const wanted = new Set(peers.map((peer) => peer.publicKey))
     for (const old of currentPeers)
-      if (!wanted.has(old.publicKey)) await wg(['set', plan.interfaceName, 'peer', old.publicKey, 'remove'])
+      if (!wanted.has(old.publicKey)) await wg(['set', interfaceName, 'peer', old.publicKey, 'remove'])
+    const known = new Map(currentPeers.map((peer) => [peer.publicKey, peer]))
     for (const peer of peers) {
+      const before = known.get(peer.publicKey)
+      if (before && before.endpoint === peer.endpoint && before.overlayAddress === peer.overlayAddress)
+        continue
       await wg([
         'set',
-        plan.interfaceName,
+        interfaceName,
         'peer',
         peer.publicKey,
         'endpoint',
@@ -89,43 +107,53 @@ export function createMeshInterface(init: MeshInterfaceInit): MeshInterface {
   }
 
   return {
-    plan,
+    interfaceName,
+    namespace,
     get pid() {
       return daemon?.pid
     },
-    async start() {
+    get listenPort() {
+      return listenPort
+    },
+    async open() {
+      if (listenPort !== undefined) return listenPort
       mkdirSync(init.keyDir, { recursive: true, mode: 0o700 })
       writeFileSync(keyPath, `${init.keyPair.privateKey}\n`, { mode: 0o600 })
-      await netnsAdmin(['netns', 'add', plan.namespace])
+      await netnsAdmin(['netns', 'add', namespace])
       namespaceCreated = true
-      await ip(['-n', plan.namespace, 'link', 'set', 'lo', 'up'])
-      daemon = spawn(init.wireguardGoCommand ?? 'wireguard-go', ['-f', plan.interfaceName], {
+      await ip(['-n', namespace, 'link', 'set', 'lo', 'up'])
+      daemon = spawn(init.wireguardGoCommand ?? 'wireguard-go', ['-f', interfaceName], {
         env: { ...process.env, WG_PROCESS_FOREGROUND: '1' },
         stdio: ['ignore', 'ignore', 'pipe'],
       })
       const exited = new Promise<never>((_, reject) => {
         daemon!.once('exit', (code) =>
-          reject(new Error(`wireguard-go for ${plan.interfaceName} exited (${code})`)),
+          reject(new Error(`wireguard-go for ${interfaceName} exited (${code})`)),
         )
         daemon!.once('error', reject)
       })
       exited.catch(() => undefined)
-      await Promise.race([waitForSocket(plan.interfaceName), exited])
-      await wg(['set', plan.interfaceName, 'private-key', keyPath, 'listen-port', String(plan.listenPort)])
+      await Promise.race([waitForSocket(interfaceName), exited])
+      await wg(['set', interfaceName, 'private-key', keyPath, 'listen-port', String(init.listenPort ?? 0)])
       rmSync(keyPath, { force: true })
-      await applyPeers(plan.peers)
-      // The UDP socket was bound above, in this namespace; only the interface moves.
-      await ip(['link', 'set', plan.interfaceName, 'netns', plan.namespace])
-      await ip([
-        '-n',
-        plan.namespace,
-        'addr',
-        'add',
-        `${plan.overlayAddress}/${plan.prefixLength}`,
-        'dev',
-        plan.interfaceName,
-      ])
-      await ip(['-n', plan.namespace, 'link', 'set', plan.interfaceName, 'up'])
+      const { stdout } = await wg(['show', interfaceName, 'listen-port'])
+      listenPort = Number(stdout.trim())
+      if (!Number.isInteger(listenPort) || listenPort <= 0)
+        throw new Error(`wireguard-go for ${interfaceName} reported no listen port (${stdout.trim()})`)
+      return listenPort
+    },
+    async configure(overlayAddress, prefixLength, peers) {
+      if (listenPort === undefined) throw new Error(`mesh interface ${interfaceName} is not open`)
+      await applyPeers(peers)
+      if (addressed === undefined) {
+        // The UDP socket was bound in this namespace by open(); only the interface moves.
+        await ip(['link', 'set', interfaceName, 'netns', namespace])
+        await ip(['-n', namespace, 'addr', 'add', `${overlayAddress}/${prefixLength}`, 'dev', interfaceName])
+        await ip(['-n', namespace, 'link', 'set', interfaceName, 'up'])
+        addressed = overlayAddress
+      } else if (addressed !== overlayAddress) {
+        throw new Error(`mesh interface ${interfaceName} already has address ${addressed}`)
+      }
     },
     setPeers: applyPeers,
     async stop() {
@@ -140,13 +168,37 @@ export function createMeshInterface(init: MeshInterfaceInit): MeshInterface {
       daemon = undefined
       // Deleting the namespace deletes the interface in it.
       if (namespaceCreated) {
-        await netnsAdmin(['netns', 'del', plan.namespace]).catch(() => undefined)
+        await netnsAdmin(['netns', 'del', namespace]).catch(() => undefined)
         namespaceCreated = false
       }
+      listenPort = undefined
+      addressed = undefined
+      currentPeers = []
       for (const suffix of ['.sock', '.name'])
-        rmSync(join(wireguardSocketDir, `${plan.interfaceName}${suffix}`), { force: true })
+        rmSync(join(wireguardSocketDir, `${interfaceName}${suffix}`), { force: true })
     },
   }
+}
+
+/** Opens and configures an interface from a whole plan in one step. */
+export async function startMeshInterface(
+  plan: MeshPlan,
+  options: Omit<MeshInterfaceInit, 'interfaceName' | 'namespace' | 'listenPort'>,
+): Promise<MeshInterface> {
+  const mesh = createMeshInterface({
+    ...options,
+    interfaceName: plan.interfaceName,
+    namespace: plan.namespace,
+    listenPort: plan.listenPort,
+  })
+  try {
+    await mesh.open()
+    await mesh.configure(plan.overlayAddress, plan.prefixLength, plan.peers)
+  } catch (error) {
+    await mesh.stop()
+    throw error
+  }
+  return mesh
 }
 
 async function waitForSocket(interfaceName: string): Promise<void> {

@@ -1,5 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { dirname } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 
@@ -26,6 +27,10 @@ export type RayNodeInit = {
   /** Short (Ray's unix socket paths must stay under 108 bytes) and unique per node. */
   readonly tempDir: string
   readonly objectStoreMemoryBytes?: number
+  /** Run Ray as this unprivileged user: renter code then cannot read the worker's files or keys. */
+  readonly runAs?: { readonly uid: number; readonly gid: number }
+  /** Ray exited on its own (its raylet or GCS died), not through stop(). */
+  readonly onExit?: (detail: string) => void
 }
 
 export type RayNode = {
@@ -36,10 +41,12 @@ export type RayNode = {
 
 export function createRayNode(init: RayNodeInit): RayNode {
   let leader: ChildProcess | undefined
+  let stopping = false
   const args = [
     'netns',
     'exec',
     init.namespace,
+    ...asUser(init.runAs),
     init.pythonPath,
     '-m',
     'ray.scripts.scripts',
@@ -94,13 +101,16 @@ export function createRayNode(init: RayNodeInit): RayNode {
       return leader?.pid
     },
     async start() {
-      mkdirSync(init.tempDir, { recursive: true })
+      stopping = false
+      mkdirSync(init.tempDir, { recursive: true, mode: 0o700 })
+      if (init.runAs) chownSync(init.tempDir, init.runAs.uid, init.runAs.gid)
       // A process group of our own: the one handle on every process this Ray node starts.
       leader = spawn('ip', args, {
         detached: true,
         stdio: ['ignore', 'pipe', 'pipe'],
-        env: { ...process.env, RAY_USAGE_STATS_ENABLED: '0' },
+        env: rayEnvironment(init.pythonPath, init.tempDir),
       })
+      const spawned = leader
       const output: string[] = []
       const started = new Promise<void>((resolve, reject) => {
         const timer = setTimeout(
@@ -128,12 +138,34 @@ export function createRayNode(init: RayNodeInit): RayNode {
         await stopGroup()
         throw error
       }
+      spawned.once('exit', (code, signal) => {
+        if (!stopping && leader === spawned) init.onExit?.(`ray exited (${signal ?? code})`)
+      })
     },
     async stop() {
+      stopping = true
       await stopGroup()
       leader = undefined
       rmSync(init.tempDir, { recursive: true, force: true })
     },
+  }
+}
+
+/** setpriv's prefix that drops to an unprivileged user and all of root's groups. */
+export function asUser(runAs: { readonly uid: number; readonly gid: number } | undefined): string[] {
+  return runAs ? ['setpriv', `--reuid=${runAs.uid}`, `--regid=${runAs.gid}`, '--clear-groups', '--'] : []
+}
+
+/**
+ * Ray's environment: the managed Python first on PATH (a job's `python train.py` runs the venv's Python),
+ * and HOME in the node's own temp dir, the one place an unprivileged Ray may write.
+ */
+export function rayEnvironment(pythonPath: string, tempDir: string): NodeJS.ProcessEnv {
+  return {
+    PATH: `${dirname(pythonPath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
+    HOME: tempDir,
+    LANG: process.env['LANG'] ?? 'C.UTF-8',
+    RAY_USAGE_STATS_ENABLED: '0',
   }
 }
 
