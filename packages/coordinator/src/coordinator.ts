@@ -23,6 +23,9 @@ import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
+import { ClusterController } from './clusters/controller.ts'
+import { defaultReconcilePolicy } from './clusters/reconcile.ts'
+import { registerClusterRoutes } from './clusters/routes.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -53,9 +56,10 @@ export type Coordinator = {
   readonly app: FastifyInstance
   readonly index: OfferIndex
   readonly presence: Presence
+  readonly clusters: ClusterController
   /** Starts listening; returns the base URL. */
   listen(): Promise<string>
-  /** One pass of every background duty: expire silent workers, flush heartbeats, refresh the index. */
+  /** One pass of every background duty: expire silent workers, flush heartbeats, refresh the index, reconcile clusters. */
   tick(): Promise<void>
   stop(): Promise<void>
 }
@@ -81,6 +85,8 @@ export function defaultMaxWorkerConnections(): number {
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
 const maxHttpBodyBytes = 256 * 1024
+/** How often the cluster controller looks at every active cluster (reports also wake it at once). */
+export const clusterTickMs = 500
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -193,6 +199,9 @@ export async function buildCoordinator(
     onChallengeMalformed: (deviceId, detail) => verifier.onMalformed(deviceId, detail),
     onDisconnected: (deviceId, closeCode) => verifier.onDisconnected(deviceId, closeCode),
   }
+  const clusterEvents: WorkerLinkEvents = {
+    onClusterReport: (deviceId, message) => clusters.onReport(deviceId, message),
+  }
 
   const links: WorkerLinks = new WorkerLinks({
     store,
@@ -201,10 +210,30 @@ export async function buildCoordinator(
     logger: log,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     recordStateChanges,
-    ...(init.verificationEnabled ? { events: verificationEvents } : {}),
+    events: { ...(init.verificationEnabled ? verificationEvents : {}), ...clusterEvents },
   })
+  const clusters = new ClusterController(
+    {
+      store,
+      clock,
+      index,
+      links,
+      presence,
+      logger: log,
+      pullOffers: async () => {
+        await feed.pull()
+      },
+    },
+    {
+      ...defaultReconcilePolicy,
+      nodeLostAfterMs: offlineAfterMs,
+      provisionTimeoutMs: init.clusterProvisionTimeoutMs,
+      nodeJoinTimeoutMs: init.clusterNodeJoinTimeoutMs,
+    },
+  )
 
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
+  registerClusterRoutes(app, { store, clock, clusters })
   await registerSpeedtestRoutes(app, { store, clock })
 
   const maxWorkerConnections = init.maxWorkerConnections ?? defaultMaxWorkerConnections()
@@ -288,6 +317,7 @@ export async function buildCoordinator(
       await expireSilent()
       await flush()
       await feed.pull()
+      await clusters.tick()
     })
     return ticking
   }
@@ -311,10 +341,12 @@ export async function buildCoordinator(
   }
 
   await feed.resync()
+  await clusters.start()
   if (init.runBackgroundLoops !== false) {
     every(Math.min(1000, init.heartbeatIntervalMs), expireSilent, 'liveness check')
     if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
+    every(clusterTickMs, () => clusters.tick(), 'cluster controller')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
     // the embedded PGlite has one connection and commits in order, so its feed never misses a change.
@@ -338,6 +370,7 @@ export async function buildCoordinator(
       return baseUrl
     },
     tick,
+    clusters,
     async stop() {
       if (stopped) return
       stopped = true

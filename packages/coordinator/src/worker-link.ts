@@ -8,6 +8,7 @@ import {
   WorkerMessage,
   type ChallengeCommitmentMessage,
   type ChallengeOpeningMessage,
+  type ClusterReportMessage,
   type CoordinatorMessage,
   type ReportMessage,
 } from '@gpumesh/protocol'
@@ -37,22 +38,23 @@ export type WorkerLinkComponents = {
   readonly events?: WorkerLinkEvents
 }
 
-/** What other parts (proof-of-compute) hear from the link. */
+/** What other parts (proof-of-compute, the cluster controller) hear from the link. */
 export type WorkerLinkEvents = {
-  onReport(deviceId: string): Promise<void>
-  onChallengeMessage(
+  onReport?(deviceId: string): Promise<void>
+  onChallengeMessage?(
     deviceId: string,
     message: ChallengeCommitmentMessage | ChallengeOpeningMessage,
   ): Promise<void>
-  onChallengeMalformed(deviceId: string, detail: string): Promise<void>
-  onDisconnected(deviceId: string, closeCode: number): Promise<void>
+  onChallengeMalformed?(deviceId: string, detail: string): Promise<void>
+  onDisconnected?(deviceId: string, closeCode: number): Promise<void>
+  onClusterReport?(deviceId: string, message: ClusterReportMessage): Promise<void>
 }
 
 type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
 
 export class WorkerLinks {
   readonly #components: WorkerLinkComponents
-  readonly #sockets = new Map<string, { socket: WebSocket; sessionId: string }>()
+  readonly #sockets = new Map<string, { socket: WebSocket; sessionId: string; remoteAddress: string }>()
   /** Each connection's frame queue while it has work; drained on shutdown so nothing writes after it. */
   readonly #queues = new Set<Promise<void>>()
   #shuttingDown = false
@@ -69,6 +71,11 @@ export class WorkerLinks {
   /** Open worker sockets, authenticated or not: what uses descriptors. */
   get openSocketCount(): number {
     return this.#openSockets
+  }
+
+  /** The address a connected device's link comes from (IPv4-mapped IPv6 unwrapped). */
+  remoteAddressOf(deviceId: string): string | undefined {
+    return this.#sockets.get(deviceId)?.remoteAddress.replace(/^::ffff:/, '')
   }
 
   /** Closes the socket of a device's current session (used when presence expires it). */
@@ -149,9 +156,15 @@ export class WorkerLinks {
         // A bad proof-of-compute answer fails that challenge, with its reason; the session itself goes on.
         const type = (raw as { type?: unknown } | undefined)?.type
         const events = this.#components.events
-        if (session && events && typeof type === 'string' && type.startsWith('challenge_')) {
+        if (
+          session &&
+          events?.onChallengeMalformed &&
+          typeof type === 'string' &&
+          type.startsWith('challenge_')
+        ) {
           const deviceId = session.deviceId
-          enqueue(() => events.onChallengeMalformed(deviceId, String((error as Error).message)))
+          const onMalformed = events.onChallengeMalformed
+          enqueue(() => onMalformed(deviceId, String((error as Error).message)))
           return
         }
         logger.warn(
@@ -164,7 +177,9 @@ export class WorkerLinks {
         )
       }
       enqueue(() =>
-        closed ? undefined : this.#handle(socket, message, nonce, session, authenticated, refuse),
+        closed
+          ? undefined
+          : this.#handle(socket, remoteAddress, message, nonce, session, authenticated, refuse),
       )
     })
 
@@ -182,13 +197,14 @@ export class WorkerLinks {
           detail: `code ${code}${reasonBuffer.length ? `: ${reasonBuffer.toString()}` : ''}`,
         })
         if (change) await this.#components.recordStateChanges([change])
-        await this.#components.events?.onDisconnected(ended.deviceId, code)
+        await this.#components.events?.onDisconnected?.(ended.deviceId, code)
       })
     })
   }
 
   async #handle(
     socket: WebSocket,
+    remoteAddress: string,
     message: WorkerMessage,
     nonce: string,
     session: Session | undefined,
@@ -213,7 +229,7 @@ export class WorkerLinks {
       }
       const sessionId = mintIdBody()
       const previous = this.#sockets.get(device.id)
-      this.#sockets.set(device.id, { socket, sessionId })
+      this.#sockets.set(device.id, { socket, sessionId, remoteAddress })
       if (previous) previous.socket.close(WorkerCloseCode.replaced, 'replaced by a newer session')
       const outcome = presence.connect(
         device.id,
@@ -241,10 +257,17 @@ export class WorkerLinks {
         return
       case 'report':
         await this.#report(socket, session, message)
-        return this.#components.events?.onReport(session.deviceId)
+        return this.#components.events?.onReport?.(session.deviceId)
       case 'challenge_commitment':
       case 'challenge_opening':
-        return this.#components.events?.onChallengeMessage(session.deviceId, message)
+        return this.#components.events?.onChallengeMessage?.(session.deviceId, message)
+      case 'cluster_node_key':
+      case 'cluster_node_status':
+      case 'cluster_ray_nodes':
+      case 'cluster_job_log':
+      case 'cluster_job_status':
+      case 'cluster_nodes_held':
+        return this.#components.events?.onClusterReport?.(session.deviceId, message)
       case 'goodbye': {
         const change = presence.disconnect(session.deviceId, session.sessionId, clock.nowMs(), {
           kind: 'goodbye',

@@ -236,6 +236,8 @@ for (const backend of storeBackends) {
             region: 'poc',
             country: 'DE',
             askingPricePerGpuHourUsd: '0.30',
+            clustersEnabled: false,
+            clusterUser: '65534:65534',
             reconnectInitialDelayMs: 50,
             speedtestIntervalMs: 0,
             reconnectMaxDelayMs: 200,

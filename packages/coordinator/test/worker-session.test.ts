@@ -64,6 +64,8 @@ for (const backend of storeBackends) {
           region: 'eu-west',
           country: 'DE',
           askingPricePerGpuHourUsd: '2.10',
+          clustersEnabled: false,
+          clusterUser: '65534:65534',
           reconnectInitialDelayMs: 50,
           speedtestIntervalMs: 0,
           reconnectMaxDelayMs: 200,

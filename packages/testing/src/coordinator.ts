@@ -23,6 +23,8 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     reverifyIntervalMs: 3_600_000,
     challengeCpuMatrixSize: 64,
     challengeFixedOverheadMs: 5_000,
+    clusterProvisionTimeoutMs: 120_000,
+    clusterNodeJoinTimeoutMs: 60_000,
     logLevel: 'silent',
     ...overrides,
   }

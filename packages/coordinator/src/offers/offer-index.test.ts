@@ -43,6 +43,7 @@ function device(
     state: 'online',
     stateReasonCode: 'connected',
     stateReason: 'ok',
+    reservedByClusterId: null,
     stateChangedAtMs: 0,
     verificationState: 'unverified',
     verificationReason: '',

@@ -323,12 +323,16 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
   return (entry) => checks.every((check) => check(entry))
 }
 
-/** A device is listed when it is online, has reported hardware and location, and has an asking price. */
+/**
+ * A device is listed when it is online, has reported hardware and location, has an asking price, and is not
+ * held by a cluster (a hired machine is not on offer until it is released).
+ */
 function toEntry(device: DeviceRecord): Entry | undefined {
   const { inventory } = device
   if (!inventory || device.region === null || device.country === null || device.askingPriceMicroUsd === null)
     return undefined
-  const listed = device.state === 'online' && device.verificationState !== 'failed'
+  const listed =
+    device.state === 'online' && device.verificationState !== 'failed' && device.reservedByClusterId === null
   const model = dominantModel(inventory.gpus)
   const gpuCount = inventory.gpus.length
   const spec = model ? gpuModelById(model.modelKey) : undefined

@@ -1,0 +1,515 @@
+import assert from 'node:assert/strict'
+import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
+import { after, before, describe, it } from 'node:test'
+import type { Coordinator } from '@gpumesh/coordinator'
+import {
+  enrollmentSigningPayload,
+  sessionSigningPayload,
+  type CoordinatorMessage,
+  type HardwareInventory,
+  type WorkerMessage,
+} from '@gpumesh/protocol'
+import type { Store } from '@gpumesh/store'
+import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import WebSocket from 'ws'
+
+// The cluster controller over the real worker protocol, on both stores. The workers here speak the
+// protocol but only pretend to run WireGuard and Ray (test/e2e/clusters.test.ts runs the real ones): each
+// answers commands at once, and a shared table stands in for Ray's view of which nodes are alive.
+
+const cpuInventory: HardwareInventory = {
+  hostname: 'sim',
+  gpus: [],
+  cpu: { model: 'Simulated', logicalCores: 8, architecture: 'x64' },
+  memoryMib: 32 * 1024,
+  disk: { path: '/', totalMib: 100_000, freeMib: 50_000 },
+  os: { platform: 'linux', release: '6' },
+  probeSource: 'none',
+  warnings: [],
+}
+
+/** Ray's view of each cluster: which overlay addresses have a running node. */
+const rayAlive = new Map<string, Set<string>>()
+
+type SimulatedWorker = {
+  readonly deviceId: string
+  readonly received: CoordinatorMessage[]
+  connect(baseUrl: string): Promise<void>
+  send(message: WorkerMessage): void
+  /** The machine vanishes: socket gone, its Ray nodes dead. */
+  kill(): void
+  close(): void
+}
+
+function wireguardKey(): string {
+  return randomBytes(32).toString('base64')
+}
+
+async function simulatedWorker(
+  baseUrl: string,
+  supplierKey: string,
+  options: { holdRay: boolean; price?: string } = { holdRay: false },
+): Promise<SimulatedWorker> {
+  const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+  const signText = (payload: string) => sign(null, Buffer.from(payload), privateKey).toString('base64url')
+  const headers = { authorization: `Bearer ${supplierKey}`, 'content-type': 'application/json' }
+  const token = (
+    (await (
+      await fetch(`${baseUrl}/v1/enrollment-tokens`, { method: 'POST', headers, body: '{}' })
+    ).json()) as any
+  ).token
+  const { deviceId } = (await (
+    await fetch(`${baseUrl}/v1/worker/enroll`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({
+        token,
+        publicKey: publicKey.export({ format: 'jwk' }).x,
+        signature: signText(enrollmentSigningPayload(token)),
+      }),
+    })
+  ).json()) as { deviceId: string }
+
+  const received: CoordinatorMessage[] = []
+  const nodes = new Map<string, { key: string; address?: string; ray?: string }>()
+  let ws: WebSocket | undefined
+  let heartbeat: NodeJS.Timeout | undefined
+  const send = (message: WorkerMessage) => {
+    if (ws?.readyState === WebSocket.OPEN) ws.send(JSON.stringify(message))
+  }
+  const reportAlive = (clusterId: string) => {
+    const node = nodes.get(clusterId)
+    if (node?.ray === 'head')
+      send({ type: 'cluster_ray_nodes', clusterId, alive: [...(rayAlive.get(clusterId) ?? [])].sort() })
+  }
+  const act = (message: CoordinatorMessage) => {
+    switch (message.type) {
+      case 'cluster_node_prepare': {
+        const node = nodes.get(message.clusterId) ?? { key: wireguardKey() }
+        nodes.set(message.clusterId, node)
+        send({
+          type: 'cluster_node_key',
+          clusterId: message.clusterId,
+          publicKey: node.key,
+          listenPort: 51820,
+        })
+        return
+      }
+      case 'cluster_mesh': {
+        const node = nodes.get(message.clusterId)!
+        node.address = message.overlayAddress
+        send({
+          type: 'cluster_node_status',
+          clusterId: message.clusterId,
+          phase: 'mesh_up',
+          detail: 'simulated',
+          meshRevision: message.revision,
+        })
+        return
+      }
+      case 'cluster_ray': {
+        if (options.holdRay) return
+        const node = nodes.get(message.clusterId)!
+        node.ray = message.role
+        const alive = rayAlive.get(message.clusterId) ?? new Set<string>()
+        rayAlive.set(message.clusterId, alive)
+        alive.add(node.address!)
+        send({
+          type: 'cluster_node_status',
+          clusterId: message.clusterId,
+          phase: 'ray_started',
+          detail: message.role,
+        })
+        // Every simulated head of this cluster hears about the change, as Ray's GCS would tell it.
+        for (const worker of allWorkers) worker.reportAlive(message.clusterId)
+        return
+      }
+      case 'cluster_release': {
+        const node = nodes.get(message.clusterId)
+        if (node?.address) rayAlive.get(message.clusterId)?.delete(node.address)
+        nodes.delete(message.clusterId)
+        send({
+          type: 'cluster_node_status',
+          clusterId: message.clusterId,
+          phase: 'released',
+          detail: message.reason,
+        })
+        for (const worker of allWorkers) worker.reportAlive(message.clusterId)
+        return
+      }
+      case 'cluster_job_submit':
+        send({
+          type: 'cluster_job_status',
+          clusterId: message.clusterId,
+          jobId: message.jobId,
+          status: 'running',
+          message: '',
+          exitCode: null,
+        })
+        send({
+          type: 'cluster_job_log',
+          clusterId: message.clusterId,
+          jobId: message.jobId,
+          text: `ran ${message.entrypoint}\n`,
+        })
+        send({
+          type: 'cluster_job_status',
+          clusterId: message.clusterId,
+          jobId: message.jobId,
+          status: 'succeeded',
+          message: 'done',
+          exitCode: 0,
+        })
+        return
+      default:
+        return
+    }
+  }
+  const worker: SimulatedWorker & { reportAlive(clusterId: string): void } = {
+    deviceId,
+    received,
+    reportAlive,
+    async connect(url) {
+      ws = new WebSocket(`${url.replace('http', 'ws')}/v1/worker/connect`)
+      const socket = ws
+      socket.on('error', () => {})
+      socket.on('close', () => clearInterval(heartbeat))
+      await new Promise<void>((resolve) => {
+        socket.on('message', (data) => {
+          const message = JSON.parse(data.toString()) as CoordinatorMessage
+          received.push(message)
+          if (message.type === 'auth_challenge') {
+            socket.send(
+              JSON.stringify({
+                type: 'auth',
+                deviceId,
+                signature: signText(sessionSigningPayload(message.nonce, deviceId)),
+                agentVersion: 'simulated',
+              } satisfies WorkerMessage),
+            )
+          } else if (message.type === 'welcome') {
+            send({
+              type: 'report',
+              inventory: cpuInventory,
+              location: { region: 'sim', country: 'DE' },
+              askingPricePerGpuHourUsd: options.price ?? '0.50',
+            })
+            send({ type: 'cluster_nodes_held', clusterIds: [...nodes.keys()] })
+            let seq = 0
+            clearInterval(heartbeat)
+            heartbeat = setInterval(
+              () => send({ type: 'heartbeat', seq: seq++ }),
+              message.heartbeatIntervalMs,
+            )
+            resolve()
+          } else {
+            act(message)
+          }
+        })
+      })
+    },
+    send,
+    kill() {
+      for (const [clusterId, node] of nodes) if (node.address) rayAlive.get(clusterId)?.delete(node.address)
+      nodes.clear()
+      ws?.terminate()
+      for (const other of allWorkers) for (const clusterId of rayAlive.keys()) other.reportAlive(clusterId)
+    },
+    close() {
+      clearInterval(heartbeat)
+      ws?.terminate()
+    },
+  }
+  allWorkers.push(worker)
+  await worker.connect(baseUrl)
+  return worker
+}
+const allWorkers: (SimulatedWorker & { reportAlive(clusterId: string): void })[] = []
+
+for (const backend of storeBackends) {
+  describe(`clusters through the controller on ${backend.name}`, () => {
+    let store: Store
+    let cleanup: () => Promise<void>
+    let coordinator: Coordinator
+    let baseUrl: string
+    let supplierKey: string
+    let renterKey: string
+    let otherRenterKey: string
+    const workers: SimulatedWorker[] = []
+
+    const call = async (method: string, path: string, key?: string, body?: unknown) => {
+      const response = await fetch(`${baseUrl}${path}`, {
+        method,
+        headers: {
+          ...(key ? { authorization: `Bearer ${key}` } : {}),
+          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+        },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      })
+      return { status: response.status, body: (await response.json()) as any }
+    }
+    const account = async (name: string, roles: string[]) =>
+      (await call('POST', '/v1/accounts', undefined, { name, roles })).body.apiKey.key as string
+    const readyCluster = (id: string) =>
+      eventually(async () => {
+        const view = (await call('GET', `/v1/clusters/${id}`, renterKey)).body
+        assert.notEqual(view.state, 'failed', view.stateReason)
+        return view.state === 'ready' && view
+      }, `cluster ${id} ready`)
+    const offers = async () => (await call('GET', '/v1/offers?region=sim&limit=50')).body.total as number
+
+    before(async () => {
+      ;({ store, cleanup } = await backend.open())
+      coordinator = await startTestCoordinator(store)
+      baseUrl = await coordinator.listen()
+      supplierKey = await account('supplier', ['supplier'])
+      renterKey = await account('renter', ['renter'])
+      otherRenterKey = await account('other', ['renter'])
+      for (let index = 0; index < 4; index += 1) workers.push(await simulatedWorker(baseUrl, supplierKey))
+      await eventually(async () => (await offers()) === 4, 'four machines on offer')
+    })
+
+    after(async () => {
+      for (const worker of workers) worker.close()
+      await coordinator?.stop()
+      await cleanup?.()
+    })
+
+    it('creates a cluster that goes ready once Ray reports every node, hidden from other accounts', async () => {
+      const created = await call('POST', '/v1/clusters', renterKey, {
+        nodes: 3,
+        gpuModel: 'cpu',
+        verifiedOnly: false,
+      })
+      assert.equal(created.status, 201, JSON.stringify(created.body))
+      assert.ok(['pending', 'provisioning'].includes(created.body.state))
+      const ready = await readyCluster(created.body.id)
+      assert.equal(ready.nodes.filter((node: any) => node.phase === 'ray_joined').length, 3)
+      assert.match(ready.rayAddress, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\.\d+\.1:6379$/)
+      assert.ok(ready.expiresAtMs - ready.readyAtMs === 3_600_000)
+      assert.equal(await offers(), 1, 'reserved machines are no longer on offer')
+      const events = (await call('GET', `/v1/clusters/${created.body.id}/events`, renterKey)).body
+        .events as any[]
+      assert.deepEqual(
+        ['created', 'node_reserved', 'node_mesh_up', 'node_ray_joined'].map(
+          (kind) => events.filter((event) => event.kind === kind).length,
+        ),
+        [1, 3, 3, 3],
+      )
+      assert.equal((await call('GET', `/v1/clusters/${created.body.id}`, otherRenterKey)).status, 404)
+      assert.equal(
+        (await call('POST', `/v1/clusters/${created.body.id}/terminate`, otherRenterKey)).status,
+        404,
+      )
+      assert.deepEqual((await call('GET', '/v1/clusters', otherRenterKey)).body.clusters, [])
+      const afterSeq = events.at(-1).seq
+      const waited = Date.now()
+      const none = await call(
+        'GET',
+        `/v1/clusters/${created.body.id}/events?after=${afterSeq}&waitMs=300`,
+        renterKey,
+      )
+      assert.deepEqual(none.body.events, [])
+      assert.ok(Date.now() - waited >= 250, 'long poll waited')
+    })
+
+    it('refuses what cannot be placed, naming the constraint and the market', async () => {
+      const reply = await call('POST', '/v1/clusters', renterKey, {
+        nodes: 5,
+        gpuModel: 'cpu',
+        verifiedOnly: false,
+      })
+      assert.equal(reply.status, 409)
+      assert.equal(reply.body.code, 'GPUMESH_ERR_UNPLACEABLE')
+      assert.ok(reply.body.details.market.length > 0)
+      const h100 = await call('POST', '/v1/clusters', renterKey, { gpus: 'H100:8', verifiedOnly: false })
+      assert.equal(h100.status, 409)
+      assert.equal(h100.body.details.blockingConstraint, 'gpu_model')
+      const bad = await call('POST', '/v1/clusters', renterKey, { nodes: 0 })
+      assert.equal(bad.status, 400)
+      assert.match(bad.body.message, /nodes/)
+    })
+
+    it('refuses reports from a device about a cluster it was not placed in, and unasked-for keys', async () => {
+      const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
+      const member = workers.find((worker) =>
+        cluster.nodes.some((node: any) => node.deviceId === worker.deviceId),
+      )!
+      const outsider = workers.find(
+        (worker) => !cluster.nodes.some((node: any) => node.deviceId === worker.deviceId),
+      )!
+      const before = outsider.received.length
+      outsider.send({
+        type: 'cluster_node_key',
+        clusterId: cluster.id,
+        publicKey: wireguardKey(),
+        listenPort: 5000,
+      })
+      outsider.send({ type: 'cluster_ray_nodes', clusterId: cluster.id, alive: [] })
+      await eventually(
+        () =>
+          outsider.received
+            .slice(before)
+            .filter((message) => message.type === 'error' && message.code === 'GPUMESH_ERR_NOT_A_MEMBER')
+            .length === 2,
+        'two refusals',
+      )
+      const memberBefore = member.received.length
+      member.send({
+        type: 'cluster_node_key',
+        clusterId: cluster.id,
+        publicKey: wireguardKey(),
+        listenPort: 5000,
+      })
+      await eventually(
+        () =>
+          member.received
+            .slice(memberBefore)
+            .some((message) => message.type === 'error' && message.code === 'GPUMESH_ERR_UNEXPECTED_KEY'),
+        'the unasked-for key refused',
+      )
+      const after = (await call('GET', `/v1/clusters/${cluster.id}`, renterKey)).body
+      assert.equal(after.state, 'ready')
+      assert.deepEqual(after.nodes, cluster.nodes)
+    })
+
+    it('runs a job on the head and keeps its log and exit status', async () => {
+      const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
+      const submitted = await call('POST', `/v1/clusters/${cluster.id}/jobs`, renterKey, {
+        entrypoint: 'python train.py',
+      })
+      assert.equal(submitted.status, 201)
+      const logs = await eventually(async () => {
+        const reply = (
+          await call(
+            'GET',
+            `/v1/clusters/${cluster.id}/jobs/${submitted.body.id}/logs?waitMs=1000`,
+            renterKey,
+          )
+        ).body
+        return reply.complete && reply
+      }, 'the job to finish')
+      assert.equal(logs.job.status, 'succeeded')
+      assert.equal(logs.job.exitCode, 0)
+      assert.deepEqual(
+        logs.chunks.map((chunk: any) => chunk.text),
+        ['ran python train.py\n'],
+      )
+      assert.equal(
+        (await call('GET', `/v1/clusters/${cluster.id}/jobs/${submitted.body.id}`, otherRenterKey)).status,
+        404,
+      )
+    })
+
+    it('replaces a lost node with the spare machine and returns to ready', async () => {
+      const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
+      const victim = workers.find((worker) =>
+        cluster.nodes.some((node: any) => node.deviceId === worker.deviceId && node.role === 'worker'),
+      )!
+      const spare = workers.find(
+        (worker) => !cluster.nodes.some((node: any) => node.deviceId === worker.deviceId),
+      )!
+      victim.kill()
+      const recovered = await eventually(async () => {
+        const view = (await call('GET', `/v1/clusters/${cluster.id}`, renterKey)).body
+        return (
+          view.state === 'ready' && view.nodes.some((node: any) => node.deviceId === spare.deviceId) && view
+        )
+      }, 'a replacement')
+      assert.equal(recovered.nodes.find((node: any) => node.deviceId === victim.deviceId).phase, 'lost')
+      assert.equal(recovered.nodes.filter((node: any) => node.phase === 'ray_joined').length, 3)
+      const indexes = recovered.nodes.map((node: any) => node.overlayAddress)
+      assert.equal(new Set(indexes).size, indexes.length, 'the replacement has a new overlay address')
+      // The machine comes back: it is free again, since its node was replaced.
+      await victim.connect(baseUrl)
+      await eventually(async () => (await offers()) === 1, 'the returned machine on offer')
+    })
+
+    it('extends, then terminates: every node released and every machine back on offer', async () => {
+      const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
+      const extended = await call('POST', `/v1/clusters/${cluster.id}/extend`, renterKey, { hours: 2 })
+      assert.equal(extended.status, 200)
+      assert.equal(extended.body.expiresAtMs, cluster.expiresAtMs + 2 * 3_600_000)
+      assert.equal(
+        (await call('POST', `/v1/clusters/${cluster.id}/extend`, renterKey, { hours: -1 })).status,
+        400,
+      )
+      const terminating = await call('POST', `/v1/clusters/${cluster.id}/terminate`, renterKey)
+      assert.equal(terminating.status, 200)
+      const ended = await eventually(async () => {
+        const view = (await call('GET', `/v1/clusters/${cluster.id}`, renterKey)).body
+        return view.state === 'terminated' && view
+      }, 'terminated')
+      assert.ok(ended.nodes.every((node: any) => node.phase === 'released' || node.phase === 'lost'))
+      assert.equal(ended.subnet, null)
+      await eventually(async () => (await offers()) === 4, 'all machines on offer again')
+      assert.equal(
+        (await call('POST', `/v1/clusters/${cluster.id}/extend`, renterKey, { hours: 1 })).status,
+        409,
+      )
+    })
+
+    it('terminates a cluster when its duration ends', async () => {
+      const created = await call('POST', '/v1/clusters', renterKey, {
+        nodes: 2,
+        gpuModel: 'cpu',
+        verifiedOnly: false,
+        durationHours: 0.0005,
+      })
+      assert.equal(created.status, 201)
+      await readyCluster(created.body.id)
+      const ended = await eventually(
+        async () => {
+          const view = (await call('GET', `/v1/clusters/${created.body.id}`, renterKey)).body
+          return view.state === 'terminated' && view
+        },
+        'expiry',
+        15_000,
+      )
+      assert.match(ended.stateReason, /duration/)
+      await eventually(async () => (await offers()) === 4, 'machines released at expiry')
+    })
+
+    it('finishes provisioning after a coordinator restart mid-way', async () => {
+      // Dearer than the rest, so it is placed last: a worker node, never the head.
+      const slowOptions = { holdRay: true, price: '0.90' }
+      const slow = await simulatedWorker(baseUrl, supplierKey, slowOptions)
+      workers.push(slow)
+      await eventually(async () => (await offers()) === 5, 'the slow machine on offer')
+      // Five machines, five nodes: the slow one is in the cluster and holds its Ray back.
+      const created = await call('POST', '/v1/clusters', renterKey, {
+        nodes: 5,
+        gpuModel: 'cpu',
+        verifiedOnly: false,
+      })
+      assert.equal(created.status, 201)
+      const before = await eventually(async () => {
+        const view = (await call('GET', `/v1/clusters/${created.body.id}`, renterKey)).body
+        return view.nodes.filter((node: any) => node.phase === 'ray_joined').length === 4 && view
+      }, 'four nodes joined, one held back')
+      assert.equal(before.state, 'provisioning')
+
+      await coordinator.stop()
+      slowOptions.holdRay = false
+      coordinator = await startTestCoordinator(store)
+      baseUrl = await coordinator.listen()
+      for (const worker of workers) await worker.connect(baseUrl)
+
+      const ready = await readyCluster(created.body.id)
+      assert.deepEqual(
+        ready.nodes.map((node: any) => node.deviceId).sort(),
+        before.nodes.map((node: any) => node.deviceId).sort(),
+        'the same five machines: nothing was lost or replaced across the restart',
+      )
+      const events = (await call('GET', `/v1/clusters/${created.body.id}/events`, renterKey)).body
+        .events as any[]
+      assert.equal(events.filter((event) => event.kind === 'node_lost').length, 0)
+      await call('POST', `/v1/clusters/${created.body.id}/terminate`, renterKey)
+      await eventually(
+        async () =>
+          (await call('GET', `/v1/clusters/${created.body.id}`, renterKey)).body.state === 'terminated',
+        'terminated',
+      )
+    })
+  })
+}
