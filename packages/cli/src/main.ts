@@ -6,6 +6,7 @@ import { registerAccountCommands } from './commands/account.ts'
 import { registerBenchCommand } from './commands/bench.ts'
 import { registerClusterCommands } from './commands/cluster.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
+import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerUpCommand } from './commands/up.ts'
 import { registerWorkerCommands } from './commands/worker.ts'
@@ -25,6 +26,7 @@ registerAccountCommands(program)
 registerOfferCommands(program)
 registerBenchCommand(program)
 registerClusterCommands(program)
+registerJobCommands(program)
 
 try {
   await program.parseAsync(process.argv)

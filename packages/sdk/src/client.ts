@@ -2,8 +2,12 @@ import type {
   ApiKeyList,
   ApiKeyView,
   ChallengeList,
+  ClusterEventList,
+  ClusterEventsQuery,
+  ClusterList,
   ClusterPlan,
   ClusterRequestBody,
+  ClusterView,
   CreateAccountBody,
   CreateAccountReply,
   CreateApiKeyBody,
@@ -16,9 +20,14 @@ import type {
   DeviceView,
   EnrollmentTokenList,
   HealthReply,
+  JobList,
+  JobLogQuery,
+  JobLogReply,
+  JobView,
   MeReply,
   OffersPage,
   OffersQuery,
+  SubmitJobBody,
 } from '@gpumesh/protocol'
 
 // A typed client of the coordinator's /v1 API. Request and reply types come from the same protocol
@@ -47,6 +56,8 @@ export class GpumeshApiError extends Error {
 }
 
 export const defaultRequestTimeoutMs = 30_000
+
+type RequestOptions = { readonly timeoutMs?: number }
 
 export class GpumeshClient {
   readonly baseUrl: string
@@ -83,7 +94,41 @@ export class GpumeshClient {
   searchOffers = (query: OffersQuery = {}) =>
     this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)
 
-  async #request<T>(method: 'GET' | 'POST' | 'DELETE', path: string, body?: unknown): Promise<T> {
+  createCluster = (body: ClusterRequestBody) => this.#request<ClusterView>('POST', '/v1/clusters', body)
+  listClusters = (query: { limit?: number } = {}) =>
+    this.#request<ClusterList>('GET', `/v1/clusters${toQueryString(query)}`)
+  getCluster = (id: string) => this.#request<ClusterView>('GET', clusterPath(id))
+  terminateCluster = (id: string) => this.#request<ClusterView>('POST', `${clusterPath(id)}/terminate`, {})
+  extendCluster = (id: string, hours: number) =>
+    this.#request<ClusterView>('POST', `${clusterPath(id)}/extend`, { hours })
+  /** Events after `after`; with `waitMs` the coordinator holds the request open until one arrives. */
+  clusterEvents = (id: string, query: ClusterEventsQuery = {}) =>
+    this.#request<ClusterEventList>('GET', `${clusterPath(id)}/events${toQueryString(query)}`, undefined, {
+      timeoutMs: this.#longPollTimeoutMs(query.waitMs),
+    })
+  submitJob = (clusterId: string, body: SubmitJobBody) =>
+    this.#request<JobView>('POST', `${clusterPath(clusterId)}/jobs`, body)
+  listJobs = (clusterId: string) => this.#request<JobList>('GET', `${clusterPath(clusterId)}/jobs`)
+  getJob = (clusterId: string, jobId: string) => this.#request<JobView>('GET', jobPath(clusterId, jobId))
+  /** Output chunks after chunk `after`; with `waitMs` the coordinator holds the request open while the job runs. */
+  jobLogs = (clusterId: string, jobId: string, query: JobLogQuery = {}) =>
+    this.#request<JobLogReply>('GET', `${jobPath(clusterId, jobId)}/logs${toQueryString(query)}`, undefined, {
+      timeoutMs: this.#longPollTimeoutMs(query.waitMs),
+    })
+  stopJob = (clusterId: string, jobId: string) =>
+    this.#request<JobView>('POST', `${jobPath(clusterId, jobId)}/stop`, {})
+
+  /** A long poll may rightly take `waitMs`; the usual timeout then covers the rest of the exchange. */
+  #longPollTimeoutMs(waitMs: number | undefined): number {
+    return this.#timeoutMs + (waitMs ?? 0)
+  }
+
+  async #request<T>(
+    method: 'GET' | 'POST' | 'DELETE',
+    path: string,
+    body?: unknown,
+    options: RequestOptions = {},
+  ): Promise<T> {
     const headers: Record<string, string> = {}
     if (this.#apiKey) headers['authorization'] = `Bearer ${this.#apiKey}`
     if (body !== undefined) headers['content-type'] = 'application/json'
@@ -91,7 +136,7 @@ export class GpumeshClient {
       method,
       headers,
       ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(this.#timeoutMs),
+      signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
     })
     const text = await response.text()
     let parsed: unknown
@@ -112,6 +157,10 @@ export class GpumeshClient {
     return parsed as T
   }
 }
+
+const clusterPath = (id: string) => `/v1/clusters/${encodeURIComponent(id)}`
+const jobPath = (clusterId: string, jobId: string) =>
+  `${clusterPath(clusterId)}/jobs/${encodeURIComponent(jobId)}`
 
 function toQueryString(query: Record<string, unknown>): string {
   const params = new URLSearchParams()

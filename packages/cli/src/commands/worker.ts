@@ -66,24 +66,69 @@ export function registerWorkerCommands(program: Command): void {
       '--speedtest-interval-ms <ms>',
       'run the speedtest soon after start, then this often; 0 = never (default 86400000)',
     )
+    .option('--no-clusters', 'do not accept cluster nodes (WireGuard mesh and Ray; they need root)')
+    .option(
+      '--mesh-endpoint-host <ipv4>',
+      "address peers reach this machine's WireGuard at (default: as seen by the coordinator)",
+    )
+    .option('--cluster-user <uid:gid>', 'unprivileged user cluster processes run as (default 65534:65534)')
+    .option(
+      '--cluster-node-cpus <n>',
+      "CPUs a cluster node advertises to Ray (default: this machine's count)",
+    )
+    .option(
+      '--ray-object-store-memory-bytes <bytes>',
+      "Ray object store per cluster node (default: Ray's own)",
+    )
+    .option('--netns-mount-namespace <path>', 'only when this worker runs under `ip netns exec` (test hosts)')
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
-    .action(async (flags: Record<string, string | undefined>) => {
-      const settings = loadSettings(WorkerSettings, 'worker settings', flags['config'], {
-        coordinatorUrl: flags['coordinator'] ?? process.env['GPUMESH_COORDINATOR'],
-        token: flags['token'] ?? process.env['GPUMESH_ENROLLMENT_TOKEN'],
-        stateDir: flags['stateDir'],
-        region: flags['region'],
-        country: flags['country']?.toUpperCase(),
-        askingPricePerGpuHourUsd: flags['pricePerGpuHour'],
-        nvidiaSmiXmlPath: flags['nvidiaSmiXml'],
-        logLevel: flags['logLevel'],
-        speedtestIntervalMs: integerFlag(flags['speedtestIntervalMs']),
+    .action(async (flags: Record<string, string | boolean | undefined>) => {
+      const text = (name: string) => flags[name] as string | undefined
+      const settings = loadSettings(WorkerSettings, 'worker settings', text('config'), {
+        coordinatorUrl: text('coordinator') ?? process.env['GPUMESH_COORDINATOR'],
+        token: text('token') ?? process.env['GPUMESH_ENROLLMENT_TOKEN'],
+        stateDir: text('stateDir'),
+        region: text('region'),
+        country: text('country')?.toUpperCase(),
+        askingPricePerGpuHourUsd: text('pricePerGpuHour'),
+        nvidiaSmiXmlPath: text('nvidiaSmiXml'),
+        logLevel: text('logLevel'),
+        speedtestIntervalMs: integerFlag(text('speedtestIntervalMs')),
+        // commander sets `clusters` true unless --no-clusters; only the flag's presence overrides the file
+        clustersEnabled: flags['clusters'] === false ? false : undefined,
+        meshEndpointHost: text('meshEndpointHost'),
+        clusterUser: text('clusterUser'),
+        clusterNodeCpus: integerFlag(text('clusterNodeCpus')),
+        rayObjectStoreMemoryBytes: integerFlag(text('rayObjectStoreMemoryBytes')),
+        netnsMountNamespace: text('netnsMountNamespace'),
       })
       const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
+      const [uid, gid] = settings.clusterUser.split(':').map(Number) as [number, number]
+      const canRunClusters = process.getuid?.() === 0
+      if (settings.clustersEnabled && !canRunClusters)
+        logger.warn(
+          'not running as root: this machine cannot host cluster nodes (network namespaces need root)',
+        )
       const agent = createWorkerAgent(
         {
           logger,
+          ...(settings.clustersEnabled && canRunClusters
+            ? {
+                clusters: {
+                  pythonPath: resolvePythonPath(process.env),
+                  runAs: { uid, gid },
+                  ...(settings.meshEndpointHost ? { endpointHost: settings.meshEndpointHost } : {}),
+                  ...(settings.clusterNodeCpus ? { numCpus: settings.clusterNodeCpus } : {}),
+                  ...(settings.rayObjectStoreMemoryBytes
+                    ? { objectStoreMemoryBytes: settings.rayObjectStoreMemoryBytes }
+                    : {}),
+                  ...(settings.netnsMountNamespace
+                    ? { netnsMountNamespace: settings.netnsMountNamespace }
+                    : {}),
+                },
+              }
+            : {}),
           prover: chooseProver(logger),
           computeSpeedtest: () => runComputeSpeedtest({ pythonPath: resolvePythonPath(process.env) }),
           probe: () =>
