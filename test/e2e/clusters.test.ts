@@ -1,0 +1,427 @@
+import assert from 'node:assert/strict'
+import { execFileSync, type ChildProcess } from 'node:child_process'
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { clusterNamespaceName, meshInterfaceName } from '@gpumesh/mesh'
+import { createTestNetwork, eventually, type TestHost, type TestNetwork } from '@gpumesh/testing'
+import { cleanUpClusterNode } from '@gpumesh/worker'
+
+// Clusters end to end on this machine: a coordinator and four worker agents, each on its own test host.
+// A renter creates a 3-node cluster; real wireguard-go interfaces join the nodes in per-cluster namespaces;
+// a real Ray cluster forms over the overlay addresses; a job submitted with the CLI runs tasks on every
+// node and its output reaches the CLI. One worker's machine dies mid-job: the fourth replaces it and Ray
+// reports three nodes again, while the job carries on. A second cluster cannot reach the first, and
+// terminating both leaves no process, interface or namespace behind.
+
+const repoRoot = resolve(import.meta.dirname, '../..')
+const cli = join(repoRoot, 'packages/cli/src/main.ts')
+const python = join(repoRoot, '.venv/bin/python')
+const usable = process.getuid?.() === 0 && existsSync(python)
+const workerCount = 4
+
+const trainScript = `
+import json, os, socket, sys, time
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+from helpers import describe
+
+ray.init(logging_level='ERROR')
+
+@ray.remote(num_cpus=1)
+def where(step):
+    return describe(step, ray.util.get_node_ip_address())
+
+def alive():
+    return sorted(n['NodeManagerAddress'] for n in ray.nodes() if n['Alive'])
+
+first = alive()
+pinned = [where.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n['NodeID'], soft=False)).remote(0)
+          for n in ray.nodes() if n['Alive']]
+print('TASKS-ON ' + json.dumps(sorted(ray.get(pinned, timeout=120))), flush=True)
+print('READY-FOR-FAILURE ' + json.dumps(first), flush=True)
+
+# Keep working until Ray shows a node replaced (a new address in a set of three), or give up.
+deadline = time.time() + float(os.environ.get('E2E_RECOVERY_TIMEOUT_S', '240'))
+step = 1
+while time.time() < deadline:
+    done = ray.get([where.options(max_retries=5).remote(step) for _ in range(3)], timeout=120)
+    step += 1
+    now = alive()
+    if len(now) == 3 and set(now) != set(first):
+        print('RECOVERED ' + json.dumps(now), flush=True)
+        sys.exit(0)
+    time.sleep(0.5)
+print('NO-RECOVERY ' + json.dumps(alive()), flush=True)
+sys.exit(4)
+`
+
+const helpersModule = `
+def describe(step, address):
+    return address
+`
+
+describe(
+  'clusters across test hosts',
+  { skip: usable ? false : 'needs root and .venv with Ray (scripts/setup-python.sh)' },
+  () => {
+    let network: TestNetwork
+    let coordinatorHost: TestHost
+    let workerHosts: TestHost[]
+    let baseUrl: string
+    let supplierKey: string
+    let renterKey: string
+    const workDir = mkdtempSync(join(tmpdir(), 'gpumesh-clusters-'))
+    const workers = new Map<number, ChildProcess>()
+    const deviceOfHost = new Map<number, string>()
+    const clusterIds: string[] = []
+    let clusterA: any
+    let jobProcess: ChildProcess | undefined
+    let jobOutput = ''
+    let killedHost: number | undefined
+
+    const api = (path: string, options: { method?: string; body?: unknown; key?: string } = {}) => {
+      const script = `
+      const response = await fetch(${JSON.stringify(baseUrl + path)}, {
+        method: ${JSON.stringify(options.method ?? 'GET')},
+        headers: ${JSON.stringify({ ...(options.key ? { authorization: `Bearer ${options.key}` } : {}), ...(options.body ? { 'content-type': 'application/json' } : {}) })},
+        ${options.body ? `body: ${JSON.stringify(JSON.stringify(options.body))},` : ''}
+      })
+      process.stdout.write(JSON.stringify({ status: response.status, body: await response.json() }))`
+      const output = network.execIn(coordinatorHost, process.execPath, ['--input-type=module', '-e', script])
+      return JSON.parse(output) as { status: number; body: any }
+    }
+    const cluster = (id: string) => api(`/v1/clusters/${id}`, { key: renterKey }).body
+
+    const startWorker = (index: number, token?: string) => {
+      const child = network.spawnIn(
+        workerHosts[index]!,
+        process.execPath,
+        [
+          cli,
+          'worker',
+          'start',
+          '--coordinator',
+          baseUrl,
+          '--state-dir',
+          join(workDir, `worker-${index}`),
+          '--region',
+          'e2e',
+          '--country',
+          'DE',
+          '--price-per-gpu-hour',
+          `0.${index + 1}0`,
+          '--speedtest-interval-ms',
+          '0',
+          '--cluster-node-cpus',
+          '2',
+          '--ray-object-store-memory-bytes',
+          String(100 * 1024 * 1024),
+          '--netns-mount-namespace',
+          `/proc/${process.pid}/ns/mnt`,
+          ...(token ? ['--token', token] : []),
+        ],
+        { logPrefix: `worker-${index}` },
+      )
+      workers.set(index, child)
+      return child
+    }
+
+    /** What the death of a worker's machine looks like: the agent and everything it ran, killed at once. */
+    const killMachine = async (index: number) => {
+      workers.get(index)?.kill('SIGKILL')
+      const deviceId = deviceOfHost.get(index)!
+      for (const clusterId of clusterIds) {
+        await cleanUpClusterNode(
+          {
+            clusterId,
+            namespace: clusterNamespaceName(clusterId, deviceId),
+            interfaceName: meshInterfaceName(clusterId, deviceId),
+            rayTempDir: `/tmp/${clusterNamespaceName(clusterId, deviceId)}`,
+          },
+          undefined,
+        )
+      }
+    }
+
+    before(async () => {
+      network = createTestNetwork([
+        'coord',
+        ...Array.from({ length: workerCount }, (_, index) => `w${index}`),
+      ])
+      coordinatorHost = network.hosts[0]!
+      workerHosts = network.hosts.slice(1)
+      baseUrl = `http://${coordinatorHost.address}:8080`
+      const config = join(workDir, 'coordinator.json')
+      writeFileSync(
+        config,
+        JSON.stringify({
+          heartbeatIntervalMs: 500,
+          missedHeartbeatsBeforeOffline: 3,
+          heartbeatFlushIntervalMs: 200,
+          verificationEnabled: false,
+          clusterProvisionTimeoutMs: 240_000,
+          clusterNodeJoinTimeoutMs: 180_000,
+        }),
+      )
+      network.spawnIn(
+        coordinatorHost,
+        process.execPath,
+        [
+          cli,
+          'coordinator',
+          'start',
+          '--host',
+          coordinatorHost.address,
+          '--port',
+          '8080',
+          '--data-dir',
+          join(workDir, 'coordinator'),
+          '--config',
+          config,
+          '--log-level',
+          'warn',
+        ],
+        { env: { ...process.env, DATABASE_URL: '' }, logPrefix: 'coordinator' },
+      )
+      await eventually(() => api('/v1/health').status === 200, 'the coordinator to answer', 30_000)
+      supplierKey = api('/v1/accounts', { method: 'POST', body: { name: 'supplier', roles: ['supplier'] } })
+        .body.apiKey.key
+      renterKey = api('/v1/accounts', { method: 'POST', body: { name: 'renter', roles: ['renter'] } }).body
+        .apiKey.key
+      for (let index = 0; index < workerCount; index += 1) {
+        const token = api('/v1/enrollment-tokens', { method: 'POST', body: {}, key: supplierKey }).body.token
+        startWorker(index, token)
+      }
+      await eventually(
+        () => api('/v1/offers?region=e2e&limit=10').body.total === workerCount,
+        'four machines on offer',
+        60_000,
+      )
+      for (let index = 0; index < workerCount; index += 1) {
+        const enrollment = JSON.parse(
+          readFileSync(join(workDir, `worker-${index}`, 'enrollment.json'), 'utf8'),
+        )
+        deviceOfHost.set(index, enrollment.deviceId)
+      }
+    })
+
+    after(async () => {
+      jobProcess?.kill('SIGKILL')
+      for (const child of workers.values()) child.kill('SIGKILL')
+      // Safety net, by this run's own names only: every cluster node any of our devices may have run.
+      for (const deviceId of deviceOfHost.values()) {
+        for (const clusterId of clusterIds) {
+          await cleanUpClusterNode(
+            {
+              clusterId,
+              namespace: clusterNamespaceName(clusterId, deviceId),
+              interfaceName: meshInterfaceName(clusterId, deviceId),
+              rayTempDir: `/tmp/${clusterNamespaceName(clusterId, deviceId)}`,
+            },
+            undefined,
+          )
+        }
+      }
+      await network?.destroy()
+      rmSync(workDir, { recursive: true, force: true })
+    })
+
+    it('brings up a 3-node cluster: WireGuard mesh, then Ray reporting every node alive', async () => {
+      const created = api('/v1/clusters', {
+        method: 'POST',
+        key: renterKey,
+        body: { name: 'e2e-a', nodes: 3, gpuModel: 'cpu', verifiedOnly: false, durationHours: 1 },
+      })
+      assert.equal(created.status, 201, JSON.stringify(created.body))
+      clusterIds.push(created.body.id)
+      clusterA = await eventually(
+        () => {
+          const view = cluster(created.body.id)
+          assert.notEqual(view.state, 'failed', view.stateReason)
+          return view.state === 'ready' && view
+        },
+        'the cluster to be ready',
+        240_000,
+      )
+      const nodes = clusterA.nodes.filter((node: any) => node.phase === 'ray_joined')
+      assert.equal(nodes.length, 3)
+      assert.equal(new Set(nodes.map((node: any) => node.deviceId)).size, 3)
+      assert.equal(nodes.filter((node: any) => node.role === 'head').length, 1)
+      for (const node of nodes) {
+        const namespace = clusterNamespaceName(clusterA.id, node.deviceId)
+        const link = execFileSync('ip', ['-n', namespace, '-o', 'addr', 'show'], { encoding: 'utf8' })
+        assert.match(
+          link,
+          new RegExp(
+            `${meshInterfaceName(clusterA.id, node.deviceId)}\\s+inet ${node.overlayAddress.replaceAll('.', '\\.')}/24`,
+          ),
+        )
+      }
+      const events = api(`/v1/clusters/${clusterA.id}/events`, { key: renterKey }).body.events as any[]
+      for (const kind of ['node_reserved', 'node_mesh_up', 'node_ray_joined'])
+        assert.equal(events.filter((event) => event.kind === kind).length, 3, kind)
+    })
+
+    it('runs Ray as an unprivileged user inside the cluster namespace', () => {
+      const head = clusterA.nodes.find((node: any) => node.role === 'head')
+      const tempDir = `/tmp/${clusterNamespaceName(clusterA.id, head.deviceId)}`
+      const uids = new Set<string>()
+      for (const entry of readdirSync('/proc')) {
+        if (!/^\d+$/.test(entry)) continue
+        try {
+          if (!readFileSync(`/proc/${entry}/cmdline`, 'utf8').includes(tempDir)) continue
+          const uid = /^Uid:\s+(\d+)/m.exec(readFileSync(`/proc/${entry}/status`, 'utf8'))?.[1]
+          if (uid) uids.add(uid)
+        } catch {
+          // exited while we looked
+        }
+      }
+      assert.ok(uids.size > 0, 'Ray processes of the head were found')
+      assert.deepEqual([...uids], ['65534'])
+    })
+
+    it('a job submitted with the CLI runs tasks on every node and its output reaches the CLI', async () => {
+      const jobDir = join(workDir, 'job')
+      mkdirSync(jobDir, { recursive: true })
+      writeFileSync(join(jobDir, 'train.py'), trainScript)
+      writeFileSync(join(jobDir, 'helpers.py'), helpersModule)
+      jobProcess = network.spawnIn(
+        coordinatorHost,
+        process.execPath,
+        [cli, 'job', 'submit', '--cluster', clusterA.id, '--working-dir', jobDir, '--', 'python', 'train.py'],
+        {
+          env: { ...process.env, GPUMESH_COORDINATOR: baseUrl, GPUMESH_API_KEY: renterKey },
+          logPrefix: 'job',
+        },
+      )
+      jobProcess.stdout!.on('data', (chunk: Buffer) => (jobOutput += chunk.toString()))
+      jobProcess.stderr!.on('data', (chunk: Buffer) => (jobOutput += chunk.toString()))
+      const tasksLine = await eventually(
+        () => /TASKS-ON (.*)/.exec(jobOutput)?.[1],
+        'the job to report where its tasks ran',
+        180_000,
+      )
+      const addresses = clusterA.nodes.map((node: any) => node.overlayAddress).sort()
+      assert.deepEqual(JSON.parse(tasksLine), addresses)
+      await eventually(() => jobOutput.includes('READY-FOR-FAILURE'), 'the job to reach its second phase')
+    })
+
+    it("a worker's machine dies mid-job: the fourth replaces it, Ray has three nodes again, the job survives", async () => {
+      const head = clusterA.nodes.find((node: any) => node.role === 'head')
+      const victim = clusterA.nodes.find((node: any) => node.role !== 'head')
+      const victimHost = [...deviceOfHost].find(([, deviceId]) => deviceId === victim.deviceId)![0]
+      const spareHost = [...deviceOfHost].find(
+        ([, deviceId]) => !clusterA.nodes.some((node: any) => node.deviceId === deviceId),
+      )!
+      killedHost = victimHost
+      await killMachine(victimHost)
+      const recovered = await eventually(
+        () => {
+          const view = cluster(clusterA.id)
+          const active = view.nodes.filter((node: any) => node.phase === 'ray_joined')
+          const victimGone = !active.some((node: any) => node.deviceId === victim.deviceId)
+          return view.state === 'ready' && active.length === 3 && victimGone && view
+        },
+        'the cluster to be ready again with a replacement',
+        240_000,
+      )
+      const active = recovered.nodes.filter((node: any) => node.phase === 'ray_joined')
+      assert.ok(
+        active.some((node: any) => node.deviceId === spareHost[1]),
+        'the spare machine joined',
+      )
+      assert.ok(!active.some((node: any) => node.deviceId === victim.deviceId))
+      assert.equal(active.find((node: any) => node.role === 'head').deviceId, head.deviceId)
+      const lost = recovered.nodes.find((node: any) => node.deviceId === victim.deviceId)
+      assert.equal(lost.phase, 'lost')
+      const events = api(`/v1/clusters/${clusterA.id}/events`, { key: renterKey }).body.events as any[]
+      assert.ok(events.some((event) => event.kind === 'node_lost' && event.deviceId === victim.deviceId))
+      assert.ok(events.some((event) => event.kind === 'node_reserved' && event.deviceId === spareHost[1]))
+
+      const exitCode = await new Promise<number | null>((resolveExit) => {
+        if (jobProcess!.exitCode !== null) return resolveExit(jobProcess!.exitCode)
+        jobProcess!.once('exit', (code) => resolveExit(code))
+      })
+      assert.match(jobOutput, /RECOVERED/)
+      assert.equal(exitCode, 0, jobOutput.slice(-2000))
+      const jobs = api(`/v1/clusters/${clusterA.id}/jobs`, { key: renterKey }).body.jobs as any[]
+      assert.equal(jobs[0].status, 'succeeded')
+      assert.equal(jobs[0].exitCode, 0)
+    })
+
+    it('a second cluster on the restarted machine cannot reach the first, nor the supplier hosts', async () => {
+      startWorker(killedHost!)
+      await eventually(
+        () => api('/v1/offers?region=e2e&limit=10').body.total === 1,
+        'the restarted machine on offer again',
+        60_000,
+      )
+      const created = api('/v1/clusters', {
+        method: 'POST',
+        key: renterKey,
+        body: { name: 'e2e-b', nodes: 1, gpuModel: 'cpu', verifiedOnly: false },
+      })
+      assert.equal(created.status, 201, JSON.stringify(created.body))
+      clusterIds.push(created.body.id)
+      const clusterB = await eventually(
+        () => {
+          const view = cluster(created.body.id)
+          assert.notEqual(view.state, 'failed', view.stateReason)
+          return view.state === 'ready' && view
+        },
+        'the second cluster to be ready',
+        180_000,
+      )
+      const nodeB = clusterB.nodes[0]
+      const namespaceB = clusterNamespaceName(clusterB.id, nodeB.deviceId)
+      const headA = cluster(clusterA.id).nodes.find(
+        (node: any) => node.role === 'head' && node.phase !== 'lost',
+      )
+      const namespaceA = clusterNamespaceName(clusterA.id, headA.deviceId)
+      const connect = (namespace: string, host: string, port: number) => {
+        const script = `import socket,sys\ntry:\n  socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=3).close(); print('open')\nexcept OSError as e:\n  print('blocked', e)`
+        return execFileSync('ip', ['netns', 'exec', namespace, python, '-c', script], {
+          encoding: 'utf8',
+        }).trim()
+      }
+      // The control: inside its own cluster, a node reaches the head's Ray port.
+      const workerA = cluster(clusterA.id).nodes.find(
+        (node: any) => node.role === 'worker' && node.phase === 'ray_joined',
+      )
+      assert.equal(
+        connect(clusterNamespaceName(clusterA.id, workerA.deviceId), headA.overlayAddress, 6379),
+        'open',
+      )
+      assert.match(connect(namespaceB, headA.overlayAddress, 6379), /^blocked/)
+      assert.match(connect(namespaceA, nodeB.overlayAddress, 6379), /^blocked/)
+      assert.match(connect(namespaceA, coordinatorHost.address, 8080), /^blocked/)
+      assert.match(connect(namespaceB, workerHosts[0]!.address, 22), /^blocked/)
+    })
+
+    it('terminating leaves no process, interface or namespace behind', async () => {
+      for (const clusterId of clusterIds) {
+        const reply = api(`/v1/clusters/${clusterId}/terminate`, { method: 'POST', key: renterKey })
+        assert.equal(reply.status, 200)
+      }
+      for (const clusterId of clusterIds)
+        await eventually(() => cluster(clusterId).state === 'terminated', `${clusterId} terminated`, 60_000)
+      const namespaces = execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
+      const processes = execFileSync('ps', ['-eo', 'args'], { encoding: 'utf8' })
+      for (const clusterId of clusterIds) {
+        for (const deviceId of deviceOfHost.values()) {
+          const namespace = clusterNamespaceName(clusterId, deviceId)
+          assert.ok(!namespaces.includes(namespace), `namespace ${namespace} is gone`)
+          assert.ok(!processes.includes(`/tmp/${namespace}`), `no Ray process of ${namespace}`)
+          assert.ok(!processes.includes(meshInterfaceName(clusterId, deviceId)), 'no wireguard-go left')
+          assert.ok(!existsSync(`/var/run/wireguard/${meshInterfaceName(clusterId, deviceId)}.sock`))
+        }
+      }
+      await eventually(
+        () => api('/v1/offers?region=e2e&limit=10').body.total === workerCount,
+        'every machine back on offer',
+      )
+    })
+  },
+)
