@@ -80,6 +80,7 @@ describe(
     let jobProcess: ChildProcess | undefined
     let jobOutput = ''
     let killedHost: number | undefined
+    let clientInterface: string | undefined
 
     const api = (path: string, options: { method?: string; body?: unknown; key?: string } = {}) => {
       const script = `
@@ -209,6 +210,14 @@ describe(
 
     after(async () => {
       jobProcess?.kill('SIGKILL')
+      if (clientInterface) {
+        // wg-quick's wireguard-go, if the test stopped before taking the interface down, by its own name
+        for (const line of execFileSync('ps', ['-eo', 'pid=,args='], { encoding: 'utf8' }).split('\n')) {
+          const [pid, ...args] = line.trim().split(/\s+/)
+          if (args[0]?.endsWith('wireguard-go') && args.includes(clientInterface))
+            process.kill(Number(pid), 'SIGKILL')
+        }
+      }
       for (const child of workers.values()) child.kill('SIGKILL')
       // Safety net, by this run's own names only: every cluster node any of our devices may have run.
       for (const deviceId of deviceOfHost.values()) {
@@ -398,6 +407,54 @@ describe(
       assert.match(connect(namespaceA, nodeB.overlayAddress, 6379), /^blocked/)
       assert.match(connect(namespaceA, coordinatorHost.address, 8080), /^blocked/)
       assert.match(connect(namespaceB, workerHosts[0]!.address, 22), /^blocked/)
+    })
+
+    it("the renter's own machine joins the mesh with the generated WireGuard config and reaches Ray's head", async () => {
+      const configFile = join(workDir, `gm-${clusterA.id.slice(4, 12)}.conf`)
+      clientInterface = `gm-${clusterA.id.slice(4, 12)}`
+      const connected = JSON.parse(
+        network.execIn(coordinatorHost, process.execPath, [
+          cli,
+          'cluster',
+          'connect',
+          clusterA.id,
+          '--name',
+          'laptop',
+          '--out',
+          configFile,
+          '--json',
+          '--coordinator',
+          baseUrl,
+          '--api-key',
+          renterKey,
+        ]),
+      )
+      assert.equal(connected.peers.length, 3)
+      const config = readFileSync(configFile, 'utf8')
+      assert.match(config, /^PrivateKey = [A-Za-z0-9+/]{43}=$/m)
+      assert.ok(
+        !JSON.stringify(connected).includes(/^PrivateKey = (.*)$/m.exec(config)![1]!),
+        'the private key stayed here',
+      )
+      const wgQuick = (action: 'up' | 'down') =>
+        execFileSync('ip', ['netns', 'exec', coordinatorHost.namespace, 'wg-quick', action, configFile], {
+          env: { ...process.env, WG_QUICK_USERSPACE_IMPLEMENTATION: 'wireguard-go' },
+          stdio: 'ignore',
+        })
+      wgQuick('up')
+      try {
+        const head = connected.rayAddress.split(':')[0]
+        const probe = (host: string, port: number) => {
+          const script = `import socket\ntry:\n  socket.create_connection((${JSON.stringify(host)}, ${port}), timeout=5).close(); print('open')\nexcept OSError as e:\n  print('blocked', e)`
+          return network.execIn(coordinatorHost, python, ['-c', script]).trim()
+        }
+        await eventually(() => probe(head, 6379) === 'open', "the head's Ray port over the mesh", 30_000)
+        const otherCluster = cluster(clusterIds[1]!).nodes[0]
+        assert.match(probe(otherCluster.overlayAddress, 6379), /^blocked/, 'not another cluster')
+      } finally {
+        wgQuick('down')
+        clientInterface = undefined
+      }
     })
 
     it('terminating leaves no process, interface or namespace behind', async () => {

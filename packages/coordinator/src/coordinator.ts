@@ -24,6 +24,7 @@ import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
 import { ClusterController } from './clusters/controller.ts'
+import { RttProber } from './rtt/rtt-prober.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
@@ -57,6 +58,7 @@ export type Coordinator = {
   readonly index: OfferIndex
   readonly presence: Presence
   readonly clusters: ClusterController
+  readonly rtt: RttProber
   /** Starts listening; returns the base URL. */
   listen(): Promise<string>
   /** One pass of every background duty: expire silent workers, flush heartbeats, refresh the index, reconcile clusters. */
@@ -201,6 +203,7 @@ export async function buildCoordinator(
   }
   const clusterEvents: WorkerLinkEvents = {
     onClusterReport: (deviceId, message) => clusters.onReport(deviceId, message),
+    onRttReport: async (deviceId, message) => rtt.onRttReport(deviceId, message),
   }
 
   const links: WorkerLinks = new WorkerLinks({
@@ -210,8 +213,17 @@ export async function buildCoordinator(
     logger: log,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     recordStateChanges,
-    events: { ...(init.verificationEnabled ? verificationEvents : {}), ...clusterEvents },
+    events: {
+      ...(init.verificationEnabled ? verificationEvents : {}),
+      ...clusterEvents,
+      onReport: async (deviceId, message) => {
+        rtt.onReport(deviceId, message)
+        if (init.verificationEnabled) await verifier.onReport(deviceId)
+      },
+    },
   })
+  const rtt = new RttProber({ clock, random: components.random ?? cryptoRandom, index, links, presence })
+  index.useRoundTrips((a, b) => rtt.roundTripMs(a, b))
   const clusters = new ClusterController(
     {
       store,
@@ -347,6 +359,8 @@ export async function buildCoordinator(
     if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
     every(clusterTickMs, () => clusters.tick(), 'cluster controller')
+    if (init.rttProbeIntervalMs > 0)
+      every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
     // the embedded PGlite has one connection and commits in order, so its feed never misses a change.
@@ -371,6 +385,7 @@ export async function buildCoordinator(
     },
     tick,
     clusters,
+    rtt,
     async stop() {
       if (stopped) return
       stopped = true

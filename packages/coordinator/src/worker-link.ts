@@ -11,6 +11,7 @@ import {
   type ClusterReportMessage,
   type CoordinatorMessage,
   type ReportMessage,
+  type RttReportMessage,
 } from '@gpumesh/protocol'
 import type { DeviceStateChange, Store } from '@gpumesh/store'
 import type { FastifyBaseLogger } from 'fastify'
@@ -40,7 +41,7 @@ export type WorkerLinkComponents = {
 
 /** What other parts (proof-of-compute, the cluster controller) hear from the link. */
 export type WorkerLinkEvents = {
-  onReport?(deviceId: string): Promise<void>
+  onReport?(deviceId: string, message: ReportMessage): Promise<void>
   onChallengeMessage?(
     deviceId: string,
     message: ChallengeCommitmentMessage | ChallengeOpeningMessage,
@@ -48,6 +49,7 @@ export type WorkerLinkEvents = {
   onChallengeMalformed?(deviceId: string, detail: string): Promise<void>
   onDisconnected?(deviceId: string, closeCode: number): Promise<void>
   onClusterReport?(deviceId: string, message: ClusterReportMessage): Promise<void>
+  onRttReport?(deviceId: string, message: RttReportMessage): Promise<void>
 }
 
 type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
@@ -256,8 +258,8 @@ export class WorkerLinks {
         presence.heartbeat(session.deviceId, session.sessionId, clock.nowMs())
         return
       case 'report':
-        await this.#report(socket, session, message)
-        return this.#components.events?.onReport?.(session.deviceId)
+        if (!(await this.#report(socket, session, message))) return
+        return this.#components.events?.onReport?.(session.deviceId, message)
       case 'challenge_commitment':
       case 'challenge_opening':
         return this.#components.events?.onChallengeMessage?.(session.deviceId, message)
@@ -268,6 +270,8 @@ export class WorkerLinks {
       case 'cluster_job_status':
       case 'cluster_nodes_held':
         return this.#components.events?.onClusterReport?.(session.deviceId, message)
+      case 'rtt_report':
+        return this.#components.events?.onRttReport?.(session.deviceId, message)
       case 'goodbye': {
         const change = presence.disconnect(session.deviceId, session.sessionId, clock.nowMs(), {
           kind: 'goodbye',
@@ -280,7 +284,8 @@ export class WorkerLinks {
     }
   }
 
-  async #report(socket: WebSocket, session: Session, message: ReportMessage): Promise<void> {
+  /** False when the report was dropped for coming too soon after the last. */
+  async #report(socket: WebSocket, session: Session, message: ReportMessage): Promise<boolean> {
     const nowMs = this.#components.clock.nowMs()
     if (nowMs - session.lastReportAtMs < minReportIntervalMs) {
       send(socket, {
@@ -288,7 +293,7 @@ export class WorkerLinks {
         code: 'GPUMESH_ERR_RATE_LIMITED',
         message: 'hardware report ignored: too frequent',
       })
-      return
+      return false
     }
     session.lastReportAtMs = nowMs
     this.#components.presence.heartbeat(session.deviceId, session.sessionId, nowMs)
@@ -302,6 +307,7 @@ export class WorkerLinks {
           ? null
           : parseUsdToMicro(message.askingPricePerGpuHourUsd),
     })
+    return true
   }
 }
 

@@ -28,6 +28,9 @@ const cpuInventory: HardwareInventory = {
   warnings: [],
 }
 
+/** Switches the whole simulation flips: worker nodes (not heads) do not start Ray while this is set. */
+const simulation = { holdWorkerRay: false }
+
 /** Ray's view of each cluster: which overlay addresses have a running node. */
 const rayAlive = new Map<string, Set<string>>()
 
@@ -45,11 +48,7 @@ function wireguardKey(): string {
   return randomBytes(32).toString('base64')
 }
 
-async function simulatedWorker(
-  baseUrl: string,
-  supplierKey: string,
-  options: { holdRay: boolean; price?: string } = { holdRay: false },
-): Promise<SimulatedWorker> {
+async function simulatedWorker(baseUrl: string, supplierKey: string): Promise<SimulatedWorker> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const signText = (payload: string) => sign(null, Buffer.from(payload), privateKey).toString('base64url')
   const headers = { authorization: `Bearer ${supplierKey}`, 'content-type': 'application/json' }
@@ -108,7 +107,7 @@ async function simulatedWorker(
         return
       }
       case 'cluster_ray': {
-        if (options.holdRay) return
+        if (message.role === 'worker' && simulation.holdWorkerRay) return
         const node = nodes.get(message.clusterId)!
         node.ray = message.role
         const alive = rayAlive.get(message.clusterId) ?? new Set<string>()
@@ -192,7 +191,7 @@ async function simulatedWorker(
               type: 'report',
               inventory: cpuInventory,
               location: { region: 'sim', country: 'DE' },
-              askingPricePerGpuHourUsd: options.price ?? '0.50',
+              askingPricePerGpuHourUsd: '0.50',
             })
             send({ type: 'cluster_nodes_held', clusterIds: [...nodes.keys()] })
             let seq = 0
@@ -246,7 +245,8 @@ for (const backend of storeBackends) {
         },
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
       })
-      return { status: response.status, body: (await response.json()) as any }
+      const text = await response.text()
+      return { status: response.status, body: (text ? JSON.parse(text) : undefined) as any }
     }
     const account = async (name: string, roles: string[]) =>
       (await call('POST', '/v1/accounts', undefined, { name, roles })).body.apiKey.key as string
@@ -373,6 +373,58 @@ for (const backend of storeBackends) {
       assert.deepEqual(after.nodes, cluster.nodes)
     })
 
+    it("joins a renter's machine to the mesh: every node peers with it, and forgets it on removal", async () => {
+      const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
+      const members = workers.filter((worker) =>
+        cluster.nodes.some((node: any) => node.deviceId === worker.deviceId),
+      )
+      const clientKey = wireguardKey()
+      const peersSeenBy = (worker: SimulatedWorker) => {
+        const meshes = worker.received.filter(
+          (message) => message.type === 'cluster_mesh' && message.clusterId === cluster.id,
+        )
+        return (meshes.at(-1) as any)?.peers as any[]
+      }
+      const joined = await call('POST', `/v1/clusters/${cluster.id}/clients`, renterKey, {
+        publicKey: clientKey,
+        name: 'laptop',
+      })
+      assert.equal(joined.status, 201, JSON.stringify(joined.body))
+      assert.match(joined.body.address, /^100\.\d+\.\d+\.201\/24$/)
+      assert.equal(joined.body.peers.length, 3)
+      assert.ok(joined.body.peers.every((peer: any) => /:\d+$/.test(peer.endpoint)))
+      assert.match(joined.body.rayClientAddress, /^ray:\/\/100\.\d+\.\d+\.1:10001$/)
+      for (const worker of members) {
+        await eventually(
+          () => peersSeenBy(worker)?.some((peer) => peer.publicKey === clientKey),
+          'the client as a peer',
+        )
+        const peer = peersSeenBy(worker).find((candidate) => candidate.publicKey === clientKey)
+        assert.equal(peer.endpoint, undefined, 'the client dials in; nodes do not dial it')
+        assert.equal(peer.overlayAddress, joined.body.address.split('/')[0])
+      }
+      const again = await call('POST', `/v1/clusters/${cluster.id}/clients`, renterKey, {
+        publicKey: clientKey,
+      })
+      assert.equal(again.body.address, joined.body.address, 'the same key keeps its address')
+      assert.equal((await call('GET', `/v1/clusters/${cluster.id}/clients`, otherRenterKey)).status, 404)
+      assert.equal(
+        (await call('POST', `/v1/clusters/${cluster.id}/clients`, renterKey, { publicKey: 'not-a-key' }))
+          .status,
+        400,
+      )
+      const removed = await call('POST', `/v1/clusters/${cluster.id}/clients/remove`, renterKey, {
+        publicKey: clientKey,
+      })
+      assert.equal(removed.status, 204)
+      for (const worker of members)
+        await eventually(
+          () => !peersSeenBy(worker).some((peer) => peer.publicKey === clientKey),
+          'the client gone',
+        )
+      assert.deepEqual((await call('GET', `/v1/clusters/${cluster.id}/clients`, renterKey)).body.clients, [])
+    })
+
     it('runs a job on the head and keeps its log and exit status', async () => {
       const [cluster] = (await call('GET', '/v1/clusters', renterKey)).body.clusters
       const submitted = await call('POST', `/v1/clusters/${cluster.id}/jobs`, renterKey, {
@@ -471,12 +523,10 @@ for (const backend of storeBackends) {
     })
 
     it('finishes provisioning after a coordinator restart mid-way', async () => {
-      // Dearer than the rest, so it is placed last: a worker node, never the head.
-      const slowOptions = { holdRay: true, price: '0.90' }
-      const slow = await simulatedWorker(baseUrl, supplierKey, slowOptions)
-      workers.push(slow)
-      await eventually(async () => (await offers()) === 5, 'the slow machine on offer')
-      // Five machines, five nodes: the slow one is in the cluster and holds its Ray back.
+      workers.push(await simulatedWorker(baseUrl, supplierKey))
+      await eventually(async () => (await offers()) === 5, 'a fifth machine on offer')
+      // Five machines, five nodes; the head starts Ray, the four others hold theirs back until the restart.
+      simulation.holdWorkerRay = true
       const created = await call('POST', '/v1/clusters', renterKey, {
         nodes: 5,
         gpuModel: 'cpu',
@@ -485,12 +535,14 @@ for (const backend of storeBackends) {
       assert.equal(created.status, 201)
       const before = await eventually(async () => {
         const view = (await call('GET', `/v1/clusters/${created.body.id}`, renterKey)).body
-        return view.nodes.filter((node: any) => node.phase === 'ray_joined').length === 4 && view
-      }, 'four nodes joined, one held back')
+        const joined = view.nodes.filter((node: any) => node.phase === 'ray_joined')
+        const meshUp = view.nodes.filter((node: any) => node.phase === 'mesh_up')
+        return joined.length === 1 && joined[0].role === 'head' && meshUp.length === 4 && view
+      }, 'the head in Ray, four nodes held back')
       assert.equal(before.state, 'provisioning')
 
       await coordinator.stop()
-      slowOptions.holdRay = false
+      simulation.holdWorkerRay = false
       coordinator = await startTestCoordinator(store)
       baseUrl = await coordinator.listen()
       for (const worker of workers) await worker.connect(baseUrl)

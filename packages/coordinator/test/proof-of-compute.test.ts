@@ -238,6 +238,7 @@ for (const backend of storeBackends) {
             askingPricePerGpuHourUsd: '0.30',
             clustersEnabled: false,
             clusterUser: '65534:65534',
+            rttProbePort: 0,
             reconnectInitialDelayMs: 50,
             speedtestIntervalMs: 0,
             reconnectMaxDelayMs: 200,

@@ -66,6 +66,7 @@ for (const backend of storeBackends) {
           askingPricePerGpuHourUsd: '2.10',
           clustersEnabled: false,
           clusterUser: '65534:65534',
+          rttProbePort: 0,
           reconnectInitialDelayMs: 50,
           speedtestIntervalMs: 0,
           reconnectMaxDelayMs: 200,

@@ -45,8 +45,11 @@ export function clusterNamespaceName(clusterId: string, deviceId: string): strin
 
 export type MeshPeer = {
   readonly publicKey: string
-  /** host:port where the peer's WireGuard listens (its machine's address). */
-  readonly endpoint: string
+  /**
+   * host:port where the peer's WireGuard listens (its machine's address). Absent for a renter's client, which
+   * is behind NAT and reaches the nodes itself; WireGuard learns its address from its first handshake.
+   */
+  readonly endpoint?: string
   readonly overlayAddress: string
 }
 

@@ -34,7 +34,12 @@ export const ClusterNodePrepareMessage = Type.Object(
 export type ClusterNodePrepareMessage = Static<typeof ClusterNodePrepareMessage>
 
 export const MeshPeerSpec = Type.Object(
-  { publicKey: WireguardPublicKey, endpoint: Endpoint, overlayAddress: Ipv4 },
+  {
+    publicKey: WireguardPublicKey,
+    /** Absent for a renter's client peer: it connects to the nodes, not they to it. */
+    endpoint: Type.Optional(Endpoint),
+    overlayAddress: Ipv4,
+  },
   { additionalProperties: false },
 )
 

@@ -1,7 +1,12 @@
 import Type, { type Static } from 'typebox'
 import { UsdAmount } from './common.ts'
 import { Offer } from './api.ts'
-import { JobStatusName, maxJobEntrypointLength, maxWorkingDirBytes } from './cluster-messages.ts'
+import {
+  JobStatusName,
+  maxJobEntrypointLength,
+  maxWorkingDirBytes,
+  WireguardPublicKey,
+} from './cluster-messages.ts'
 
 // A renter's cluster request. A dry run answers whether it can be placed, on which nodes, at what price,
 // and if not, which constraint blocks it and what the market offers instead; a real one creates it.
@@ -201,3 +206,41 @@ export const JobLogReply = Type.Object({
   job: JobView,
 })
 export type JobLogReply = Static<typeof JobLogReply>
+
+// A renter's own machine joined to the cluster's mesh as a WireGuard peer.
+
+export const ConnectClientBody = Type.Object(
+  {
+    /** Made on the renter's machine; the private key never leaves it. */
+    publicKey: WireguardPublicKey,
+    name: Type.Optional(Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._ -]+$' })),
+  },
+  { additionalProperties: false },
+)
+export type ConnectClientBody = Static<typeof ConnectClientBody>
+
+export const RemoveClientBody = Type.Object(
+  { publicKey: WireguardPublicKey },
+  { additionalProperties: false },
+)
+export type RemoveClientBody = Static<typeof RemoveClientBody>
+
+export const ClusterClientConfig = Type.Object({
+  clusterId: Type.String(),
+  name: Type.String(),
+  publicKey: Type.String(),
+  /** This machine's overlay address, with the cluster subnet's prefix length (e.g. 100.64.3.200/24). */
+  address: Type.String(),
+  subnet: Type.String(),
+  /** Every node now in the mesh; fetch again after a node is replaced. */
+  peers: Type.Array(
+    Type.Object({ publicKey: Type.String(), endpoint: Type.String(), overlayAddress: Type.String() }),
+  ),
+  /** Ray's GCS and its client server (ray://) on the head, over the mesh. */
+  rayAddress: Type.Union([Type.String(), Type.Null()]),
+  rayClientAddress: Type.Union([Type.String(), Type.Null()]),
+})
+export type ClusterClientConfig = Static<typeof ClusterClientConfig>
+
+export const ClusterClientList = Type.Object({ clients: Type.Array(ClusterClientConfig) })
+export type ClusterClientList = Static<typeof ClusterClientList>

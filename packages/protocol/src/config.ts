@@ -33,6 +33,8 @@ export const CoordinatorSettings = Type.Object(
     challengeCpuMatrixSize: Type.Integer({ minimum: 16, maximum: 8_192, default: 1_024 }),
     /** Added to every commitment deadline: process start, generation, network. */
     challengeFixedOverheadMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+    /** How often each worker is asked to measure round trips to a few peers; 0 turns it off. */
+    rttProbeIntervalMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 600_000 }),
     /** A cluster not ready this long after it was created fails, and its machines are released. */
     clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
     /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */
@@ -87,6 +89,8 @@ export const WorkerSettings = Type.Object(
      * /proc/<pid>/ns/mnt of a process outside, in which cluster namespaces are named so the whole machine sees them.
      */
     netnsMountNamespace: Type.Optional(Type.String({ pattern: '^/proc/[0-9]+/ns/mnt$' })),
+    /** UDP port of the round-trip echo responder other workers measure this machine with; 0 = any free port. */
+    rttProbePort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(

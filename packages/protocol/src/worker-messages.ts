@@ -15,6 +15,7 @@ import {
   ClusterRayMessage,
   ClusterRayNodesMessage,
   ClusterReleaseMessage,
+  Ipv4,
 } from './cluster-messages.ts'
 
 // The worker link: one WebSocket per worker, JSON text frames, each validated here before any code acts on it.
@@ -118,6 +119,52 @@ export const ChallengeResultMessage = Type.Object(
 )
 export type ChallengeResultMessage = Static<typeof ChallengeResultMessage>
 
+// Round-trip times between workers: the coordinator names peers, the worker pings their UDP echo
+// responders and reports the median. Placement prefers gangs whose slowest pair is fastest.
+
+export const maxRttTargets = 32
+const RttProbeId = Type.String({ minLength: 1, maxLength: 64 })
+
+export const RttProbeMessage = Type.Object(
+  {
+    type: Type.Literal('rtt_probe'),
+    probeId: RttProbeId,
+    targets: Type.Array(
+      Type.Object(
+        {
+          deviceId: Type.String({ minLength: 1, maxLength: 64 }),
+          host: Ipv4,
+          port: Type.Integer({ minimum: 1, maximum: 65535 }),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: maxRttTargets },
+    ),
+  },
+  { additionalProperties: false },
+)
+export type RttProbeMessage = Static<typeof RttProbeMessage>
+
+export const RttReportMessage = Type.Object(
+  {
+    type: Type.Literal('rtt_report'),
+    probeId: RttProbeId,
+    results: Type.Array(
+      Type.Object(
+        {
+          deviceId: Type.String({ minLength: 1, maxLength: 64 }),
+          /** Median of the echoes that came back; null when none did. */
+          rttMs: Type.Union([Type.Number({ minimum: 0, maximum: 60_000 }), Type.Null()]),
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: maxRttTargets },
+    ),
+  },
+  { additionalProperties: false },
+)
+export type RttReportMessage = Static<typeof RttReportMessage>
+
 export const CoordinatorMessage = Type.Union([
   AuthChallengeMessage,
   WelcomeMessage,
@@ -131,6 +178,7 @@ export const CoordinatorMessage = Type.Union([
   ClusterReleaseMessage,
   ClusterJobSubmitMessage,
   ClusterJobStopMessage,
+  RttProbeMessage,
 ])
 export type CoordinatorMessage = Static<typeof CoordinatorMessage>
 
@@ -163,6 +211,8 @@ export const ReportMessage = Type.Object(
     location: DeviceLocation,
     /** Absent: the supplier set no price, and the machine is not listed. */
     askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
+    /** The UDP port of this machine's round-trip echo responder, when it runs one. */
+    rttProbePort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
   },
   { additionalProperties: false },
 )
@@ -220,6 +270,7 @@ export const WorkerMessage = Type.Union([
   ClusterJobLogMessage,
   ClusterJobStatusMessage,
   ClusterNodesHeldMessage,
+  RttReportMessage,
 ])
 export type WorkerMessage = Static<typeof WorkerMessage>
 
@@ -238,6 +289,7 @@ export const workerMessageValidator = createTaggedValidator(
     cluster_job_log: ClusterJobLogMessage,
     cluster_job_status: ClusterJobStatusMessage,
     cluster_nodes_held: ClusterNodesHeldMessage,
+    rtt_report: RttReportMessage,
   },
   'worker message',
 )
@@ -256,6 +308,7 @@ export const coordinatorMessageValidator = createTaggedValidator(
     cluster_release: ClusterReleaseMessage,
     cluster_job_submit: ClusterJobSubmitMessage,
     cluster_job_stop: ClusterJobStopMessage,
+    rtt_probe: RttProbeMessage,
   },
   'coordinator message',
 )

@@ -1,4 +1,7 @@
 import type {
+  ClusterClientConfig,
+  ClusterClientList,
+  ConnectClientBody,
   ApiKeyList,
   ApiKeyView,
   ChallengeList,
@@ -106,6 +109,12 @@ export class GpumeshClient {
     this.#request<ClusterEventList>('GET', `${clusterPath(id)}/events${toQueryString(query)}`, undefined, {
       timeoutMs: this.#longPollTimeoutMs(query.waitMs),
     })
+  connectClient = (clusterId: string, body: ConnectClientBody) =>
+    this.#request<ClusterClientConfig>('POST', `${clusterPath(clusterId)}/clients`, body)
+  listClients = (clusterId: string) =>
+    this.#request<ClusterClientList>('GET', `${clusterPath(clusterId)}/clients`)
+  removeClient = (clusterId: string, publicKey: string) =>
+    this.#request<null>('POST', `${clusterPath(clusterId)}/clients/remove`, { publicKey })
   submitJob = (clusterId: string, body: SubmitJobBody) =>
     this.#request<JobView>('POST', `${clusterPath(clusterId)}/jobs`, body)
   listJobs = (clusterId: string) => this.#request<JobList>('GET', `${clusterPath(clusterId)}/jobs`)

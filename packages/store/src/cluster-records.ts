@@ -132,3 +132,17 @@ export type ClusterJobPatch = {
 }
 
 export type JobLogChunk = { readonly seq: number; readonly text: string }
+
+/** A renter's machine joined to the cluster's mesh. */
+export type ClusterClientRecord = {
+  readonly clusterId: string
+  readonly publicKey: string
+  readonly name: string
+  readonly addressIndex: number
+  readonly createdAtMs: number
+  readonly removedAtMs: number | null
+}
+
+/** Overlay address indexes of clients: after every node's, before the broadcast address. */
+export const firstClientAddressIndex = 200
+export const maxClusterClients = 50

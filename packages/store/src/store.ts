@@ -19,7 +19,9 @@ import type {
   NewCluster,
   NewClusterEvent,
   NewClusterOutcome,
+  ClusterClientRecord,
 } from './cluster-records.ts'
+import { firstClientAddressIndex, maxClusterClients } from './cluster-records.ts'
 import type {
   AccountRecord,
   ApiKeyRecord,
@@ -138,6 +140,20 @@ export interface Store {
     nowMs: number,
   ): Promise<void>
   /** Nodes on this device in clusters not terminated or failed, whose phase is not lost or released. */
+  /**
+   * Joins a renter's machine to the cluster's mesh at the lowest free client address; the same key again
+   * returns its existing record. Undefined when the cluster has ended or every client address is taken.
+   */
+  addClusterClient(input: {
+    clusterId: string
+    publicKey: string
+    name: string
+    nowMs: number
+  }): Promise<ClusterClientRecord | undefined>
+  /** Clients not removed, by address. */
+  listClusterClients(clusterId: string): Promise<ClusterClientRecord[]>
+  /** False when there was no such client. */
+  removeClusterClient(clusterId: string, publicKey: string, nowMs: number): Promise<boolean>
   listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]>
   /** Within one cluster, seq order is commit order: a reader that saw seq s never later finds one below s. */
   appendClusterEvents(events: readonly NewClusterEvent[]): Promise<void>
@@ -921,6 +937,12 @@ class SqlStore implements Store {
           [input.clusterId, input.deviceId],
         )
         if (existing.length > 0) return undefined
+        // Node addresses stop where clients' begin: a cluster that has used them all takes no more nodes.
+        const [next] = await tx.query<{ index: number }>(
+          'SELECT COALESCE(max(node_index) + 1, 0) AS index FROM cluster_nodes WHERE cluster_id = $1',
+          [input.clusterId],
+        )
+        if (Number(next!.index) >= firstClientAddressIndex) return undefined
         const reserved = await insertReservations(
           tx,
           [input.deviceId],
@@ -966,6 +988,64 @@ class SqlStore implements Store {
         )
       }),
     )
+  }
+
+  async addClusterClient(input: {
+    clusterId: string
+    publicKey: string
+    name: string
+    nowMs: number
+  }): Promise<ClusterClientRecord | undefined> {
+    return retryOnDeadlock(() =>
+      this.#driver.transaction(async (tx) => {
+        // The cluster's row orders concurrent joins: two clients never take one address.
+        const [cluster] = await tx.query<{ state: string }>(
+          'SELECT state FROM clusters WHERE id = $1 FOR UPDATE',
+          [input.clusterId],
+        )
+        if (!cluster || cluster.state === 'terminated' || cluster.state === 'failed') return undefined
+        const [existing] = await tx.query<ClusterClientRow>(
+          'SELECT * FROM cluster_clients WHERE cluster_id = $1 AND public_key = $2 AND removed_at_ms IS NULL',
+          [input.clusterId, input.publicKey],
+        )
+        if (existing) return toClusterClient(existing)
+        const taken = await tx.query<{ address_index: number }>(
+          'SELECT address_index FROM cluster_clients WHERE cluster_id = $1 AND removed_at_ms IS NULL',
+          [input.clusterId],
+        )
+        const used = new Set(taken.map((row) => Number(row.address_index)))
+        let addressIndex = firstClientAddressIndex
+        while (used.has(addressIndex)) addressIndex += 1
+        if (addressIndex >= firstClientAddressIndex + maxClusterClients) return undefined
+        const [row] = await tx.query<ClusterClientRow>(
+          `INSERT INTO cluster_clients (cluster_id, public_key, name, address_index, created_at_ms)
+           VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (cluster_id, public_key) DO UPDATE
+             SET name = EXCLUDED.name, address_index = EXCLUDED.address_index,
+                 created_at_ms = EXCLUDED.created_at_ms, removed_at_ms = NULL
+           RETURNING *`,
+          [input.clusterId, input.publicKey, input.name, addressIndex, input.nowMs],
+        )
+        return toClusterClient(row!)
+      }),
+    )
+  }
+
+  async listClusterClients(clusterId: string): Promise<ClusterClientRecord[]> {
+    const rows = await this.#driver.query<ClusterClientRow>(
+      'SELECT * FROM cluster_clients WHERE cluster_id = $1 AND removed_at_ms IS NULL ORDER BY address_index',
+      [clusterId],
+    )
+    return rows.map(toClusterClient)
+  }
+
+  async removeClusterClient(clusterId: string, publicKey: string, nowMs: number): Promise<boolean> {
+    const removed = await this.#driver.execute(
+      `UPDATE cluster_clients SET removed_at_ms = $3
+       WHERE cluster_id = $1 AND public_key = $2 AND removed_at_ms IS NULL`,
+      [clusterId, publicKey, nowMs],
+    )
+    return removed > 0
   }
 
   async listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]> {
@@ -1471,5 +1551,25 @@ function toClusterJob(row: ClusterJobRow): ClusterJobRecord {
     exitCode: row.exit_code,
     createdAtMs: Number(row.created_at_ms),
     finishedAtMs: optionalNumber(row.finished_at_ms),
+  }
+}
+
+type ClusterClientRow = {
+  cluster_id: string
+  public_key: string
+  name: string
+  address_index: number
+  created_at_ms: bigint
+  removed_at_ms: bigint | null
+}
+
+function toClusterClient(row: ClusterClientRow): ClusterClientRecord {
+  return {
+    clusterId: row.cluster_id,
+    publicKey: row.public_key,
+    name: row.name,
+    addressIndex: Number(row.address_index),
+    createdAtMs: Number(row.created_at_ms),
+    removedAtMs: row.removed_at_ms === null ? null : Number(row.removed_at_ms),
   }
 }

@@ -24,6 +24,7 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     challengeCpuMatrixSize: 64,
     challengeFixedOverheadMs: 5_000,
     clusterProvisionTimeoutMs: 120_000,
+    rttProbeIntervalMs: 0,
     clusterNodeJoinTimeoutMs: 60_000,
     logLevel: 'silent',
     ...overrides,

@@ -20,6 +20,7 @@ import { loadOrCreateIdentity, readEnrollment, writeEnrollment, type WorkerIdent
 import { referenceProver, type ProofSession, type Prover } from './proof/prover.ts'
 import { runNetworkSpeedtest, submitSpeedtestResult } from './speedtest/network.ts'
 import { createClusterNodes, type ClusterNodesInit } from './cluster/cluster-nodes.ts'
+import { measureRoundTrips, startRttResponder, type RttResponder } from './rtt/rtt.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -82,6 +83,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   const finished = new Promise<{ fatalError?: Error }>((resolve) => (resolveFinished = resolve))
 
   let latestInventory: HardwareInventory | undefined
+  let rttResponder: RttResponder | undefined
   const sendToCoordinator = (message: WorkerMessage) => {
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message))
   }
@@ -263,6 +265,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             ...(init.askingPricePerGpuHourUsd === undefined
               ? {}
               : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
+            ...(rttResponder ? { rttProbePort: rttResponder.port } : {}),
           })
           sendMessage({ type: 'cluster_nodes_held', clusterIds: clusterNodes?.heldClusterIds() ?? [] })
           clearInterval(heartbeatTimer)
@@ -272,6 +275,12 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
           )
         } else if (message.type === 'error') {
           logger.warn('coordinator reported an error', { code: message.code, message: message.message })
+        } else if (message.type === 'rtt_probe') {
+          const { probeId, targets } = message
+          measureRoundTrips(targets).then(
+            (results) => sendMessage({ type: 'rtt_report', probeId, results }),
+            (error: unknown) => logger.warn('round-trip measurement failed', { error: String(error) }),
+          )
         } else if (message.type.startsWith('cluster_')) {
           const command = message as ClusterCommandMessage
           if (clusterNodes) clusterNodes.handle(command)
@@ -302,6 +311,12 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       identity = loadOrCreateIdentity(init.stateDir)
       deviceId = await enroll(identity)
       await clusterNodes?.cleanUpLeftovers()
+      rttResponder = await startRttResponder(init.rttProbePort).catch((error: unknown) => {
+        logger.warn('round-trip responder could not start; peers cannot measure this machine', {
+          error: String(error),
+        })
+        return undefined
+      })
       let attempt = 0
       while (!stopping) {
         const inventory = await components.probe()
@@ -324,9 +339,11 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         if (!(await backoff(delayMs))) break
       }
       status = 'stopped'
+      await rttResponder?.close()
       resolveFinished({})
     } catch (error) {
       status = 'fatal'
+      await rttResponder?.close()
       const fatalError = error instanceof Error ? error : new Error(String(error))
       logger.error(fatalError.message)
       resolveFinished({ fatalError })

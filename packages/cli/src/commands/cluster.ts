@@ -5,9 +5,12 @@ import {
   ClusterRequestBody,
   createValidator,
   maxClusterDurationHours,
+  type ClusterClientConfig,
   type ClusterEventView,
   type ClusterView,
 } from '@gpumesh/protocol'
+import { generateWireguardKeyPair } from '@gpumesh/worker'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { GpumeshApiError, type GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
 import Type from 'typebox'
@@ -291,6 +294,81 @@ export function registerClusterCommands(program: Command): void {
         after = events.at(-1)!.seq
       }
     })
+
+  connectionOptions(
+    cluster
+      .command('connect')
+      .description("join this machine to a cluster's private mesh (writes a WireGuard config for wg-quick)")
+      .argument('<id>', 'cluster id (cls_...)'),
+  )
+    .option('--name <name>', 'how this machine is listed among the clients', 'client')
+    .option('--out <file>', 'where to write the WireGuard config (default gm-<cluster>.conf, mode 0600)')
+    .option('--json', 'machine-readable output (the config is still written)')
+    .action(async (id: string, flags: Flags) => {
+      const clusterId = clusterIdArgument('<id>', id)
+      // Made here: only the public key goes to the coordinator.
+      const keyPair = generateWireguardKeyPair()
+      const config = await clientFrom(flags, true).connectClient(clusterId, {
+        publicKey: keyPair.publicKey,
+        name: flags['name'] as string,
+      })
+      const out = (flags['out'] as string | undefined) ?? `gm-${clusterId.slice(4, 12)}.conf`
+      writeFileSync(out, wireguardClientConfig(config, keyPair.privateKey), { mode: 0o600 })
+      if (flags['json']) return printJson({ ...config, configFile: out })
+      process.stdout.write(
+        [
+          `this machine is ${config.address} on cluster ${clusterId}'s mesh (${config.peers.length} nodes)`,
+          `WireGuard config written to ${out} (mode 0600; it holds this machine's private key)`,
+          `  bring it up:  sudo wg-quick up ./${out}`,
+          ...(config.rayClientAddress
+            ? [`  then Ray:     ray.init("${config.rayClientAddress}")   (Ray 2.58 on this machine)`]
+            : []),
+          `  leave:        sudo wg-quick down ./${out} && gpumesh cluster disconnect ${clusterId} --config ${out}`,
+          'after a node is replaced, run connect again for the new peer list',
+          '',
+        ].join('\n'),
+      )
+    })
+
+  connectionOptions(
+    cluster
+      .command('disconnect')
+      .description("remove a machine from a cluster's mesh")
+      .argument('<id>', 'cluster id (cls_...)'),
+  )
+    .requiredOption('--config <file>', 'the WireGuard config `cluster connect` wrote')
+    .action(async (id: string, flags: Flags) => {
+      const clusterId = clusterIdArgument('<id>', id)
+      const publicKey = /^# public-key: (\S+)$/m.exec(readFileSync(flags['config'] as string, 'utf8'))?.[1]
+      if (!publicKey)
+        throw new UsageError(
+          `--config ${flags['config']}: no "# public-key:" line; was it written by cluster connect?`,
+        )
+      await clientFrom(flags, true).removeClient(clusterId, publicKey)
+      process.stdout.write(`removed from cluster ${clusterId}'s mesh\n`)
+    })
+}
+
+/** A wg-quick configuration: this machine's address and key, and every node as a peer. */
+export function wireguardClientConfig(config: ClusterClientConfig, privateKey: string): string {
+  const lines = [
+    `# gpumesh cluster ${config.clusterId} (${config.name}); fetch again after a node is replaced`,
+    `# public-key: ${config.publicKey}`,
+    '[Interface]',
+    `PrivateKey = ${privateKey}`,
+    `Address = ${config.address}`,
+  ]
+  for (const peer of config.peers) {
+    lines.push(
+      '',
+      '[Peer]',
+      `PublicKey = ${peer.publicKey}`,
+      `Endpoint = ${peer.endpoint}`,
+      `AllowedIPs = ${peer.overlayAddress}/32`,
+      'PersistentKeepalive = 25',
+    )
+  }
+  return `${lines.join('\n')}\n`
 }
 
 // --- following --------------------------------------------------------------------------------------

@@ -80,6 +80,10 @@ export function registerWorkerCommands(program: Command): void {
       '--ray-object-store-memory-bytes <bytes>',
       "Ray object store per cluster node (default: Ray's own)",
     )
+    .option(
+      '--rtt-probe-port <port>',
+      'UDP port other workers measure round trips to (default: any free port)',
+    )
     .option('--netns-mount-namespace <path>', 'only when this worker runs under `ip netns exec` (test hosts)')
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
@@ -102,6 +106,7 @@ export function registerWorkerCommands(program: Command): void {
         clusterNodeCpus: integerFlag(text('clusterNodeCpus')),
         rayObjectStoreMemoryBytes: integerFlag(text('rayObjectStoreMemoryBytes')),
         netnsMountNamespace: text('netnsMountNamespace'),
+        rttProbePort: integerFlag(text('rttProbePort')),
       })
       const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
       const [uid, gid] = settings.clusterUser.split(':').map(Number) as [number, number]

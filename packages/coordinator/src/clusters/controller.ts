@@ -1,6 +1,7 @@
 import { ClusterStateError, formatMicroUsd, NotFoundError, UnplaceableError, type Clock } from '@gpumesh/core'
-import { clusterSubnet } from '@gpumesh/mesh'
+import { clusterSubnet, nodeAddress, overlayPrefixLength } from '@gpumesh/mesh'
 import type {
+  ClusterClientConfig,
   ClusterReportMessage,
   ClusterRequestBody,
   ClusterView,
@@ -8,7 +9,9 @@ import type {
   SubmitJobBody,
 } from '@gpumesh/protocol'
 import { placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
+import { maxClusterClients } from '@gpumesh/store'
 import type {
+  ClusterClientRecord,
   ClusterJobRecord,
   ClusterNodeRecord,
   ClusterRecord,
@@ -25,6 +28,7 @@ import {
   isActiveNode,
   isTerminalCluster,
   overlayAddressOf,
+  rayClientPort,
   rayGcsPort,
   reconcileCluster,
   type CommandKind,
@@ -60,6 +64,7 @@ export class ClusterController {
   readonly #policy: ReconcilePolicy
   readonly #clusters = new Map<string, ClusterRecord>()
   readonly #nodes = new Map<string, ClusterNodeRecord[]>()
+  readonly #clients = new Map<string, ClusterClientRecord[]>()
   readonly #alive = new Map<string, ReadonlySet<string>>()
   readonly #sent = new Map<string, SentCommand>()
   readonly #confirmedMesh = new Map<string, string>()
@@ -80,6 +85,7 @@ export class ClusterController {
       for (const cluster of await this.#components.store.listActiveClusters()) {
         this.#clusters.set(cluster.id, cluster)
         this.#nodes.set(cluster.id, await this.#components.store.listClusterNodes(cluster.id))
+        this.#clients.set(cluster.id, await this.#components.store.listClusterClients(cluster.id))
       }
     })
   }
@@ -137,6 +143,7 @@ export class ClusterController {
         if (outcome.ok) {
           this.#clusters.set(clusterId, outcome.cluster)
           this.#nodes.set(clusterId, [...outcome.nodes])
+          this.#clients.set(clusterId, [])
           await this.#appendEvents([
             {
               clusterId,
@@ -221,6 +228,99 @@ export class ClusterController {
       events = await read()
     }
     return events
+  }
+
+  // --- renters' machines on the mesh ----------------------------------------------------------------
+
+  /** Adds the renter's machine as a peer of every node; the same key again returns its configuration. */
+  connectClient(
+    accountId: string,
+    clusterId: string,
+    publicKey: string,
+    name: string,
+  ): Promise<ClusterClientConfig> {
+    return this.#serial(async () => {
+      const cluster = await this.#owned(accountId, clusterId)
+      if (isTerminalCluster(cluster) || cluster.desired === 'terminated')
+        throw new ClusterStateError(`cluster ${clusterId} is ${cluster.state}; no machine can join its mesh`)
+      const client = await this.#components.store.addClusterClient({
+        clusterId,
+        publicKey,
+        name,
+        nowMs: this.#components.clock.nowMs(),
+      })
+      if (!client)
+        throw new ClusterStateError(
+          `cluster ${clusterId} has ended or has no free client address (at most ${maxClusterClients})`,
+        )
+      const clients = this.#clients.get(clusterId) ?? []
+      if (!clients.some((known) => known.publicKey === publicKey)) {
+        this.#clients.set(clusterId, [...clients, client])
+        await this.#event(
+          clusterId,
+          'client_joined',
+          `${name} joined the mesh at ${this.#clientAddress(cluster, client)}`,
+        )
+      }
+      await this.#reconcile(clusterId)
+      return this.#clientConfig(this.#clusters.get(clusterId) ?? cluster, client)
+    })
+  }
+
+  async listClients(accountId: string, clusterId: string): Promise<ClusterClientConfig[]> {
+    const cluster = await this.#owned(accountId, clusterId)
+    const clients =
+      this.#clients.get(clusterId) ?? (await this.#components.store.listClusterClients(clusterId))
+    return clients.map((client) => this.#clientConfig(cluster, client))
+  }
+
+  removeClient(accountId: string, clusterId: string, publicKey: string): Promise<void> {
+    return this.#serial(async () => {
+      await this.#owned(accountId, clusterId)
+      const removed = await this.#components.store.removeClusterClient(
+        clusterId,
+        publicKey,
+        this.#components.clock.nowMs(),
+      )
+      if (!removed) throw new NotFoundError(`no client with that key on cluster ${clusterId}`)
+      const clients = this.#clients.get(clusterId)
+      if (clients) {
+        this.#clients.set(
+          clusterId,
+          clients.filter((client) => client.publicKey !== publicKey),
+        )
+        await this.#event(clusterId, 'client_left', 'a client left the mesh')
+        await this.#reconcile(clusterId)
+      }
+    })
+  }
+
+  #clientAddress(cluster: ClusterRecord, client: ClusterClientRecord): string {
+    return cluster.subnetIndex === null
+      ? ''
+      : nodeAddress(clusterSubnet(cluster.subnetIndex), client.addressIndex)
+  }
+
+  #clientConfig(cluster: ClusterRecord, client: ClusterClientRecord): ClusterClientConfig {
+    const nodes = (this.#nodes.get(cluster.id) ?? []).filter(
+      (node) => isActiveNode(node) && node.wgPublicKey !== null && node.endpoint !== null,
+    )
+    const head = nodes.find((node) => node.role === 'head')
+    const headAddress = head ? overlayAddressOf(cluster, head) : null
+    return {
+      clusterId: cluster.id,
+      name: client.name,
+      publicKey: client.publicKey,
+      address: `${this.#clientAddress(cluster, client)}/${overlayPrefixLength}`,
+      subnet: cluster.subnetIndex === null ? '' : clusterSubnet(cluster.subnetIndex),
+      peers: nodes.map((node) => ({
+        publicKey: node.wgPublicKey!,
+        endpoint: node.endpoint!,
+        overlayAddress: overlayAddressOf(cluster, node)!,
+      })),
+      rayAddress: headAddress ? `${headAddress}:${rayGcsPort}` : null,
+      rayClientAddress: headAddress ? `ray://${headAddress}:${rayClientPort}` : null,
+    }
   }
 
   // --- jobs ----------------------------------------------------------------------------------------
@@ -487,6 +587,7 @@ export class ClusterController {
           lastSent: (deviceId, kind) => this.#sent.get(`${clusterId}|${deviceId}|${kind}`),
           confirmedMeshRevision: (deviceId) => this.#confirmedMesh.get(`${clusterId}|${deviceId}`),
           confirmedRay: (deviceId) => this.#confirmedRay.get(`${clusterId}|${deviceId}`),
+          clients: this.#clients.get(clusterId) ?? [],
         },
         this.#policy,
       )
@@ -642,6 +743,7 @@ export class ClusterController {
   #forget(clusterId: string): void {
     this.#clusters.delete(clusterId)
     this.#nodes.delete(clusterId)
+    this.#clients.delete(clusterId)
     this.#alive.delete(clusterId)
     this.#replacementTriedAt.delete(clusterId)
     for (const key of [...this.#sent.keys()]) if (key.startsWith(`${clusterId}|`)) this.#sent.delete(key)

@@ -23,6 +23,8 @@ import type {
 
 /** Ray's GCS port inside each cluster's own namespace: clusters never share one, so it can be fixed. */
 export const rayGcsPort = 6379
+/** Ray's client server (ray://) on the head, for a renter's machine joined to the mesh. */
+export const rayClientPort = 10001
 
 export type ReconcilePolicy = {
   /** An unconfirmed command is sent again after this long. */
@@ -64,6 +66,8 @@ export type ReconcileView = {
   confirmedMeshRevision(deviceId: string): string | undefined
   /** The Ray command (its signature) a device last confirmed having started. */
   confirmedRay(deviceId: string): string | undefined
+  /** Renters' machines joined to the mesh: every node peers with them too. */
+  readonly clients?: readonly { readonly publicKey: string; readonly addressIndex: number }[]
 }
 
 export type CommandKind = 'prepare' | 'mesh' | 'ray' | 'release'
@@ -248,14 +252,16 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
   const keyed = active.filter((node) => node.wgPublicKey !== null && node.endpoint !== null)
   const allKeyed = keyed.length === active.length
   const meshFor = (node: ClusterNodeRecord) => {
-    const peers = keyed
+    const peers: { publicKey: string; endpoint?: string; overlayAddress: string }[] = keyed
       .filter((peer) => peer.deviceId !== node.deviceId)
       .map((peer) => ({
         publicKey: peer.wgPublicKey!,
         endpoint: peer.endpoint!,
         overlayAddress: addressOf(peer),
       }))
-      .sort((a, b) => (a.overlayAddress < b.overlayAddress ? -1 : 1))
+    for (const client of view.clients ?? [])
+      peers.push({ publicKey: client.publicKey, overlayAddress: nodeAddress(subnet, client.addressIndex) })
+    peers.sort((a, b) => (a.overlayAddress < b.overlayAddress ? -1 : 1))
     const revision = createHash('sha256')
       .update(`${addressOf(node)}|${JSON.stringify(peers)}`)
       .digest('hex')

@@ -1,6 +1,10 @@
 import type { Clock } from '@gpumesh/core'
 import {
+  ClusterClientConfig,
+  ClusterClientList,
   ClusterEventList,
+  ConnectClientBody,
+  RemoveClientBody,
   ClusterEventsQuery,
   ClusterList,
   ClusterRequestBody,
@@ -153,6 +157,73 @@ export function registerClusterRoutes(app: App, components: ClusterRouteComponen
         waitMs ?? 0,
       )
       return { events: events.map((event) => ({ ...event, seq: event.seq.toString() })) }
+    },
+  )
+
+  app.post(
+    '/v1/clusters/:clusterId/clients',
+    {
+      schema: {
+        tags: ['clusters'],
+        summary:
+          "Join a machine of yours to the cluster's mesh as a WireGuard peer (send only its public key)",
+        security: secured,
+        params: ClusterParams,
+        body: ConnectClientBody,
+        response: { 201: ClusterClientConfig, ...errors },
+      },
+    },
+    async (request, reply) => {
+      const principal = await renter(request)
+      const { publicKey, name } = request.body
+      return reply
+        .status(201)
+        .send(
+          await clusters.connectClient(
+            principal.accountId,
+            request.params.clusterId,
+            publicKey,
+            name ?? 'client',
+          ),
+        )
+    },
+  )
+
+  app.get(
+    '/v1/clusters/:clusterId/clients',
+    {
+      schema: {
+        tags: ['clusters'],
+        summary: "Machines joined to the cluster's mesh, each with its current peer list",
+        security: secured,
+        params: ClusterParams,
+        response: { 200: ClusterClientList, ...errors },
+      },
+    },
+    async (request) => ({
+      clients: await clusters.listClients((await renter(request)).accountId, request.params.clusterId),
+    }),
+  )
+
+  app.post(
+    '/v1/clusters/:clusterId/clients/remove',
+    {
+      schema: {
+        tags: ['clusters'],
+        summary: "Remove a machine from the cluster's mesh",
+        security: secured,
+        params: ClusterParams,
+        body: RemoveClientBody,
+        response: { 204: Type.Null(), ...errors },
+      },
+    },
+    async (request, reply) => {
+      await clusters.removeClient(
+        (await renter(request)).accountId,
+        request.params.clusterId,
+        request.body.publicKey,
+      )
+      return reply.status(204).send(null)
     },
   )
 

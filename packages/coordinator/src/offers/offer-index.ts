@@ -41,6 +41,7 @@ export class OfferIndex {
   /** Bumped whenever a listed entry comes or goes: the sorted buckets above are valid for one generation. */
   #generation = 0
   #placementSnapshot: SupplySnapshot | undefined
+  #roundTripMs: SupplySnapshot['roundTripMs'] = () => undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
 
@@ -65,6 +66,12 @@ export class OfferIndex {
     } else {
       this.#entries.delete(device.id)
     }
+  }
+
+  /** Where placement snapshots read measured round trips between devices (see rtt/rtt-prober.ts). */
+  useRoundTrips(lookup: SupplySnapshot['roundTripMs']): void {
+    this.#roundTripMs = lookup
+    this.#placementSnapshot = undefined
   }
 
   /**
@@ -96,7 +103,7 @@ export class OfferIndex {
           reliability: offer.reliability,
         })
       }
-      this.#placementSnapshot = { nodes, roundTripMs: () => undefined }
+      this.#placementSnapshot = { nodes, roundTripMs: (a, b) => this.#roundTripMs(a, b) }
     }
     return this.#placementSnapshot
   }
