@@ -12,13 +12,21 @@
 // observed the same way (a connected driver polling Ray's node table).
 //
 // Run as root: node bench/cluster-ready.ts [--sizes 2,3,4] [--runs 1]
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
-import { clusterNamespaceName, meshInterfaceName, planMesh, type MeshPlan } from '@gpumesh/mesh'
-import { createTestNetwork, startLineDriver, type LineDriver, type TestNetwork } from '@gpumesh/testing'
-import { cleanUpClusterNode } from '@gpumesh/worker'
+import { planMesh, type MeshPlan } from '@gpumesh/mesh'
+import {
+  createTestNetwork,
+  hostApi,
+  startCoordinatorOnHost,
+  startLineDriver,
+  type HostApi,
+  type LineDriver,
+  type TestNetwork,
+} from '@gpumesh/testing'
+import { removeClusterNodesOf } from '@gpumesh/worker'
 
 const { values } = parseArgs({
   options: { sizes: { type: 'string', default: '2,3,4' }, runs: { type: 'string', default: '1' } },
@@ -58,10 +66,9 @@ const clusterIds: string[] = []
 const deviceIds: string[] = []
 
 const inCoordinatorHost = (args: string[]) => network.execIn(coordinator, process.execPath, args)
-const api = (path: string, method = 'GET', key?: string, body?: unknown): any => {
-  const script = `const r = await fetch(${JSON.stringify(baseUrl + path)}, { method: ${JSON.stringify(method)}, headers: ${JSON.stringify({ ...(key ? { authorization: `Bearer ${key}` } : {}), ...(body ? { 'content-type': 'application/json' } : {}) })}, ${body ? `body: ${JSON.stringify(JSON.stringify(body))}` : ''} }); process.stdout.write(JSON.stringify(await r.json()))`
-  return JSON.parse(inCoordinatorHost(['--input-type=module', '-e', script]))
-}
+let hostCall: HostApi
+const api = (path: string, method = 'GET', key?: string, body?: unknown): any =>
+  hostCall(path, { method, ...(key ? { key } : {}), ...(body === undefined ? {} : { body }) }).body
 const waitFor = async (check: () => boolean, what: string, timeoutMs = 120_000) => {
   const deadline = Date.now() + timeoutMs
   while (!check()) {
@@ -112,35 +119,12 @@ print('all alive')`
 }
 
 try {
-  const config = join(workDir, 'coordinator.json')
-  writeFileSync(config, JSON.stringify({ heartbeatIntervalMs: 1000, verificationEnabled: false }))
-  network.spawnIn(
-    coordinator,
-    process.execPath,
-    [
-      cli,
-      'coordinator',
-      'start',
-      '--host',
-      coordinator.address,
-      '--port',
-      '8080',
-      '--data-dir',
-      join(workDir, 'coordinator'),
-      '--config',
-      config,
-      '--log-level',
-      'warn',
-    ],
-    { env: { ...process.env, DATABASE_URL: '' } },
-  )
-  await waitFor(() => {
-    try {
-      return api('/v1/health').status === 'ok'
-    } catch {
-      return false
-    }
-  }, 'the coordinator')
+  await startCoordinatorOnHost(network, coordinator, {
+    cli,
+    workDir,
+    settings: { heartbeatIntervalMs: 1000, verificationEnabled: false },
+  })
+  hostCall = hostApi(network, coordinator, baseUrl)
   const supplierKey = api('/v1/accounts', 'POST', undefined, { name: 'supplier', roles: ['supplier'] }).apiKey
     .key
   const renterKey = api('/v1/accounts', 'POST', undefined, { name: 'renter', roles: ['renter'] }).apiKey.key
@@ -250,17 +234,7 @@ try {
   }
 } finally {
   await network.destroy()
-  for (const clusterId of clusterIds)
-    for (const deviceId of deviceIds)
-      await cleanUpClusterNode(
-        {
-          clusterId,
-          namespace: clusterNamespaceName(clusterId, deviceId),
-          interfaceName: meshInterfaceName(clusterId, deviceId),
-          rayTempDir: `/tmp/${clusterNamespaceName(clusterId, deviceId)}`,
-        },
-        undefined,
-      )
+  for (const deviceId of deviceIds) await removeClusterNodesOf(deviceId, clusterIds)
   rmSync(workDir, { recursive: true, force: true })
 }
 

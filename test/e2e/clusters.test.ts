@@ -5,8 +5,16 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { clusterNamespaceName, meshInterfaceName } from '@gpumesh/mesh'
-import { createTestNetwork, eventually, type TestHost, type TestNetwork } from '@gpumesh/testing'
-import { cleanUpClusterNode } from '@gpumesh/worker'
+import {
+  createTestNetwork,
+  eventually,
+  hostApi,
+  startCoordinatorOnHost,
+  type HostApi,
+  type TestHost,
+  type TestNetwork,
+} from '@gpumesh/testing'
+import { removeClusterNodesOf } from '@gpumesh/worker'
 
 // Clusters end to end on this machine: a coordinator and four worker agents, each on its own test host.
 // A renter creates a 3-node cluster; real wireguard-go interfaces join the nodes in per-cluster namespaces;
@@ -82,17 +90,7 @@ describe(
     let killedHost: number | undefined
     let clientInterface: string | undefined
 
-    const api = (path: string, options: { method?: string; body?: unknown; key?: string } = {}) => {
-      const script = `
-      const response = await fetch(${JSON.stringify(baseUrl + path)}, {
-        method: ${JSON.stringify(options.method ?? 'GET')},
-        headers: ${JSON.stringify({ ...(options.key ? { authorization: `Bearer ${options.key}` } : {}), ...(options.body ? { 'content-type': 'application/json' } : {}) })},
-        ${options.body ? `body: ${JSON.stringify(JSON.stringify(options.body))},` : ''}
-      })
-      process.stdout.write(JSON.stringify({ status: response.status, body: await response.json() }))`
-      const output = network.execIn(coordinatorHost, process.execPath, ['--input-type=module', '-e', script])
-      return JSON.parse(output) as { status: number; body: any }
-    }
+    let api: HostApi
     const cluster = (id: string) => api(`/v1/clusters/${id}`, { key: renterKey }).body
 
     const startWorker = (index: number, token?: string) => {
@@ -132,18 +130,7 @@ describe(
     /** What the death of a worker's machine looks like: the agent and everything it ran, killed at once. */
     const killMachine = async (index: number) => {
       workers.get(index)?.kill('SIGKILL')
-      const deviceId = deviceOfHost.get(index)!
-      for (const clusterId of clusterIds) {
-        await cleanUpClusterNode(
-          {
-            clusterId,
-            namespace: clusterNamespaceName(clusterId, deviceId),
-            interfaceName: meshInterfaceName(clusterId, deviceId),
-            rayTempDir: `/tmp/${clusterNamespaceName(clusterId, deviceId)}`,
-          },
-          undefined,
-        )
-      }
+      await removeClusterNodesOf(deviceOfHost.get(index)!, clusterIds)
     }
 
     before(async () => {
@@ -153,40 +140,19 @@ describe(
       ])
       coordinatorHost = network.hosts[0]!
       workerHosts = network.hosts.slice(1)
-      baseUrl = `http://${coordinatorHost.address}:8080`
-      const config = join(workDir, 'coordinator.json')
-      writeFileSync(
-        config,
-        JSON.stringify({
+      baseUrl = await startCoordinatorOnHost(network, coordinatorHost, {
+        cli,
+        workDir,
+        settings: {
           heartbeatIntervalMs: 500,
           missedHeartbeatsBeforeOffline: 3,
           heartbeatFlushIntervalMs: 200,
           verificationEnabled: false,
           clusterProvisionTimeoutMs: 240_000,
           clusterNodeJoinTimeoutMs: 180_000,
-        }),
-      )
-      network.spawnIn(
-        coordinatorHost,
-        process.execPath,
-        [
-          cli,
-          'coordinator',
-          'start',
-          '--host',
-          coordinatorHost.address,
-          '--port',
-          '8080',
-          '--data-dir',
-          join(workDir, 'coordinator'),
-          '--config',
-          config,
-          '--log-level',
-          'warn',
-        ],
-        { env: { ...process.env, DATABASE_URL: '' }, logPrefix: 'coordinator' },
-      )
-      await eventually(() => api('/v1/health').status === 200, 'the coordinator to answer', 30_000)
+        },
+      })
+      api = hostApi(network, coordinatorHost, baseUrl)
       supplierKey = api('/v1/accounts', { method: 'POST', body: { name: 'supplier', roles: ['supplier'] } })
         .body.apiKey.key
       renterKey = api('/v1/accounts', { method: 'POST', body: { name: 'renter', roles: ['renter'] } }).body
@@ -220,19 +186,7 @@ describe(
       }
       for (const child of workers.values()) child.kill('SIGKILL')
       // Safety net, by this run's own names only: every cluster node any of our devices may have run.
-      for (const deviceId of deviceOfHost.values()) {
-        for (const clusterId of clusterIds) {
-          await cleanUpClusterNode(
-            {
-              clusterId,
-              namespace: clusterNamespaceName(clusterId, deviceId),
-              interfaceName: meshInterfaceName(clusterId, deviceId),
-              rayTempDir: `/tmp/${clusterNamespaceName(clusterId, deviceId)}`,
-            },
-            undefined,
-          )
-        }
-      }
+      for (const deviceId of deviceOfHost.values()) await removeClusterNodesOf(deviceId, clusterIds)
       await network?.destroy()
       rmSync(workDir, { recursive: true, force: true })
     })

@@ -1,10 +1,18 @@
 import assert from 'node:assert/strict'
 import type { ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
-import { createTestNetwork, eventually, type TestHost, type TestNetwork } from '@gpumesh/testing'
+import {
+  createTestNetwork,
+  eventually,
+  hostApi,
+  startCoordinatorOnHost,
+  type HostApi,
+  type TestHost,
+  type TestNetwork,
+} from '@gpumesh/testing'
 
 // The supply side end to end, on real processes and real network namespaces: a coordinator and three
 // worker agents, each on its own test host with its own address. Workers enroll and appear in search
@@ -38,18 +46,7 @@ describe(
     const deviceIds: string[] = []
     const gpuCounts: number[] = []
 
-    /** HTTP from inside the coordinator's host: the test process itself lives outside every test network. */
-    const api = (path: string, options: { method?: string; body?: unknown; key?: string } = {}) => {
-      const script = `
-      const response = await fetch(${JSON.stringify(baseUrl + path)}, {
-        method: ${JSON.stringify(options.method ?? 'GET')},
-        headers: ${JSON.stringify({ ...(options.key ? { authorization: `Bearer ${options.key}` } : {}), ...(options.body ? { 'content-type': 'application/json' } : {}) })},
-        ${options.body ? `body: ${JSON.stringify(JSON.stringify(options.body))},` : ''}
-      })
-      process.stdout.write(JSON.stringify({ status: response.status, body: await response.json() }))`
-      const output = network.execIn(coordinatorHost, process.execPath, ['--input-type=module', '-e', script])
-      return JSON.parse(output) as { status: number; body: any }
-    }
+    let api: HostApi
 
     const startWorker = (index: number, token?: string) => {
       const host = workerHosts[index]!
@@ -88,40 +85,19 @@ describe(
       network = createTestNetwork(['coord', 'w0', 'w1', 'w2'])
       coordinatorHost = network.hosts[0]!
       workerHosts = network.hosts.slice(1)
-      baseUrl = `http://${coordinatorHost.address}:8080`
-      const config = join(workDir, 'coordinator.json')
-      writeFileSync(
-        config,
-        JSON.stringify({
+      baseUrl = await startCoordinatorOnHost(network, coordinatorHost, {
+        cli,
+        workDir,
+        settings: {
           heartbeatIntervalMs: 500,
           missedHeartbeatsBeforeOffline: 3,
           heartbeatFlushIntervalMs: 200,
           // These workers replay saved captures of GPUs this machine does not have, so they could never pass
           // proof-of-compute and would be unlisted; verification has its own tests. This one is about liveness.
           verificationEnabled: false,
-        }),
-      )
-      network.spawnIn(
-        coordinatorHost,
-        process.execPath,
-        [
-          cli,
-          'coordinator',
-          'start',
-          '--host',
-          coordinatorHost.address,
-          '--port',
-          '8080',
-          '--data-dir',
-          join(workDir, 'coordinator'),
-          '--config',
-          config,
-          '--log-level',
-          'warn',
-        ],
-        { env: { ...process.env, DATABASE_URL: '' } },
-      )
-      await eventually(() => api('/v1/health').status === 200, 'the coordinator to answer', 30_000)
+        },
+      })
+      api = hostApi(network, coordinatorHost, baseUrl)
       const signup = api('/v1/accounts', {
         method: 'POST',
         body: { name: 'e2e-supplier', roles: ['supplier'] },

@@ -12,7 +12,7 @@ import type { WorkerLogger } from '../agent.ts'
 import { createMeshInterface, generateWireguardKeyPair, type MeshInterface } from '../mesh/wireguard.ts'
 import { startClusterHeadAgent, type ClusterHeadAgent } from '../ray/cluster-head-agent.ts'
 import { createRayNode, type RayNode } from '../ray/ray-node.ts'
-import { cleanUpClusterNode } from './leftovers.ts'
+import { cleanUpClusterNode, clusterNodeTempDir } from './leftovers.ts'
 
 // The cluster nodes this machine runs. The coordinator decides and this carries out: a key pair and an open
 // WireGuard interface, then the overlay address and peers, then Ray. Every command is idempotent — a
@@ -116,7 +116,7 @@ export function createClusterNodes(
         ...(init.netnsMountNamespace ? { netnsMountNamespace: init.netnsMountNamespace } : {}),
       })
       node = {
-        footprint: { clusterId, namespace, interfaceName, rayTempDir: `/tmp/${namespace}` },
+        footprint: { clusterId, namespace, interfaceName, rayTempDir: clusterNodeTempDir(namespace) },
         mesh,
         publicKey: keyPair.publicKey,
       }

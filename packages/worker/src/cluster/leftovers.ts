@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
+import { clusterNamespaceName, meshInterfaceName } from '@gpumesh/mesh'
 import type { ClusterNodeFootprint } from './cluster-nodes.ts'
 
 // An agent killed outright leaves its cluster nodes running: Ray in the cluster namespace, wireguard-go
@@ -50,4 +51,25 @@ export async function cleanUpClusterNode(
   for (const suffix of ['.sock', '.name'])
     rmSync(join('/var/run/wireguard', `${footprint.interfaceName}${suffix}`), { force: true })
   rmSync(footprint.rayTempDir, { recursive: true, force: true })
+}
+
+/** Removes whatever a device may still run of these clusters, by the names the worker derives from ids. */
+export async function removeClusterNodesOf(deviceId: string, clusterIds: readonly string[]): Promise<void> {
+  for (const clusterId of clusterIds) {
+    const namespace = clusterNamespaceName(clusterId, deviceId)
+    await cleanUpClusterNode(
+      {
+        clusterId,
+        namespace,
+        interfaceName: meshInterfaceName(clusterId, deviceId),
+        rayTempDir: clusterNodeTempDir(namespace),
+      },
+      undefined,
+    )
+  }
+}
+
+/** A cluster node's Ray temp dir: short (Ray's socket paths must stay under 108 bytes) and unique per node. */
+export function clusterNodeTempDir(namespace: string): string {
+  return `/tmp/${namespace}`
 }
