@@ -70,6 +70,7 @@ export default tseslint.config(
       'packages/scheduler/src/**/*.ts',
       'packages/verification/src/**/*.ts',
       'packages/mesh/src/**/*.ts',
+      'packages/ledger/src/**/*.ts',
     ],
     ignores: ['**/*.test.ts'],
     rules: pureRestriction,

@@ -2,6 +2,8 @@ import type { BandwidthTier, DeviceState, Role, StateReasonCode, VerificationSta
 import type { HardwareInventory } from '@gpumesh/protocol'
 import type { SqlDriver, SqlExecutor } from './driver.ts'
 import { migrate } from './migrate.ts'
+import { createLedgerStore, type LedgerStore } from './ledger-store.ts'
+import { retryWhen } from './retry.ts'
 import type {
   ClusterDesired,
   ClusterEventRecord,
@@ -46,6 +48,8 @@ import type {
 
 export interface Store {
   readonly kind: SqlDriver['kind']
+  /** The double-entry ledger, on the same database. */
+  readonly ledger: LedgerStore
   createAccount(account: AccountRecord): Promise<void>
   getAccount(id: string): Promise<AccountRecord | undefined>
   countAccountsWithRole(role: Role): Promise<number>
@@ -242,11 +246,13 @@ const deviceColumns = `id, account_id, public_key, hostname, state, state_reason
 
 class SqlStore implements Store {
   readonly kind: SqlDriver['kind']
+  readonly ledger: LedgerStore
   readonly #driver: SqlDriver
 
   constructor(driver: SqlDriver) {
     this.#driver = driver
     this.kind = driver.kind
+    this.ledger = createLedgerStore(driver)
   }
 
   async createAccount(account: AccountRecord): Promise<void> {
@@ -1182,21 +1188,6 @@ const maxDeadlockAttempts = 3
 /** Runs `work` again when PostgreSQL aborted it to break a deadlock (SQLSTATE 40P01). */
 function retryOnDeadlock<T>(work: () => Promise<T>): Promise<T> {
   return retryWhen(work, isDeadlock, maxDeadlockAttempts)
-}
-
-/** Runs `work` again, whole, while it fails with an error `retryable` accepts, at most `maxAttempts` times. */
-async function retryWhen<T>(
-  work: () => Promise<T>,
-  retryable: (error: unknown) => boolean,
-  maxAttempts: number,
-): Promise<T> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return await work()
-    } catch (error) {
-      if (!retryable(error) || attempt >= maxAttempts) throw error
-    }
-  }
 }
 
 const isDeadlock = (error: unknown): boolean => (error as { code?: string }).code === '40P01'

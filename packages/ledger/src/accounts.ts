@@ -1,0 +1,50 @@
+// The ledger's accounts and their ids: one concept, named in one place. GMT is the network's token; amounts
+// are integers of its smallest unit (6 decimals).
+
+export const gmtUnitsPerToken = 1_000_000n
+
+export type LedgerAccountSpec = {
+  readonly id: string
+  readonly kind: 'user' | 'escrow' | 'earnings' | 'fee' | 'rewards' | 'settlement'
+  readonly ownerId: string | null
+  /** Only the settlement account, the outside world's mirror, may go below zero. */
+  readonly allowNegative: boolean
+}
+
+export const ledgerAccounts = {
+  /** What a user (renter) can spend. */
+  user: (accountId: string): LedgerAccountSpec => ({
+    id: `user:${accountId}`,
+    kind: 'user',
+    ownerId: accountId,
+    allowNegative: false,
+  }),
+  /** Funds held for one cluster while it runs. */
+  escrow: (clusterId: string): LedgerAccountSpec => ({
+    id: `escrow:${clusterId}`,
+    kind: 'escrow',
+    ownerId: clusterId,
+    allowNegative: false,
+  }),
+  /** A supplier's earnings. */
+  earnings: (accountId: string): LedgerAccountSpec => ({
+    id: `earnings:${accountId}`,
+    kind: 'earnings',
+    ownerId: accountId,
+    allowNegative: false,
+  }),
+  fee: (): LedgerAccountSpec => ({ id: 'platform:fee', kind: 'fee', ownerId: null, allowNegative: false }),
+  rewards: (): LedgerAccountSpec => ({
+    id: 'platform:rewards',
+    kind: 'rewards',
+    ownerId: null,
+    allowNegative: false,
+  }),
+  /** Deposits come from here and withdrawals go back: its balance is minus what the network holds. */
+  settlement: (): LedgerAccountSpec => ({
+    id: 'external:settlement',
+    kind: 'settlement',
+    ownerId: null,
+    allowNegative: true,
+  }),
+} as const

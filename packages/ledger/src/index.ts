@@ -1,0 +1,3 @@
+export * from './ledger.ts'
+export * from './accounts.ts'
+export * from './memory.ts'
