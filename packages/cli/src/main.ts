@@ -6,6 +6,7 @@ import { registerAccountCommands } from './commands/account.ts'
 import { registerBenchCommand } from './commands/bench.ts'
 import { registerClusterCommands } from './commands/cluster.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
+import { registerLedgerCommands } from './commands/ledger.ts'
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerUpCommand } from './commands/up.ts'
@@ -27,6 +28,7 @@ registerOfferCommands(program)
 registerBenchCommand(program)
 registerClusterCommands(program)
 registerJobCommands(program)
+registerLedgerCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -27,6 +27,8 @@ import { ClusterController } from './clusters/controller.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
+import { registerLedgerRoutes } from './ledger/routes.ts'
+import { ledgerAccounts } from '@gpumesh/ledger'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -246,6 +248,7 @@ export async function buildCoordinator(
 
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
   registerClusterRoutes(app, { store, clock, clusters })
+  registerLedgerRoutes(app, { store, clock })
   await registerSpeedtestRoutes(app, { store, clock })
 
   const maxWorkerConnections = init.maxWorkerConnections ?? defaultMaxWorkerConnections()
@@ -354,11 +357,17 @@ export async function buildCoordinator(
 
   await feed.resync()
   await clusters.start()
+  await store.ledger.createAccounts(
+    [ledgerAccounts.settlement(), ledgerAccounts.fee(), ledgerAccounts.rewards()],
+    clock.nowMs(),
+  )
   if (init.runBackgroundLoops !== false) {
     every(Math.min(1000, init.heartbeatIntervalMs), expireSilent, 'liveness check')
     if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')
     every(clusterTickMs, () => clusters.tick(), 'cluster controller')
+    // Holds past their timeout release their funds within a second.
+    every(1_000, () => store.ledger.expirePending(clock.nowMs()), 'ledger hold expiry')
     if (init.rttProbeIntervalMs > 0)
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')

@@ -1,4 +1,5 @@
 import type {
+  LedgerVerificationView,
   ClusterClientConfig,
   ClusterClientList,
   ConnectClientBody,
@@ -93,6 +94,7 @@ export class GpumeshClient {
       'GET',
       `/v1/devices/${encodeURIComponent(id)}/uptime${days ? `?days=${days}` : ''}`,
     )
+  verifyLedger = () => this.#request<LedgerVerificationView>('GET', '/v1/ledger/verify')
   planCluster = (body: ClusterRequestBody) => this.#request<ClusterPlan>('POST', '/v1/clusters/dry-run', body)
   searchOffers = (query: OffersQuery = {}) =>
     this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)
