@@ -6,7 +6,7 @@ import { registerAccountCommands } from './commands/account.ts'
 import { registerBenchCommand } from './commands/bench.ts'
 import { registerClusterCommands } from './commands/cluster.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
-import { registerLedgerCommands } from './commands/ledger.ts'
+import { registerLedgerCommands, registerWalletCommands } from './commands/ledger.ts'
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerUpCommand } from './commands/up.ts'
@@ -29,6 +29,7 @@ registerBenchCommand(program)
 registerClusterCommands(program)
 registerJobCommands(program)
 registerLedgerCommands(program)
+registerWalletCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -1,7 +1,7 @@
 import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { GpumeshError, ValidationError, type Clock, type Random } from '@gpumesh/core'
+import { GpumeshError, parseGmtToUnits, ValidationError, type Clock, type Random } from '@gpumesh/core'
 import {
   describeIssues,
   maxWorkerFrameBytes,
@@ -28,6 +28,7 @@ import { RttProber } from './rtt/rtt-prober.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerLedgerRoutes } from './ledger/routes.ts'
+import { faucetAccountId, localSettlement } from './ledger/settlement.ts'
 import { ledgerAccounts } from '@gpumesh/ledger'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
@@ -248,7 +249,12 @@ export async function buildCoordinator(
 
   registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
   registerClusterRoutes(app, { store, clock, clusters })
-  registerLedgerRoutes(app, { store, clock })
+  registerLedgerRoutes(app, {
+    store,
+    clock,
+    settlement: localSettlement(store),
+    faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
+  })
   await registerSpeedtestRoutes(app, { store, clock })
 
   const maxWorkerConnections = init.maxWorkerConnections ?? defaultMaxWorkerConnections()
@@ -358,7 +364,12 @@ export async function buildCoordinator(
   await feed.resync()
   await clusters.start()
   await store.ledger.createAccounts(
-    [ledgerAccounts.settlement(), ledgerAccounts.fee(), ledgerAccounts.rewards()],
+    [
+      ledgerAccounts.settlement(),
+      ledgerAccounts.fee(),
+      ledgerAccounts.rewards(),
+      { id: faucetAccountId, kind: 'rewards', ownerId: null, allowNegative: false },
+    ],
     clock.nowMs(),
   )
   if (init.runBackgroundLoops !== false) {

@@ -68,6 +68,12 @@ export class UnplaceableError extends GpumeshError {
   readonly httpStatus = 409
 }
 
+/** The account does not hold enough; details.shortfallGmt says how much more it needs. */
+export class InsufficientFundsError extends GpumeshError {
+  readonly code = 'GPUMESH_ERR_INSUFFICIENT_FUNDS'
+  readonly httpStatus = 409
+}
+
 /** The cluster is not in a state that allows this (e.g. a job on a cluster that is not ready). */
 export class ClusterStateError extends GpumeshError {
   readonly code = 'GPUMESH_ERR_CLUSTER_STATE'

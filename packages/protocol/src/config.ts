@@ -35,6 +35,11 @@ export const CoordinatorSettings = Type.Object(
     challengeFixedOverheadMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
     /** How often each worker is asked to measure round trips to a few peers; 0 turns it off. */
     rttProbeIntervalMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 600_000 }),
+    /**
+     * The development faucet: at most this many GMT per claim from the operator-funded faucet account
+     * ("0" turns it off, as on a production network).
+     */
+    faucetMaxClaimGmt: Type.String({ pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6})?$', default: '0' }),
     /** A cluster not ready this long after it was created fails, and its machines are released. */
     clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
     /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */

@@ -20,3 +20,60 @@ export const LedgerVerificationView = Type.Object({
   tookMs: Type.Number(),
 })
 export type LedgerVerificationView = Static<typeof LedgerVerificationView>
+
+// Wallets: a user's GMT account, deposits and withdrawals through the settlement adapter, and its history.
+
+/** A positive GMT amount as an exact decimal string: "12.5", at most 6 fractional digits and 10^12 GMT. */
+export const GmtAmount = Type.String({
+  pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6})?$',
+  description: 'GMT as a decimal string, e.g. "12.5"',
+})
+/** Makes a request safe to retry: the same id again answers the first result and moves nothing twice. */
+const RequestId = Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' })
+
+export const WalletView = Type.Object({
+  accountId: Type.String(),
+  /** Posted balance. */
+  balanceGmt: Type.String(),
+  /** What can be spent now: the balance less holds. */
+  availableGmt: Type.String(),
+  /** Held for running clusters. */
+  heldGmt: Type.String(),
+})
+export type WalletView = Static<typeof WalletView>
+
+export const WalletAmountBody = Type.Object(
+  { amountGmt: GmtAmount, requestId: Type.Optional(RequestId) },
+  { additionalProperties: false },
+)
+export type WalletAmountBody = Static<typeof WalletAmountBody>
+
+export const OperatorCreditBody = Type.Object(
+  {
+    accountId: Type.String({ minLength: 1, maxLength: 64 }),
+    amountGmt: GmtAmount,
+    /** Kept with the transfer, with the operator who gave it: the audit record. */
+    reason: Type.String({ minLength: 3, maxLength: 256 }),
+    requestId: Type.Optional(RequestId),
+  },
+  { additionalProperties: false },
+)
+export type OperatorCreditBody = Static<typeof OperatorCreditBody>
+
+export const WalletTransferView = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  code: Type.String(),
+  /** Positive into this wallet, negative out of it. */
+  amountGmt: Type.String(),
+  counterparty: Type.String(),
+  reference: Type.Union([Type.String(), Type.Null()]),
+  createdAtMs: Type.Integer(),
+})
+export type WalletTransferView = Static<typeof WalletTransferView>
+
+export const WalletHistory = Type.Object({ transfers: Type.Array(WalletTransferView) })
+export type WalletHistory = Static<typeof WalletHistory>
+
+export const WalletReceipt = Type.Object({ transferId: Type.String(), wallet: WalletView })
+export type WalletReceipt = Static<typeof WalletReceipt>

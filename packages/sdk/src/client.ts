@@ -1,5 +1,10 @@
 import type {
   LedgerVerificationView,
+  OperatorCreditBody,
+  WalletAmountBody,
+  WalletHistory,
+  WalletReceipt,
+  WalletView,
   ClusterClientConfig,
   ClusterClientList,
   ConnectClientBody,
@@ -95,6 +100,13 @@ export class GpumeshClient {
       `/v1/devices/${encodeURIComponent(id)}/uptime${days ? `?days=${days}` : ''}`,
     )
   verifyLedger = () => this.#request<LedgerVerificationView>('GET', '/v1/ledger/verify')
+  wallet = () => this.#request<WalletView>('GET', '/v1/wallet')
+  walletHistory = (query: { limit?: number } = {}) =>
+    this.#request<WalletHistory>('GET', `/v1/wallet/history${toQueryString(query)}`)
+  withdraw = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
+  claimFaucet = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/faucet', body)
+  creditAccount = (body: OperatorCreditBody) =>
+    this.#request<WalletReceipt>('POST', '/v1/operator/credits', body)
   planCluster = (body: ClusterRequestBody) => this.#request<ClusterPlan>('POST', '/v1/clusters/dry-run', body)
   searchOffers = (query: OffersQuery = {}) =>
     this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)

@@ -25,6 +25,7 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     challengeFixedOverheadMs: 5_000,
     clusterProvisionTimeoutMs: 120_000,
     rttProbeIntervalMs: 0,
+    faucetMaxClaimGmt: '1000',
     clusterNodeJoinTimeoutMs: 60_000,
     logLevel: 'silent',
     ...overrides,

@@ -1,6 +1,8 @@
+import { parseGmtToUnits } from '@gpumesh/core'
+import type { WalletView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
-import { clientFrom, type ConnectionFlags } from '../credentials.ts'
-import { printJson } from '../output.ts'
+import { clientFrom, UsageError, type ConnectionFlags } from '../credentials.ts'
+import { printJson, printTable } from '../output.ts'
 import { connectionOptions } from './account.ts'
 
 export function registerLedgerCommands(program: Command): void {
@@ -27,4 +29,98 @@ export function registerLedgerCommands(program: Command): void {
       ]
       process.stdout.write(`${lines.join('\n')}\n`)
     })
+}
+
+export function registerWalletCommands(program: Command): void {
+  const wallet = program.command('wallet').description('your GMT: balance, deposits, withdrawals, history')
+  const show = (view: WalletView) =>
+    process.stdout.write(
+      `balance ${view.balanceGmt} GMT, available ${view.availableGmt} GMT, held for clusters ${view.heldGmt} GMT\n`,
+    )
+  connectionOptions(wallet.command('balance').description('what you hold and can spend'))
+    .option('--json', 'machine-readable output')
+    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+      const view = await clientFrom(flags, true).wallet()
+      if (flags.json) return printJson(view)
+      show(view)
+    })
+  connectionOptions(
+    wallet
+      .command('deposit')
+      .description('take test GMT from the faucet of a development network (gpumesh up)'),
+  )
+    .requiredOption('--amount <gmt>', 'GMT, e.g. 100 or 12.5')
+    .option('--request-id <id>', 'makes a retry safe: the same id never deposits twice')
+    .action(async (flags: ConnectionFlags & { amount: string; requestId?: string }) => {
+      const receipt = await clientFrom(flags, true).claimFaucet({
+        amountGmt: gmtFlag('--amount', flags.amount),
+        ...(flags.requestId ? { requestId: flags.requestId } : {}),
+      })
+      process.stdout.write(`deposited (transfer ${receipt.transferId})\n`)
+      show(receipt.wallet)
+    })
+  connectionOptions(wallet.command('withdraw').description('send GMT out through the settlement adapter'))
+    .requiredOption('--amount <gmt>', 'GMT, e.g. 100 or 12.5')
+    .option('--request-id <id>', 'makes a retry safe: the same id never withdraws twice')
+    .action(async (flags: ConnectionFlags & { amount: string; requestId?: string }) => {
+      const receipt = await clientFrom(flags, true).withdraw({
+        amountGmt: gmtFlag('--amount', flags.amount),
+        ...(flags.requestId ? { requestId: flags.requestId } : {}),
+      })
+      process.stdout.write(`withdrawn (transfer ${receipt.transferId})\n`)
+      show(receipt.wallet)
+    })
+  connectionOptions(wallet.command('history').description('every transfer in and out of your wallet'))
+    .option('--limit <n>', 'newest this many (default 100)')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: ConnectionFlags & { limit?: string; json?: boolean }) => {
+      const limit = flags.limit === undefined ? undefined : Number(flags.limit)
+      if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 500))
+        throw new UsageError('--limit must be an integer from 1 to 500')
+      const history = await clientFrom(flags, true).walletHistory(limit === undefined ? {} : { limit })
+      if (flags.json) return printJson(history)
+      printTable(
+        ['when', 'amount GMT', 'what', 'counterparty', 'transfer'],
+        history.transfers.map((line) => [
+          new Date(line.createdAtMs).toISOString().replace('T', ' ').slice(0, 19),
+          line.amountGmt,
+          line.reference ? `${line.code}: ${line.reference}` : line.code,
+          line.counterparty,
+          line.id,
+        ]),
+      )
+    })
+  connectionOptions(
+    wallet
+      .command('credit')
+      .description("credit an account's wallet by hand (operators; recorded with the reason)"),
+  )
+    .requiredOption('--account <id>', 'account id (acc_...)')
+    .requiredOption('--amount <gmt>', 'GMT')
+    .requiredOption('--reason <text>', 'why: kept with the transfer')
+    .option('--request-id <id>', 'makes a retry safe')
+    .action(
+      async (
+        flags: ConnectionFlags & { account: string; amount: string; reason: string; requestId?: string },
+      ) => {
+        const receipt = await clientFrom(flags, true).creditAccount({
+          accountId: flags.account,
+          amountGmt: gmtFlag('--amount', flags.amount),
+          reason: flags.reason,
+          ...(flags.requestId ? { requestId: flags.requestId } : {}),
+        })
+        process.stdout.write(`credited ${flags.account} (transfer ${receipt.transferId})\n`)
+        show(receipt.wallet)
+      },
+    )
+}
+
+/** A positive GMT decimal, checked before any request. */
+function gmtFlag(flag: string, value: string): string {
+  const units = parseGmtToUnits(value)
+  if (units === null || units <= 0n)
+    throw new UsageError(
+      `${flag} must be a positive GMT amount with at most 6 decimals, e.g. 12.5 (got ${value})`,
+    )
+  return value.trim()
 }

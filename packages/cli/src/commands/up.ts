@@ -1,3 +1,5 @@
+import { gmtUnitsPerGmt } from '@gpumesh/core'
+import { ledgerAccounts } from '@gpumesh/ledger'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
@@ -63,9 +65,26 @@ export function registerUpCommand(program: Command): void {
         port: integerFlag(flags['port'] as string | undefined),
         dataDir: join(dataDir, 'coordinator'),
         heartbeatIntervalMs: integerFlag(flags['heartbeatIntervalMs'] as string | undefined),
+        // A development network: renters take test GMT from the faucet (gpumesh wallet deposit).
+        faucetMaxClaimGmt: '1000',
         logLevel: 'warn',
       })
       const running = await startCoordinator(settings)
+      // Funded once per data dir: the transfer id makes a restart a replay, not a second million.
+      await running.store.ledger.createTransfers(
+        [
+          {
+            id: 'fund-faucet:local-network',
+            kind: 'single',
+            debitAccountId: ledgerAccounts.settlement().id,
+            creditAccountId: 'platform:faucet',
+            amount: 1_000_000n * gmtUnitsPerGmt,
+            code: 'faucet_funding',
+            reference: 'gpumesh up',
+          },
+        ],
+        Date.now(),
+      )
       const client = new GpumeshClient({ baseUrl: running.url })
       const accounts = await localAccounts(client, dataDir)
       const supplier = new GpumeshClient({ baseUrl: running.url, apiKey: accounts.supplierKey })

@@ -1,28 +1,296 @@
-import type { Clock } from '@gpumesh/core'
-import { ErrorReply, LedgerVerificationView } from '@gpumesh/protocol'
+import { randomBytes } from 'node:crypto'
+import {
+  ConflictError,
+  formatGmtUnits,
+  GpumeshError,
+  InsufficientFundsError,
+  parseGmtToUnits,
+  ValidationError,
+  type Clock,
+} from '@gpumesh/core'
+import { available, ledgerAccounts, type TransferResult } from '@gpumesh/ledger'
+import {
+  ErrorReply,
+  LedgerVerificationView,
+  OperatorCreditBody,
+  WalletAmountBody,
+  WalletHistory,
+  WalletReceipt,
+  WalletView,
+} from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { authenticate, requireRole } from '../principal.ts'
+import type { FastifyRequest } from 'fastify'
+import Type from 'typebox'
+import { authenticate, requireRole, type Principal } from '../principal.ts'
 import type { App } from '../routes.ts'
+import { faucetAccountId, type SettlementAdapter } from './settlement.ts'
 
-// The ledger as an operator sees it. Renters' and suppliers' statements come with billing.
+// Wallets and the ledger over HTTP. Every amount is validated at the edge (exact decimals, positive, at most
+// 10^12 GMT); a request id makes deposits, withdrawals and claims safe to retry.
 
-export function registerLedgerRoutes(
-  app: App,
-  components: { readonly store: Store; readonly clock: Clock },
-): void {
-  const { store, clock } = components
+export type LedgerRouteComponents = {
+  readonly store: Store
+  readonly clock: Clock
+  readonly settlement: SettlementAdapter
+  /** Units one faucet claim may take at most; 0: no faucet. */
+  readonly faucetMaxClaimUnits: bigint
+}
+
+class FaucetEmptyError extends GpumeshError {
+  readonly code = 'GPUMESH_ERR_FAUCET_EMPTY'
+  readonly httpStatus = 409
+}
+
+const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply, 409: ErrorReply }
+const secured = [{ apiKey: [] }]
+const maxHistory = 500
+
+export function registerLedgerRoutes(app: App, components: LedgerRouteComponents): void {
+  const { store, clock, settlement } = components
+  const principalOf = (request: FastifyRequest): Promise<Principal> => authenticate(request, store, clock)
+  const units = (text: string, field: string) => {
+    const amount = parseGmtToUnits(text)
+    if (amount === null || amount <= 0n)
+      throw new ValidationError([{ field, message: 'must be a positive GMT amount' }])
+    return amount
+  }
+  const transferId = (kind: string, accountId: string, requestId: string | undefined) =>
+    `${kind}:${accountId}:${requestId ?? randomBytes(12).toString('hex')}`
+  const wallet = async (accountId: string) => {
+    const spec = ledgerAccounts.user(accountId)
+    await store.ledger.createAccounts([spec], clock.nowMs())
+    const [account] = await store.ledger.getAccounts([spec.id])
+    return {
+      accountId,
+      balanceGmt: formatGmtUnits(account!.creditsPosted - account!.debitsPosted),
+      availableGmt: formatGmtUnits(available(account!)),
+      heldGmt: formatGmtUnits(account!.debitsPending),
+    }
+  }
+  /** Turns a refused transfer into the error the caller sees; `exists` is a replay and answers as the first did. */
+  const check = async (
+    result: TransferResult,
+    accountId: string,
+    amount: bigint,
+    emptyMeansFaucet = false,
+  ) => {
+    if (result === 'ok' || result === 'exists') return
+    if (result === 'exceeds_credits') {
+      if (emptyMeansFaucet) throw new FaucetEmptyError('the faucet has run dry; an operator can refill it')
+      const current = await wallet(accountId)
+      const shortfall = amount - (parseGmtToUnits(current.availableGmt) ?? 0n)
+      throw new InsufficientFundsError(
+        `not enough GMT: ${current.availableGmt} available, ${formatGmtUnits(amount)} needed`,
+        { shortfallGmt: formatGmtUnits(shortfall), availableGmt: current.availableGmt },
+      )
+    }
+    if (result === 'exists_with_different_payload')
+      throw new ConflictError('this requestId was already used for a different request')
+    throw new ValidationError([{ field: 'amountGmt', message: `refused by the ledger: ${result}` }])
+  }
+
+  app.get(
+    '/v1/wallet',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: "The caller's GMT balance",
+        security: secured,
+        response: { 200: WalletView, ...errors },
+      },
+    },
+    async (request) => wallet((await principalOf(request)).accountId),
+  )
+
+  app.get(
+    '/v1/wallet/history',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: "The caller's wallet transfers, newest first",
+        security: secured,
+        querystring: Type.Object(
+          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: maxHistory, default: 100 })) },
+          { additionalProperties: false },
+        ),
+        response: { 200: WalletHistory, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      const own = ledgerAccounts.user(accountId).id
+      const transfers = await store.ledger.listTransfers(own, request.query.limit ?? 100)
+      return {
+        transfers: transfers.map((transfer) => {
+          const incoming = transfer.creditAccountId === own
+          return {
+            id: transfer.id,
+            kind: transfer.kind,
+            code: transfer.code,
+            amountGmt: formatGmtUnits(incoming ? transfer.amount : -transfer.amount),
+            counterparty: incoming ? transfer.debitAccountId : transfer.creditAccountId,
+            reference: transfer.reference,
+            createdAtMs: transfer.createdAtMs,
+          }
+        }),
+      }
+    },
+  )
+
+  app.post(
+    '/v1/wallet/withdraw',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: `Withdraw GMT through the ${settlement.name} settlement adapter`,
+        security: secured,
+        body: WalletAmountBody,
+        response: { 200: WalletReceipt, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      const amount = units(request.body.amountGmt, 'amountGmt')
+      const id = transferId('withdraw', accountId, request.body.requestId)
+      await check(
+        await settlement.withdraw({
+          accountId,
+          amountUnits: amount,
+          transferId: id,
+          reference: 'withdrawal',
+          nowMs: clock.nowMs(),
+        }),
+        accountId,
+        amount,
+      )
+      return { transferId: id, wallet: await wallet(accountId) }
+    },
+  )
+
+  app.post(
+    '/v1/wallet/faucet',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: 'Claim GMT from the development faucet (off on production networks)',
+        security: secured,
+        body: WalletAmountBody,
+        response: { 200: WalletReceipt, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      if (components.faucetMaxClaimUnits === 0n) throw new ConflictError('this network has no faucet')
+      const amount = units(request.body.amountGmt, 'amountGmt')
+      if (amount > components.faucetMaxClaimUnits)
+        throw new ValidationError([
+          {
+            field: 'amountGmt',
+            message: `at most ${formatGmtUnits(components.faucetMaxClaimUnits)} GMT per claim`,
+          },
+        ])
+      await store.ledger.createAccounts([ledgerAccounts.user(accountId)], clock.nowMs())
+      const id = transferId('faucet', accountId, request.body.requestId)
+      const [result] = await store.ledger.createTransfers(
+        [
+          {
+            id,
+            kind: 'single',
+            debitAccountId: faucetAccountId,
+            creditAccountId: ledgerAccounts.user(accountId).id,
+            amount,
+            code: 'faucet',
+          },
+        ],
+        clock.nowMs(),
+      )
+      await check(result!, accountId, amount, true)
+      return { transferId: id, wallet: await wallet(accountId) }
+    },
+  )
+
+  app.post(
+    '/v1/operator/credits',
+    {
+      schema: {
+        tags: ['ledger'],
+        summary: "Credit an account's wallet by hand (operators); the transfer records who and why",
+        security: secured,
+        body: OperatorCreditBody,
+        response: { 200: WalletReceipt, ...errors },
+      },
+    },
+    async (request) => {
+      const principal = await principalOf(request)
+      requireRole(principal, 'operator')
+      const { accountId, reason } = request.body
+      if (!(await store.getAccount(accountId)))
+        throw new ValidationError([{ field: 'accountId', message: 'no such account' }])
+      const amount = units(request.body.amountGmt, 'amountGmt')
+      const id = transferId('credit', accountId, request.body.requestId)
+      await check(
+        await settlement.deposit({
+          accountId,
+          amountUnits: amount,
+          transferId: id,
+          reference: `operator ${principal.accountId} (key ${principal.apiKeyId}): ${reason}`,
+          nowMs: clock.nowMs(),
+        }),
+        accountId,
+        amount,
+      )
+      return { transferId: id, wallet: await wallet(accountId) }
+    },
+  )
+
+  app.post(
+    '/v1/operator/faucet',
+    {
+      schema: {
+        tags: ['ledger'],
+        summary: 'Fund the development faucet (operators)',
+        security: secured,
+        body: WalletAmountBody,
+        response: { 200: Type.Object({ transferId: Type.String(), faucetGmt: Type.String() }), ...errors },
+      },
+    },
+    async (request) => {
+      const principal = await principalOf(request)
+      requireRole(principal, 'operator')
+      const amount = units(request.body.amountGmt, 'amountGmt')
+      const id = transferId('fund-faucet', principal.accountId, request.body.requestId)
+      const [result] = await store.ledger.createTransfers(
+        [
+          {
+            id,
+            kind: 'single',
+            debitAccountId: ledgerAccounts.settlement().id,
+            creditAccountId: faucetAccountId,
+            amount,
+            code: 'faucet_funding',
+            reference: `operator ${principal.accountId}`,
+          },
+        ],
+        clock.nowMs(),
+      )
+      await check(result!, principal.accountId, amount)
+      const [faucet] = await store.ledger.getAccounts([faucetAccountId])
+      return { transferId: id, faucetGmt: formatGmtUnits(faucet!.creditsPosted - faucet!.debitsPosted) }
+    },
+  )
+
   app.get(
     '/v1/ledger/verify',
     {
       schema: {
         tags: ['ledger'],
         summary: 'Recompute every balance from the transfers and compare with the stored totals (operators)',
-        security: [{ apiKey: [] }],
+        security: secured,
         response: { 200: LedgerVerificationView, 401: ErrorReply, 403: ErrorReply },
       },
     },
     async (request) => {
-      requireRole(await authenticate(request, store, clock), 'operator')
+      requireRole(await principalOf(request), 'operator')
       const startedAt = performance.now()
       const verification = await store.ledger.verify()
       return {
