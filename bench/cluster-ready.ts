@@ -122,7 +122,7 @@ try {
   await startCoordinatorOnHost(network, coordinator, {
     cli,
     workDir,
-    settings: { heartbeatIntervalMs: 1000, verificationEnabled: false },
+    settings: { heartbeatIntervalMs: 1000, verificationEnabled: false, clusterBillingEnabled: false },
   })
   hostCall = hostApi(network, coordinator, baseUrl)
   const supplierKey = api('/v1/accounts', 'POST', undefined, { name: 'supplier', roles: ['supplier'] }).apiKey

@@ -150,6 +150,8 @@ describe(
           verificationEnabled: false,
           clusterProvisionTimeoutMs: 240_000,
           clusterNodeJoinTimeoutMs: 180_000,
+          // Billing has its own tests (packages/coordinator/test/billing.test.ts); these renters hold no GMT.
+          clusterBillingEnabled: false,
         },
       })
       api = hostApi(network, coordinatorHost, baseUrl)

@@ -24,6 +24,7 @@ import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
 import { ClusterController } from './clusters/controller.ts'
+import { createClusterBilling } from './clusters/billing.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
@@ -227,6 +228,33 @@ export async function buildCoordinator(
   })
   const rtt = new RttProber({ clock, random: components.random ?? cryptoRandom, index, links, presence })
   index.useRoundTrips((a, b) => rtt.roundTripMs(a, b))
+  const supplierOfDevice = new Map<string, string>()
+  const clusterBilling = init.clusterBillingEnabled
+    ? createClusterBilling(
+        {
+          store,
+          clock,
+          async supplierOf(deviceId) {
+            let accountId = supplierOfDevice.get(deviceId)
+            if (!accountId) {
+              const device = await store.getDevice(deviceId)
+              if (!device) throw new Error(`billing: no device ${deviceId}`)
+              accountId = device.accountId
+              supplierOfDevice.set(deviceId, accountId)
+            }
+            return accountId
+          },
+        },
+        {
+          gmtUnitsPerUsd: parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n,
+          feeBasisPoints: init.platformFeeBasisPoints,
+          intervalMs: init.billingIntervalMs,
+          // A silent node is found lost offlineAfterMs after it was seen offline, within a tick or two.
+          settleDelayMs: offlineAfterMs + 2 * clusterTickMs,
+          holdGraceMs: 3_600_000,
+        },
+      )
+    : undefined
   const clusters = new ClusterController(
     {
       store,
@@ -238,6 +266,7 @@ export async function buildCoordinator(
       pullOffers: async () => {
         await feed.pull()
       },
+      ...(clusterBilling ? { billing: clusterBilling } : {}),
     },
     {
       ...defaultReconcilePolicy,

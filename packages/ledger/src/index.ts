@@ -1,3 +1,4 @@
 export * from './ledger.ts'
 export * from './accounts.ts'
 export * from './memory.ts'
+export * from './billing.ts'

@@ -40,6 +40,14 @@ export const CoordinatorSettings = Type.Object(
      * ("0" turns it off, as on a production network).
      */
     faucetMaxClaimGmt: Type.String({ pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6})?$', default: '0' }),
+    /** Charge clusters from renters' wallets: a hold at deploy, then every billing interval while ready. */
+    clusterBillingEnabled: Type.Boolean({ default: true }),
+    /** GMT per USD, the rate quotes in USD settle at. */
+    gmtPerUsd: Type.String({ pattern: '^(0|[1-9][0-9]{0,5})(\\.[0-9]{1,6})?$', default: '1' }),
+    /** The platform's share of every charge, in basis points (1000 = 10%). */
+    platformFeeBasisPoints: Type.Integer({ minimum: 0, maximum: 5_000, default: 1_000 }),
+    /** How often a running cluster is charged (a minute; shorter in tests). */
+    billingIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 60_000 }),
     /** A cluster not ready this long after it was created fails, and its machines are released. */
     clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
     /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */

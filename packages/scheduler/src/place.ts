@@ -92,11 +92,13 @@ export function placeCluster(
     }
   }
   const nodes = [...best!.nodes].sort((a, b) => (a.deviceId < b.deviceId ? -1 : 1))
-  const pricePerHourMicroUsd = nodes.reduce(
-    (sum, node) => sum + node.pricePerGpuHourMicroUsd * BigInt(Math.max(1, node.gpuCount)),
-    0n,
-  )
+  const pricePerHourMicroUsd = nodes.reduce((sum, node) => sum + nodeHourPrice(node), 0n)
   return { ok: true, nodes, pricePerHourMicroUsd, scores: best!.scores }
+}
+
+/** A node is rented whole: all its GPUs (a CPU node counts as one unit) at its price per GPU-hour. */
+export function nodeHourPrice(node: Pick<NodeCandidate, 'pricePerGpuHourMicroUsd' | 'gpuCount'>): bigint {
+  return node.pricePerGpuHourMicroUsd * BigInt(Math.max(1, node.gpuCount))
 }
 
 const orders = new WeakMap<SupplySnapshot, readonly NodeCandidate[]>()

@@ -40,6 +40,19 @@ export type ClusterRecord = {
   readonly updatedAtMs: number
   /** When the state last changed: how long the cluster has been provisioning, or terminating. */
   readonly stateChangedAtMs: number
+  /** The ledger's pending transfer now holding the renter's funds for this cluster; null without billing. */
+  readonly billingHoldId: string | null
+  /** Billing intervals charged so far, counted from readyAtMs. */
+  readonly billedIntervals: number
+  /** The end of the last interval charged; null before the first. */
+  readonly billedUntilMs: number | null
+}
+
+export type ClusterBillingPatch = {
+  /** The hold now in force; null once released or used up. */
+  readonly billingHoldId: string | null
+  readonly billedIntervals: number
+  readonly billedUntilMs?: number
 }
 
 export type ClusterNodeRecord = {
@@ -55,6 +68,15 @@ export type ClusterNodeRecord = {
   readonly endpoint: string | null
   readonly joinedAtMs: number
   readonly leftAtMs: number | null
+  /** The node's GPUs at the price quoted when it was reserved: what the renter pays for it per hour. */
+  readonly pricePerHourMicroUsd: bigint
+}
+
+/** A stretch of time a node was in Ray and serving; open (endedAtMs null) while it still is. */
+export type ClusterNodeServicePeriod = {
+  readonly deviceId: string
+  readonly startedAtMs: number
+  readonly endedAtMs: number | null
 }
 
 export type NewCluster = {
@@ -66,11 +88,16 @@ export type NewCluster = {
     | 'endedAtMs'
     | 'updatedAtMs'
     | 'stateChangedAtMs'
+    | 'billingHoldId'
+    | 'billedIntervals'
+    | 'billedUntilMs'
     | 'state'
     | 'desired'
   >
   /** In node-index order; the first is the head. */
   readonly deviceIds: readonly string[]
+  /** Each node's price per hour, in the order of deviceIds; absent: 0 (clusters nobody pays for). */
+  readonly nodePricesPerHourMicroUsd?: readonly bigint[]
 }
 
 export type NewClusterOutcome =

@@ -30,6 +30,7 @@ export type LedgerStore = {
   /** An account's transfers, newest first. */
   listTransfers(accountId: string, limit: number): Promise<Transfer[]>
   pendingState(transferId: string): Promise<PendingState | undefined>
+  listTransfersById(ids: readonly string[]): Promise<Transfer[]>
   /** Recomputes every total from the transfers and compares; see LedgerVerification. */
   verify(): Promise<LedgerVerification>
 }
@@ -231,6 +232,10 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
         [accountId, limit],
       )
       return rows.map(toTransfer)
+    },
+
+    async listTransfersById(ids) {
+      return [...(await readTransfers(driver, ids)).values()]
     },
 
     async pendingState(transferId) {

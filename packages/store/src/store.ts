@@ -12,6 +12,8 @@ import type {
   ClusterNodePatch,
   ClusterNodePhase,
   ClusterNodeRecord,
+  ClusterNodeServicePeriod,
+  ClusterBillingPatch,
   ClusterNodeRole,
   ClusterPatch,
   ClusterRecord,
@@ -118,7 +120,18 @@ export interface Store {
    * A node that is lost or released keeps its phase and phase reason (a late report cannot bring it back
    * without its reservation); leave with releaseClusterNode. Throws for an unknown node.
    */
-  updateClusterNode(clusterId: string, deviceId: string, patch: ClusterNodePatch): Promise<void>
+  /**
+   * A node entering ray_joined opens a service period at nowMs; leaving it closes the open one, in the same
+   * transaction.
+   */
+  updateClusterNode(
+    clusterId: string,
+    deviceId: string,
+    patch: ClusterNodePatch,
+    nowMs: number,
+  ): Promise<void>
+  /** The periods each node of the cluster was serving, oldest first. */
+  listClusterNodeService(clusterId: string): Promise<ClusterNodeServicePeriod[]>
   /**
    * Reserves the device for the cluster and adds it as a node with node_index = max(existing)+1, phase
    * 'reserved', in one transaction. Undefined, and nothing written, when the device is already held by any
@@ -131,10 +144,14 @@ export interface Store {
     deviceId: string
     role: ClusterNodeRole
     nowMs: number
+    /** What the renter pays for this node per hour; absent: 0. */
+    pricePerHourMicroUsd?: bigint
   }): Promise<ClusterNodeRecord | undefined>
   /**
-   * Sets the node's phase, phase reason and left_at_ms, and deletes its device reservation if this cluster
-   * holds it, in one transaction. Idempotent: a node already lost or released keeps its first values.
+   * Sets the node's phase, phase reason and left_at_ms, closes its open service period, and deletes its device
+   * reservation if this cluster holds it, in one transaction. Idempotent: a node already lost or released
+   * keeps its first values. `servedUntilMs` (at most nowMs) ends the service period earlier: when the node's
+   * worker went silent, not when that was noticed.
    */
   releaseClusterNode(
     clusterId: string,
@@ -142,6 +159,7 @@ export interface Store {
     phase: 'lost' | 'released',
     reason: string,
     nowMs: number,
+    servedUntilMs?: number,
   ): Promise<void>
   /** Nodes on this device in clusters not terminated or failed, whose phase is not lost or released. */
   /**
@@ -159,6 +177,8 @@ export interface Store {
   /** False when there was no such client. */
   removeClusterClient(clusterId: string, publicKey: string, nowMs: number): Promise<boolean>
   listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]>
+  /** Records the cluster's current hold and the intervals charged (after the ledger has them). */
+  updateClusterBilling(clusterId: string, patch: ClusterBillingPatch): Promise<ClusterRecord>
   /** Within one cluster, seq order is commit order: a reader that saw seq s never later finds one below s. */
   appendClusterEvents(events: readonly NewClusterEvent[]): Promise<void>
   /** Events with seq > afterSeq, oldest first. */
@@ -811,13 +831,19 @@ class SqlStore implements Store {
             nowMs,
           ],
         )
+        const prices = input.nodePricesPerHourMicroUsd ?? deviceIds.map(() => 0n)
+        if (prices.length !== deviceIds.length)
+          throw new Error(
+            `createCluster ${cluster.id}: ${prices.length} prices for ${deviceIds.length} nodes`,
+          )
         const nodes = await tx.query<ClusterNodeRow>(
-          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms)
+          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms,
+             price_per_hour_micro_usd)
            SELECT $1, n.device_id, (n.position - 1)::integer,
-             CASE WHEN n.position = 1 THEN 'head' ELSE 'worker' END, 'reserved', 'reserved', $3
-           FROM unnest($2::text[]) WITH ORDINALITY AS n(device_id, position)
+             CASE WHEN n.position = 1 THEN 'head' ELSE 'worker' END, 'reserved', 'reserved', $3, n.price
+           FROM unnest($2::text[], $4::bigint[]) WITH ORDINALITY AS n(device_id, price, position)
            RETURNING *`,
-          [cluster.id, deviceIds, nowMs],
+          [cluster.id, deviceIds, nowMs, prices],
         )
         await bumpDeviceChangeSeq(tx, sortedDeviceIds)
         return {
@@ -886,6 +912,7 @@ class SqlStore implements Store {
              WHERE cluster_id = $1 AND phase NOT IN ('lost', 'released')`,
             [id, `cluster ${row.state}`, nowMs],
           )
+          await closeServicePeriods(tx, id, null, nowMs)
         }
         return toCluster(row)
       }),
@@ -900,24 +927,59 @@ class SqlStore implements Store {
     return rows.map(toClusterNode)
   }
 
-  async updateClusterNode(clusterId: string, deviceId: string, patch: ClusterNodePatch): Promise<void> {
-    const updated = await this.#driver.execute(
-      `UPDATE cluster_nodes SET
-         phase = CASE WHEN phase IN ('lost', 'released') THEN phase ELSE COALESCE($3, phase) END,
-         phase_reason = CASE WHEN phase IN ('lost', 'released') THEN phase_reason ELSE COALESCE($4, phase_reason) END,
-         role = COALESCE($5, role), wg_public_key = COALESCE($6, wg_public_key), endpoint = COALESCE($7, endpoint)
-       WHERE cluster_id = $1 AND device_id = $2`,
-      [
-        clusterId,
-        deviceId,
-        patch.phase ?? null,
-        patch.phaseReason ?? null,
-        patch.role ?? null,
-        patch.wgPublicKey ?? null,
-        patch.endpoint ?? null,
-      ],
+  async updateClusterNode(
+    clusterId: string,
+    deviceId: string,
+    patch: ClusterNodePatch,
+    nowMs: number,
+  ): Promise<void> {
+    await retryOnDeadlock(() =>
+      this.#driver.transaction(async (tx) => {
+        const rows = await tx.query<{ phase: ClusterNodePhase }>(
+          `UPDATE cluster_nodes SET
+             phase = CASE WHEN phase IN ('lost', 'released') THEN phase ELSE COALESCE($3, phase) END,
+             phase_reason = CASE WHEN phase IN ('lost', 'released') THEN phase_reason ELSE COALESCE($4, phase_reason) END,
+             role = COALESCE($5, role), wg_public_key = COALESCE($6, wg_public_key), endpoint = COALESCE($7, endpoint)
+           WHERE cluster_id = $1 AND device_id = $2
+           RETURNING phase`,
+          [
+            clusterId,
+            deviceId,
+            patch.phase ?? null,
+            patch.phaseReason ?? null,
+            patch.role ?? null,
+            patch.wgPublicKey ?? null,
+            patch.endpoint ?? null,
+          ],
+        )
+        const row = rows[0]
+        if (!row) throw new Error(`updateClusterNode: no node ${deviceId} in cluster ${clusterId}`)
+        if (row.phase === 'ray_joined')
+          await tx.execute(
+            `INSERT INTO cluster_node_service (cluster_id, device_id, started_at_ms) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING`,
+            [clusterId, deviceId, nowMs],
+          )
+        else await closeServicePeriods(tx, clusterId, deviceId, nowMs)
+      }),
     )
-    if (updated === 0) throw new Error(`updateClusterNode: no node ${deviceId} in cluster ${clusterId}`)
+  }
+
+  async listClusterNodeService(clusterId: string): Promise<ClusterNodeServicePeriod[]> {
+    const rows = await this.#driver.query<{
+      device_id: string
+      started_at_ms: bigint
+      ended_at_ms: bigint | null
+    }>(
+      `SELECT device_id, started_at_ms, ended_at_ms FROM cluster_node_service WHERE cluster_id = $1
+       ORDER BY started_at_ms, device_id`,
+      [clusterId],
+    )
+    return rows.map((row) => ({
+      deviceId: row.device_id,
+      startedAtMs: Number(row.started_at_ms),
+      endedAtMs: optionalNumber(row.ended_at_ms),
+    }))
   }
 
   async addClusterNode(input: {
@@ -926,6 +988,7 @@ class SqlStore implements Store {
     deviceId: string
     role: ClusterNodeRole
     nowMs: number
+    pricePerHourMicroUsd?: bigint
   }): Promise<ClusterNodeRecord | undefined> {
     return retryOnDeadlock(() =>
       this.#driver.transaction(async (tx) => {
@@ -958,11 +1021,12 @@ class SqlStore implements Store {
         )
         if (reserved.length === 0) return undefined
         const rows = await tx.query<ClusterNodeRow>(
-          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms)
-           SELECT $1, $2, COALESCE(max(node_index) + 1, 0), $3, 'reserved', 'reserved', $4
+          `INSERT INTO cluster_nodes (cluster_id, device_id, node_index, role, phase, phase_reason, joined_at_ms,
+             price_per_hour_micro_usd)
+           SELECT $1, $2, COALESCE(max(node_index) + 1, 0), $3, 'reserved', 'reserved', $4, $5
            FROM cluster_nodes WHERE cluster_id = $1
            RETURNING *`,
-          [input.clusterId, input.deviceId, input.role, input.nowMs],
+          [input.clusterId, input.deviceId, input.role, input.nowMs, input.pricePerHourMicroUsd ?? 0n],
         )
         await bumpDeviceChangeSeq(tx, [input.deviceId])
         return toClusterNode(rows[0]!)
@@ -976,21 +1040,24 @@ class SqlStore implements Store {
     phase: 'lost' | 'released',
     reason: string,
     nowMs: number,
+    servedUntilMs?: number,
   ): Promise<void> {
     await retryOnDeadlock(() =>
       this.#driver.transaction(async (tx) => {
-        await tx.execute(
+        const released = await tx.execute(
           `UPDATE cluster_nodes SET phase = $3, phase_reason = $4, left_at_ms = $5
            WHERE cluster_id = $1 AND device_id = $2 AND phase NOT IN ('lost', 'released')`,
           [clusterId, deviceId, phase, reason, nowMs],
         )
-        const released = await tx.query<{ device_id: string }>(
+        if (released > 0)
+          await closeServicePeriods(tx, clusterId, deviceId, Math.min(nowMs, servedUntilMs ?? nowMs))
+        const freed = await tx.query<{ device_id: string }>(
           'DELETE FROM device_reservations WHERE device_id = $1 AND cluster_id = $2 RETURNING device_id',
           [deviceId, clusterId],
         )
         await bumpDeviceChangeSeq(
           tx,
-          released.map((row) => row.device_id),
+          freed.map((row) => row.device_id),
         )
       }),
     )
@@ -1052,6 +1119,17 @@ class SqlStore implements Store {
       [clusterId, publicKey, nowMs],
     )
     return removed > 0
+  }
+
+  async updateClusterBilling(clusterId: string, patch: ClusterBillingPatch): Promise<ClusterRecord> {
+    const [row] = await this.#driver.query<ClusterRow>(
+      `UPDATE clusters SET billing_hold_id = $2, billed_intervals = $3,
+         billed_until_ms = COALESCE($4, billed_until_ms)
+       WHERE id = $1 RETURNING *`,
+      [clusterId, patch.billingHoldId, patch.billedIntervals, patch.billedUntilMs ?? null],
+    )
+    if (!row) throw new Error(`updateClusterBilling: no cluster ${clusterId}`)
+    return toCluster(row)
   }
 
   async listActiveClusterNodesOnDevice(deviceId: string): Promise<ClusterNodeRecord[]> {
@@ -1446,6 +1524,9 @@ type ClusterRow = {
   ended_at_ms: bigint | null
   updated_at_ms: bigint
   state_changed_at_ms: bigint
+  billing_hold_id: string | null
+  billed_intervals: number
+  billed_until_ms: bigint | null
 }
 
 function toCluster(row: ClusterRow): ClusterRecord {
@@ -1468,7 +1549,27 @@ function toCluster(row: ClusterRow): ClusterRecord {
     endedAtMs: optionalNumber(row.ended_at_ms),
     updatedAtMs: Number(row.updated_at_ms),
     stateChangedAtMs: Number(row.state_changed_at_ms),
+    billingHoldId: row.billing_hold_id,
+    billedIntervals: Number(row.billed_intervals),
+    billedUntilMs: optionalNumber(row.billed_until_ms),
   }
+}
+
+/**
+ * Ends the open service period of one node (or, with deviceId null, of every node of the cluster) at endMs,
+ * never before the period began.
+ */
+async function closeServicePeriods(
+  tx: SqlExecutor,
+  clusterId: string,
+  deviceId: string | null,
+  endMs: number,
+): Promise<void> {
+  await tx.execute(
+    `UPDATE cluster_node_service SET ended_at_ms = GREATEST(started_at_ms, $3)
+     WHERE cluster_id = $1 AND ($2::text IS NULL OR device_id = $2) AND ended_at_ms IS NULL`,
+    [clusterId, deviceId, endMs],
+  )
 }
 
 type ClusterNodeRow = {
@@ -1482,6 +1583,7 @@ type ClusterNodeRow = {
   endpoint: string | null
   joined_at_ms: bigint
   left_at_ms: bigint | null
+  price_per_hour_micro_usd: bigint
 }
 
 function toClusterNode(row: ClusterNodeRow): ClusterNodeRecord {
@@ -1496,6 +1598,7 @@ function toClusterNode(row: ClusterNodeRow): ClusterNodeRecord {
     endpoint: row.endpoint,
     joinedAtMs: Number(row.joined_at_ms),
     leftAtMs: optionalNumber(row.left_at_ms),
+    pricePerHourMicroUsd: BigInt(row.price_per_hour_micro_usd),
   }
 }
 

@@ -45,6 +45,8 @@ function newCluster(id: string, deviceIds: readonly string[], createdAtMs = t0):
       createdAtMs,
     },
     deviceIds,
+    // Each node's price: 1.25 USD an hour for the head, 1 USD for the others.
+    nodePricesPerHourMicroUsd: deviceIds.map((_, index) => (index === 0 ? 1_250_000n : 1_000_000n)),
   }
 }
 
@@ -112,6 +114,9 @@ for (const backend of storeBackends) {
         endedAtMs: null,
         updatedAtMs: t0,
         stateChangedAtMs: t0,
+        billingHoldId: null,
+        billedIntervals: 0,
+        billedUntilMs: null,
       })
       // node order is the order asked for, not the ids' order
       const reversed = await mustCreate(store, 'cls_reversed', [devices[5]!, devices[4]!], t0 + 1)
@@ -136,6 +141,7 @@ for (const backend of storeBackends) {
           endpoint: null,
           joinedAtMs: t0,
           leftAtMs: null,
+          pricePerHourMicroUsd: 1_250_000n,
         },
         ...[1, 2].map((index) => ({
           clusterId: 'cls_create',
@@ -148,6 +154,7 @@ for (const backend of storeBackends) {
           endpoint: null,
           joinedAtMs: t0,
           leftAtMs: null,
+          pricePerHourMicroUsd: 1_000_000n,
         })),
       ])
       assert.deepEqual(await store.getCluster('cls_create'), outcome.cluster)
@@ -266,6 +273,7 @@ for (const backend of storeBackends) {
         deviceId: devices[3]!,
         role: 'worker',
         nowMs: t0 + 6,
+        pricePerHourMicroUsd: 700_000n,
       })
       assert.deepEqual(added, {
         clusterId: 'cls_grow',
@@ -279,6 +287,7 @@ for (const backend of storeBackends) {
         endpoint: null,
         joinedAtMs: t0 + 6,
         leftAtMs: null,
+        pricePerHourMicroUsd: 700_000n,
       })
       assert.equal((await store.getDevice(devices[3]!))?.reservedByClusterId, 'cls_grow')
       const addTo = (clusterId: string, deviceId: string) =>
@@ -330,26 +339,68 @@ for (const backend of storeBackends) {
 
     it('patches a node, and a node that left keeps its phase', async () => {
       await mustCreate(store, 'cls_patch', devices.slice(0, 2))
-      await store.updateClusterNode('cls_patch', devices[0]!, {
-        phase: 'keyed',
-        phaseReason: 'key received',
-        wgPublicKey: 'wg-key-0',
-        endpoint: '203.0.113.7:51820',
-      })
-      await store.updateClusterNode('cls_patch', devices[0]!, { phase: 'mesh_up', phaseReason: 'mesh up' })
+      await store.updateClusterNode(
+        'cls_patch',
+        devices[0]!,
+        {
+          phase: 'keyed',
+          phaseReason: 'key received',
+          wgPublicKey: 'wg-key-0',
+          endpoint: '203.0.113.7:51820',
+        },
+        t0 + 1,
+      )
+      await store.updateClusterNode(
+        'cls_patch',
+        devices[0]!,
+        { phase: 'mesh_up', phaseReason: 'mesh up' },
+        t0 + 2,
+      )
       await store.releaseClusterNode('cls_patch', devices[1]!, 'lost', 'gone', t0 + 3)
-      await store.updateClusterNode('cls_patch', devices[1]!, {
-        phase: 'ray_joined',
-        phaseReason: 'late',
-        role: 'head',
-      })
+      await store.updateClusterNode(
+        'cls_patch',
+        devices[1]!,
+        {
+          phase: 'ray_joined',
+          phaseReason: 'late',
+          role: 'head',
+        },
+        t0 + 4,
+      )
       const [head, lost] = await store.listClusterNodes('cls_patch')
       assert.deepEqual(
         [head?.phase, head?.phaseReason, head?.wgPublicKey, head?.endpoint, head?.role],
         ['mesh_up', 'mesh up', 'wg-key-0', '203.0.113.7:51820', 'head'],
       )
       assert.deepEqual([lost?.phase, lost?.phaseReason, lost?.role], ['lost', 'gone', 'head'])
-      await assert.rejects(store.updateClusterNode('cls_patch', devices[5]!, { phase: 'keyed' }), /no node/)
+      await assert.rejects(
+        store.updateClusterNode('cls_patch', devices[5]!, { phase: 'keyed' }, t0 + 5),
+        /no node/,
+      )
+    })
+
+    it('records when each node was serving: from Ray joined until it leaves Ray, is lost or released', async () => {
+      const [head, worker, lost] = devices.slice(0, 3) as [string, string, string]
+      await mustCreate(store, 'cls_served', [head, worker, lost])
+      const join = (deviceId: string, atMs: number) =>
+        store.updateClusterNode('cls_served', deviceId, { phase: 'ray_joined' }, atMs)
+      await join(head, t0 + 10)
+      await join(head, t0 + 11) // already serving: the period runs on
+      await join(worker, t0 + 12)
+      await join(lost, t0 + 13)
+      // A head change restarts Ray: the worker stops serving until it joins again.
+      await store.updateClusterNode('cls_served', worker, { phase: 'mesh_up' }, t0 + 20)
+      await join(worker, t0 + 25)
+      // Lost at t0+40, but its worker went silent at t0+30: it served until then.
+      await store.releaseClusterNode('cls_served', lost, 'lost', 'offline', t0 + 40, t0 + 30)
+      await store.releaseClusterNode('cls_served', lost, 'released', 'again', t0 + 45, t0 + 45)
+      await store.updateCluster('cls_served', { state: 'terminated', endedAtMs: t0 + 50 }, t0 + 50)
+      assert.deepEqual(await store.listClusterNodeService('cls_served'), [
+        { deviceId: head, startedAtMs: t0 + 10, endedAtMs: t0 + 50 },
+        { deviceId: worker, startedAtMs: t0 + 12, endedAtMs: t0 + 20 },
+        { deviceId: lost, startedAtMs: t0 + 13, endedAtMs: t0 + 30 },
+        { deviceId: worker, startedAtMs: t0 + 25, endedAtMs: t0 + 50 },
+      ])
     })
 
     it('shows who holds a device and bumps its change_seq on every reservation change', async () => {

@@ -26,6 +26,11 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     clusterProvisionTimeoutMs: 120_000,
     rttProbeIntervalMs: 0,
     faucetMaxClaimGmt: '1000',
+    // The tests about billing switch it on and fund their renters.
+    clusterBillingEnabled: false,
+    gmtPerUsd: '1',
+    platformFeeBasisPoints: 1_000,
+    billingIntervalMs: 60_000,
     clusterNodeJoinTimeoutMs: 60_000,
     logLevel: 'silent',
     ...overrides,

@@ -8,7 +8,7 @@ import type {
   JobView,
   SubmitJobBody,
 } from '@gpumesh/protocol'
-import { placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
+import { nodeHourPrice, placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
 import { maxClusterClients } from '@gpumesh/store'
 import type {
   ClusterClientRecord,
@@ -23,6 +23,7 @@ import { mintId } from '../credentials.ts'
 import type { OfferIndex } from '../offers/offer-index.ts'
 import type { Presence } from '../presence/presence.ts'
 import type { WorkerLinks } from '../worker-link.ts'
+import type { ClusterBilling } from './billing.ts'
 import { planCluster, resolveClusterRequest } from './plan.ts'
 import {
   isActiveNode,
@@ -50,6 +51,8 @@ export type ClusterControllerComponents = {
   readonly logger: FastifyBaseLogger
   /** Brings the offer index up to date with the store (reservations hide devices from placement). */
   pullOffers(): Promise<void>
+  /** Charges clusters from renters' wallets; absent, clusters are free. */
+  readonly billing?: ClusterBilling
 }
 
 /** How often a cluster that needs a replacement but found none tries again. */
@@ -99,7 +102,10 @@ export class ClusterController {
     return this.#serial(async () => {
       const nowMs = this.#components.clock.nowMs()
       this.#observePresence(nowMs)
-      for (const clusterId of [...this.#clusters.keys()]) await this.#reconcile(clusterId)
+      for (const clusterId of [...this.#clusters.keys()]) {
+        await this.#reconcile(clusterId)
+        await this.#bill(clusterId)
+      }
     })
   }
 
@@ -125,6 +131,12 @@ export class ClusterController {
         }
         const nowMs = clock.nowMs()
         const clusterId = mintId('cls')
+        const durationMs = Math.round(durationHours * 3_600_000)
+        // Funds first: a renter who cannot pay is refused before any machine is reserved.
+        const billing = this.#components.billing
+        const holdId = billing
+          ? await billing.placeHold(accountId, clusterId, placement.pricePerHourMicroUsd, durationMs)
+          : null
         const outcome = await store.createCluster({
           cluster: {
             id: clusterId,
@@ -134,14 +146,19 @@ export class ClusterController {
             request: body,
             nodeCount: request.nodeCount,
             gpusPerNode: request.gpusPerNode,
-            durationMs: Math.round(durationHours * 3_600_000),
+            durationMs,
             pricePerHourMicroUsd: placement.pricePerHourMicroUsd,
             createdAtMs: nowMs,
           },
           deviceIds: placement.nodes.map((node) => node.deviceId),
+          nodePricesPerHourMicroUsd: placement.nodes.map((node) => nodeHourPrice(node)),
         })
+        if (!outcome.ok && holdId) await billing!.releaseHold(clusterId, holdId, 'its machines were taken')
         if (outcome.ok) {
-          this.#clusters.set(clusterId, outcome.cluster)
+          const cluster = holdId
+            ? await store.updateClusterBilling(clusterId, { billingHoldId: holdId, billedIntervals: 0 })
+            : outcome.cluster
+          this.#clusters.set(clusterId, cluster)
           this.#nodes.set(clusterId, [...outcome.nodes])
           this.#clients.set(clusterId, [])
           await this.#appendEvents([
@@ -201,6 +218,9 @@ export class ClusterController {
       if (isTerminalCluster(cluster) || cluster.desired === 'terminated')
         throw new ClusterStateError(`cluster ${clusterId} is ${cluster.state}; it can no longer be extended`)
       const addedMs = Math.round(hours * 3_600_000)
+      // The extra hours are held first; a wallet that cannot pay leaves the cluster as it was.
+      const billing = this.#components.billing
+      if (billing) this.#clusters.set(clusterId, await billing.extend(cluster, addedMs))
       await this.#patchCluster(cluster.id, {
         durationMs: cluster.durationMs + addedMs,
         ...(cluster.expiresAtMs === null ? {} : { expiresAtMs: cluster.expiresAtMs + addedMs }),
@@ -593,7 +613,10 @@ export class ClusterController {
       )
       let changed = false
       for (const release of decision.releases) {
-        await this.#releaseNode(clusterId, release.deviceId, release.phase, release.reason, false)
+        await this.#releaseNode(clusterId, release.deviceId, release.phase, release.reason, {
+          announce: false,
+          ...(release.servedUntilMs === undefined ? {} : { servedUntilMs: release.servedUntilMs }),
+        })
         changed = true
       }
       for (const { deviceId, patch } of decision.nodePatches) {
@@ -641,10 +664,19 @@ export class ClusterController {
     this.#replacementTriedAt.set(clusterId, nowMs)
     await this.#components.pullOffers()
     const { request } = resolveClusterRequest(cluster.request as ClusterRequestBody)
-    const members = new Set((this.#nodes.get(clusterId) ?? []).map((node) => node.deviceId))
+    const members = this.#nodes.get(clusterId) ?? []
+    const memberIds = new Set(members.map((node) => node.deviceId))
+    // The renter was quoted the nodes placed first: a replacement costs no more than the dearest of them.
+    const maxNodePrice = members.reduce(
+      (max, node) => (node.pricePerHourMicroUsd > max ? node.pricePerHourMicroUsd : max),
+      0n,
+    )
     const full = index.placementSnapshot()
     const snapshot: SupplySnapshot = {
-      nodes: full.nodes.filter((node) => !members.has(node.deviceId)),
+      nodes: full.nodes.filter(
+        (node) =>
+          !memberIds.has(node.deviceId) && (maxNodePrice === 0n || nodeHourPrice(node) <= maxNodePrice),
+      ),
       roundTripMs: full.roundTripMs,
     }
     const placement = placeCluster(snapshot, { ...request, nodeCount: needed })
@@ -665,6 +697,7 @@ export class ClusterController {
         deviceId: candidate.deviceId,
         role: hasHead ? 'worker' : 'head',
         nowMs,
+        pricePerHourMicroUsd: nodeHourPrice(candidate),
       })
       if (!node) continue
       this.#nodes.get(clusterId)!.push(node)
@@ -683,13 +716,13 @@ export class ClusterController {
     deviceId: string,
     phase: 'lost' | 'released',
     reason: string,
-    announce = true,
+    { announce = true, servedUntilMs }: { announce?: boolean; servedUntilMs?: number } = {},
   ): Promise<void> {
     const nodes = this.#nodes.get(clusterId)
     const index = nodes?.findIndex((node) => node.deviceId === deviceId && isActiveNode(node)) ?? -1
     if (!nodes || index < 0) return
     const nowMs = this.#components.clock.nowMs()
-    await this.#components.store.releaseClusterNode(clusterId, deviceId, phase, reason, nowMs)
+    await this.#components.store.releaseClusterNode(clusterId, deviceId, phase, reason, nowMs, servedUntilMs)
     const wasHead = nodes[index]!.role === 'head'
     nodes[index] = { ...nodes[index]!, phase, phaseReason: reason, leftAtMs: nowMs }
     for (const kind of ['prepare', 'mesh', 'ray', 'release'] as const)
@@ -720,18 +753,34 @@ export class ClusterController {
   }
 
   async #patchNode(clusterId: string, deviceId: string, patch: Parameters<Store['updateClusterNode']>[2]) {
-    await this.#components.store.updateClusterNode(clusterId, deviceId, patch)
+    await this.#components.store.updateClusterNode(clusterId, deviceId, patch, this.#components.clock.nowMs())
     const nodes = this.#nodes.get(clusterId) ?? []
     const index = nodes.findIndex((node) => node.deviceId === deviceId)
     if (index >= 0) nodes[index] = { ...nodes[index]!, ...patch }
   }
 
+  /** Charges what a running cluster has used; a failure is logged and retried on the next tick. */
+  async #bill(clusterId: string): Promise<void> {
+    const billing = this.#components.billing
+    const cluster = this.#clusters.get(clusterId)
+    if (!billing || !cluster || cluster.billingHoldId === null || cluster.readyAtMs === null) return
+    try {
+      this.#clusters.set(clusterId, await billing.billDue(cluster))
+    } catch (error) {
+      this.#components.logger.error({ err: error, clusterId }, 'billing failed; will retry')
+    }
+  }
+
   async #patchCluster(clusterId: string, patch: Parameters<Store['updateCluster']>[1]): Promise<void> {
-    const updated = await this.#components.store.updateCluster(
-      clusterId,
-      patch,
-      this.#components.clock.nowMs(),
+    let updated = await this.#components.store.updateCluster(clusterId, patch, this.#components.clock.nowMs())
+    // Ending: charge what the nodes served up to the end, then release the rest of the hold.
+    const billing = this.#components.billing
+    if (
+      billing &&
+      updated.billingHoldId !== null &&
+      (updated.state === 'terminating' || isTerminalCluster(updated))
     )
+      updated = await billing.close(updated)
     if (isTerminalCluster(updated)) {
       this.#forget(clusterId)
       await this.#components.pullOffers()

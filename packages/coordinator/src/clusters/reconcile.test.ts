@@ -68,6 +68,9 @@ function clusterRecord(overrides: Partial<ClusterRecord> = {}): ClusterRecord {
     endedAtMs: null,
     updatedAtMs: createdAtMs,
     stateChangedAtMs: createdAtMs,
+    billingHoldId: null,
+    billedIntervals: 0,
+    billedUntilMs: null,
     ...overrides,
   }
 }
@@ -95,6 +98,7 @@ function nodeRecord(
     endpoint: keyed ? endpointOf(nodeIndex) : null,
     joinedAtMs: createdAtMs,
     leftAtMs: phase === 'lost' || phase === 'released' ? createdAtMs : null,
+    pricePerHourMicroUsd: 500_000n,
     ...overrides,
   }
 }
@@ -625,7 +629,12 @@ describe('reconcileCluster: losing and replacing nodes', () => {
     world.offlineSinceMs.set('dev_2', world.nowMs - policy.nodeLostAfterMs)
     const out = reconcile(world)
     assert.deepEqual(out.releases, [
-      { deviceId: 'dev_2', phase: 'lost', reason: 'its worker has been offline for 30 s' },
+      {
+        deviceId: 'dev_2',
+        phase: 'lost',
+        reason: 'its worker has been offline for 30 s',
+        servedUntilMs: world.nowMs - policy.nodeLostAfterMs,
+      },
     ])
     assert.deepEqual(
       out.events.find((event) => event.kind === 'node_lost'),
@@ -822,7 +831,12 @@ describe('reconcileCluster: ending', () => {
       },
     ])
     assert.deepEqual(out.releases, [
-      { deviceId: 'dev_2', phase: 'released', reason: 'its worker is offline' },
+      {
+        deviceId: 'dev_2',
+        phase: 'released',
+        reason: 'its worker is offline',
+        servedUntilMs: world.offlineSinceMs.get('dev_2'),
+      },
     ])
     assert.deepEqual(
       out.commands.map((command) => [command.deviceId, command.kind, command.signature]),

@@ -81,7 +81,13 @@ export type Command = {
 
 export type Reconciliation = {
   clusterPatch: ClusterPatch | undefined
-  readonly releases: { deviceId: string; phase: 'lost' | 'released'; reason: string }[]
+  /** servedUntilMs: when an offline node stopped serving (its worker went silent), for billing. */
+  readonly releases: {
+    deviceId: string
+    phase: 'lost' | 'released'
+    reason: string
+    servedUntilMs?: number
+  }[]
   readonly nodePatches: { deviceId: string; patch: ClusterNodePatch }[]
   readonly commands: Command[]
   replacementsNeeded: number
@@ -160,7 +166,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     }
     for (const node of active) {
       if (!online(node.deviceId)) {
-        out.releases.push({ deviceId: node.deviceId, phase: 'released', reason: 'its worker is offline' })
+        out.releases.push({
+          deviceId: node.deviceId,
+          phase: 'released',
+          reason: 'its worker is offline',
+          servedUntilMs: view.offlineSinceMs(node.deviceId)!,
+        })
         event('node_released', 'recorded as released: its worker is offline', node.deviceId)
       } else if (nowMs - terminatingSinceMs > policy.releaseTimeoutMs) {
         out.releases.push({
@@ -192,8 +203,13 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
 
   // Lost nodes: the worker is gone, Ray says the node is dead, or a new node never made it into Ray.
   const addressOf = (node: ClusterNodeRecord) => nodeAddress(subnet, node.nodeIndex)
-  const lose = (node: ClusterNodeRecord, reason: string) => {
-    out.releases.push({ deviceId: node.deviceId, phase: 'lost', reason })
+  const lose = (node: ClusterNodeRecord, reason: string, servedUntilMs?: number) => {
+    out.releases.push({
+      deviceId: node.deviceId,
+      phase: 'lost',
+      reason,
+      ...(servedUntilMs === undefined ? {} : { servedUntilMs }),
+    })
     event('node_lost', `node ${addressOf(node)} lost: ${reason}`, node.deviceId)
     if (online(node.deviceId)) send(node, 'release', 'release', releaseCommand(`node lost: ${reason}`))
   }
@@ -206,7 +222,11 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
       cluster.state === 'ready' ? Number.POSITIVE_INFINITY : cluster.stateChangedAtMs,
     )
     if (offlineSince !== undefined && nowMs - offlineSince >= policy.nodeLostAfterMs) {
-      lose(node, `its worker has been offline for ${Math.round((nowMs - offlineSince) / 1000)} s`)
+      lose(
+        node,
+        `its worker has been offline for ${Math.round((nowMs - offlineSince) / 1000)} s`,
+        offlineSince,
+      )
     } else if (
       node.phase === 'ray_joined' &&
       view.aliveAddresses &&
