@@ -71,6 +71,7 @@ export default tseslint.config(
       'packages/verification/src/**/*.ts',
       'packages/mesh/src/**/*.ts',
       'packages/ledger/src/**/*.ts',
+      'packages/pricing/src/**/*.ts',
     ],
     ignores: ['**/*.test.ts'],
     rules: pureRestriction,

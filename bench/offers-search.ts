@@ -282,7 +282,7 @@ function makeDevice(index: number, accountIds: readonly string[]): DeviceSeed {
       inventory,
       region,
       country,
-      askingPriceMicroUsd: parseUsdToMicro(price),
+      pricing: { mode: 'fixed' as const, askingPriceMicroUsd: parseUsdToMicro(price) },
     },
     reliability,
     verification: pick([
@@ -611,7 +611,10 @@ async function main(): Promise<void> {
               inventory: device.inventory,
               region: device.region,
               country: device.country,
-              askingPriceMicroUsd: parseUsdToMicro(Math.max(0.05, price).toFixed(2)),
+              pricing: {
+                mode: 'fixed',
+                askingPriceMicroUsd: parseUsdToMicro(Math.max(0.05, price).toFixed(2)),
+              },
             })
             churned += 1
           })().catch(() => (churnErrors += 1))

@@ -9,6 +9,7 @@ import { registerCoordinatorCommands } from './commands/coordinator.ts'
 import { registerLedgerCommands, registerWalletCommands } from './commands/ledger.ts'
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
+import { registerPricingCommands } from './commands/pricing.ts'
 import { registerUpCommand } from './commands/up.ts'
 import { registerWorkerCommands } from './commands/worker.ts'
 import { UsageError } from './credentials.ts'
@@ -30,6 +31,7 @@ registerClusterCommands(program)
 registerJobCommands(program)
 registerLedgerCommands(program)
 registerWalletCommands(program)
+registerPricingCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -25,6 +25,7 @@ import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
 import { ClusterController } from './clusters/controller.ts'
 import { createClusterBilling } from './clusters/billing.ts'
+import type { PlanMarket } from './clusters/plan.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
@@ -50,6 +51,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   /** Full re-read of the offer index, catching late-committed changes. */
   readonly offerIndexResyncMs?: number
   readonly reliabilityRefreshMs?: number
+  /** How often demand per model and the hour are measured again for automatic prices. */
+  readonly marketRefreshMs?: number
   /** Overrides of the proof-of-compute policy (tests use small matrices and short deadlines). */
   readonly challengePolicy?: Partial<ChallengePolicy>
   /** Set false in tests that drive `tick()` by hand. */
@@ -228,6 +231,7 @@ export async function buildCoordinator(
   })
   const rtt = new RttProber({ clock, random: components.random ?? cryptoRandom, index, links, presence })
   index.useRoundTrips((a, b) => rtt.roundTripMs(a, b))
+  const gmtUnitsPerUsd = parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n
   const supplierOfDevice = new Map<string, string>()
   const clusterBilling = init.clusterBillingEnabled
     ? createClusterBilling(
@@ -246,7 +250,7 @@ export async function buildCoordinator(
           },
         },
         {
-          gmtUnitsPerUsd: parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n,
+          gmtUnitsPerUsd,
           feeBasisPoints: init.platformFeeBasisPoints,
           intervalMs: init.billingIntervalMs,
           // A silent node is found lost offlineAfterMs after it was seen offline, within a tick or two.
@@ -255,9 +259,15 @@ export async function buildCoordinator(
         },
       )
     : undefined
+  const market: PlanMarket = {
+    offerOf: (deviceId) => index.offerOf(deviceId),
+    quoteOf: (deviceId, commitmentHours) => index.quoteOf(deviceId, commitmentHours),
+    gmtUnitsPerUsd,
+  }
   const clusters = new ClusterController(
     {
       store,
+      market,
       clock,
       index,
       links,
@@ -276,7 +286,17 @@ export async function buildCoordinator(
     },
   )
 
-  registerRoutes(app, { store, clock, index, links, publicUrl: () => init.publicUrl ?? baseUrl })
+  registerRoutes(app, {
+    store,
+    clock,
+    index,
+    links,
+    market,
+    pullOffers: async () => {
+      await feed.pull()
+    },
+    publicUrl: () => init.publicUrl ?? baseUrl,
+  })
   registerClusterRoutes(app, { store, clock, clusters })
   registerLedgerRoutes(app, {
     store,
@@ -367,6 +387,7 @@ export async function buildCoordinator(
       await expireSilent()
       await flush()
       await feed.pull()
+      await updateMarket()
       await clusters.tick()
     })
     return ticking
@@ -390,7 +411,11 @@ export async function buildCoordinator(
     )
   }
 
+  const updateMarket = async () => {
+    index.updateMarket(new Date(clock.nowMs()).getUTCHours())
+  }
   await feed.resync()
+  await updateMarket()
   await clusters.start()
   await store.ledger.createAccounts(
     [
@@ -411,6 +436,7 @@ export async function buildCoordinator(
     if (init.rttProbeIntervalMs > 0)
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
+    every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
     // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
     // the embedded PGlite has one connection and commits in order, so its feed never misses a change.
     if (store.kind === 'postgres') {

@@ -1,7 +1,10 @@
 import {
   ForbiddenError,
+  formatMicroUsd,
   IdPrefix,
   NotFoundError,
+  parseUsdToMicro,
+  type DevicePricing,
   EnrollmentTokenError,
   type Clock,
   type Role,
@@ -20,6 +23,9 @@ import {
   defaultEnrollmentTokenTtlSeconds,
   DeviceEventList,
   DeviceList,
+  DevicePricingBody,
+  DeviceQuoteQuery,
+  DeviceQuoteReply,
   DeviceUptimeReply,
   DeviceView,
   EnrollBody,
@@ -32,6 +38,7 @@ import {
   MeReply,
   OffersPage,
   OffersQuery,
+  QuoteQuery,
   ApiKeyView,
 } from '@gpumesh/protocol'
 import type { DeviceRecord, Store } from '@gpumesh/store'
@@ -49,7 +56,7 @@ import type { OfferIndex } from './offers/offer-index.ts'
 import { authenticate, requireRole, type Principal } from './principal.ts'
 import { accountView, apiKeyView, deviceView, enrollmentTokenView } from './views.ts'
 import { uptimeBucketMs } from './presence/uptime.ts'
-import { planCluster } from './clusters/plan.ts'
+import { factorViews, planCluster, type PlanMarket } from './clusters/plan.ts'
 import { coordinatorVersion } from './version.ts'
 import { verifyEd25519 } from './signatures.ts'
 import type { WorkerLinks } from './worker-link.ts'
@@ -67,6 +74,9 @@ export type RouteComponents = {
   readonly clock: Clock
   readonly index: OfferIndex
   readonly links: WorkerLinks
+  readonly market: PlanMarket
+  /** Brings the offer index up to date with the store. */
+  pullOffers(): Promise<void>
   publicUrl(): string
 }
 
@@ -388,7 +398,89 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     async (request) => {
       const principal = await principalOf(request)
       requireRole(principal, 'renter')
-      return planCluster(index.placementSnapshot(), request.body, (deviceId) => index.offerOf(deviceId))
+      return planCluster(index.placementSnapshot(), request.body, components.market)
+    },
+  )
+
+  app.get(
+    '/v1/quotes',
+    {
+      schema: {
+        tags: ['pricing'],
+        summary: 'Price a cluster request: its nodes, the total, and every factor of each price (public)',
+        querystring: QuoteQuery,
+        response: { 200: ClusterPlan, ...errors },
+      },
+    },
+    async (request) => planCluster(index.placementSnapshot(), request.query, components.market),
+  )
+
+  const deviceQuote = (device: DeviceRecord, hours: number): DeviceQuoteReply => {
+    const quote = index.quoteOf(device.id, hours)
+    const automatic = index.quoteOf(device.id, hours, {
+      mode: 'auto',
+      askingPriceMicroUsd: device.pricingMode === 'auto' ? device.askingPriceMicroUsd : null,
+    })
+    return {
+      deviceId: device.id,
+      pricingMode: device.pricingMode,
+      askingPricePerGpuHourUsd:
+        device.askingPriceMicroUsd === null ? null : formatMicroUsd(device.askingPriceMicroUsd),
+      commitmentHours: hours,
+      pricePerGpuHourUsd: quote?.priced ? formatMicroUsd(quote.pricePerGpuHourMicroUsd) : null,
+      unpricedReason: !quote
+        ? 'the device has not reported its hardware and location yet'
+        : quote.priced
+          ? null
+          : quote.reason,
+      factors: quote ? factorViews(quote) : [],
+      automatic: {
+        pricePerGpuHourUsd: automatic?.priced ? formatMicroUsd(automatic.pricePerGpuHourMicroUsd) : null,
+        factors: automatic ? factorViews(automatic) : [],
+      },
+      policyVersion: index.pricingPolicy.version,
+    }
+  }
+
+  app.get(
+    '/v1/devices/:id/quote',
+    {
+      schema: {
+        tags: ['pricing'],
+        summary:
+          "One of my devices: the price renters are quoted and how it is made, beside automatic pricing's",
+        security: secured,
+        params: IdParams,
+        querystring: DeviceQuoteQuery,
+        response: { 200: DeviceQuoteReply, ...errors },
+      },
+    },
+    async (request) => deviceQuote(await ownDevice(request, request.params.id), request.query.hours ?? 1),
+  )
+
+  app.put(
+    '/v1/devices/:id/pricing',
+    {
+      schema: {
+        tags: ['pricing'],
+        summary: 'Set how one of my devices is priced: a fixed price, or automatic with an optional minimum',
+        security: secured,
+        params: IdParams,
+        body: DevicePricingBody,
+        response: { 200: DeviceQuoteReply, ...errors },
+      },
+    },
+    async (request) => {
+      const device = await ownDevice(request, request.params.id)
+      const body = request.body
+      const price = (text: string | null | undefined) => (text ? parseUsdToMicro(text) : null)
+      const pricing: DevicePricing =
+        body.mode === 'fixed'
+          ? { mode: 'fixed', askingPriceMicroUsd: price(body.pricePerGpuHourUsd) }
+          : { mode: 'auto', askingPriceMicroUsd: price(body.minimumPricePerGpuHourUsd) }
+      await store.setDevicePricing(device.id, pricing)
+      await components.pullOffers()
+      return deviceQuote((await store.getDevice(device.id))!, 1)
     },
   )
 

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { parseUsdToMicro, WorkerAuthError, type Clock } from '@gpumesh/core'
+import { parseUsdToMicro, WorkerAuthError, type Clock, type DevicePricing } from '@gpumesh/core'
 import {
   workerMessageValidator,
   sessionSigningPayload,
@@ -302,13 +302,18 @@ export class WorkerLinks {
       inventory: message.inventory,
       region: message.location.region,
       country: message.location.country,
-      askingPriceMicroUsd:
-        message.askingPricePerGpuHourUsd === undefined
-          ? null
-          : parseUsdToMicro(message.askingPricePerGpuHourUsd),
+      ...reportedPricing(message),
     })
     return true
   }
+}
+
+/** The pricing a report carries, if any (see ReportMessage). */
+function reportedPricing(message: ReportMessage): { pricing?: DevicePricing } {
+  const price =
+    message.askingPricePerGpuHourUsd === undefined ? null : parseUsdToMicro(message.askingPricePerGpuHourUsd)
+  if (message.pricingMode === undefined && price === null) return {}
+  return { pricing: { mode: message.pricingMode ?? 'fixed', askingPriceMicroUsd: price } }
 }
 
 function send(socket: WebSocket, message: CoordinatorMessage): void {

@@ -51,7 +51,7 @@ for (const backend of storeBackends) {
         inventory: hardware,
         region,
         country,
-        askingPriceMicroUsd: price,
+        pricing: { mode: 'fixed', askingPriceMicroUsd: price },
       })
       // seen now: the coordinator's sweep takes devices silent since long ago offline
       await store.applyDeviceStateChanges([

@@ -46,7 +46,10 @@ export function wireguardKey(): string {
 export async function simulatedWorker(
   baseUrl: string,
   supplierKey: string,
-  { pricePerGpuHourUsd = '0.50' }: { pricePerGpuHourUsd?: string } = {},
+  {
+    pricePerGpuHourUsd = '0.50',
+    pricingMode,
+  }: { pricePerGpuHourUsd?: string | null; pricingMode?: 'fixed' | 'auto' } = {},
 ): Promise<SimulatedWorker> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const signText = (payload: string) => sign(null, Buffer.from(payload), privateKey).toString('base64url')
@@ -190,7 +193,8 @@ export async function simulatedWorker(
               type: 'report',
               inventory: cpuInventory,
               location: { region: 'sim', country: 'DE' },
-              askingPricePerGpuHourUsd: pricePerGpuHourUsd,
+              ...(pricePerGpuHourUsd === null ? {} : { askingPricePerGpuHourUsd: pricePerGpuHourUsd }),
+              ...(pricingMode ? { pricingMode } : {}),
             })
             send({ type: 'cluster_nodes_held', clusterIds: [...nodes.keys()] })
             let seq = 0

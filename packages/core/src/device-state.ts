@@ -14,6 +14,17 @@ export type VerificationState = (typeof VerificationState)[keyof typeof Verifica
 
 export const BandwidthTier = { low: 'low', medium: 'medium', high: 'high' } as const
 export type BandwidthTier = (typeof BandwidthTier)[keyof typeof BandwidthTier]
+/** fixed: the supplier's own price; auto: the pricing engine's, never below the supplier's minimum. */
+export const PricingMode = { fixed: 'fixed', auto: 'auto' } as const
+export type PricingMode = (typeof PricingMode)[keyof typeof PricingMode]
+
+/** How a supplier prices a device. */
+export type DevicePricing = {
+  readonly mode: PricingMode
+  /** fixed: the price per GPU-hour (null: none, not for rent); auto: the minimum, if any. */
+  readonly askingPriceMicroUsd: bigint | null
+}
+
 export const bandwidthTierRank: Readonly<Record<BandwidthTier, number>> = { low: 1, medium: 2, high: 3 }
 
 /** Why a device changed state: closed list so consoles can translate and group them. */

@@ -237,6 +237,9 @@ export const Offer = Type.Object({
   region: Type.String(),
   country: Type.String(),
   bandwidthTier: Type.Union([BandwidthTierSchema, Type.Null()]),
+  /** fixed: the supplier's own price; auto: the pricing engine's (GET /v1/quotes explains it). */
+  pricingMode: Type.Union([Type.Literal('fixed'), Type.Literal('auto')]),
+  /** The quoted price for an on-demand hour. */
   pricePerGpuHourUsd: UsdAmount,
   pricePerHourUsd: UsdAmount,
   performance: Type.Object({

@@ -49,6 +49,90 @@ export type ClusterRequestBody = Static<typeof ClusterRequestBody>
 
 const RejectionCounts = Type.Record(Type.String(), Type.Integer())
 
+/** GET /v1/quotes: a cluster request in the query string (no name or Ray version: nothing is created). */
+export const QuoteQuery = Type.Omit(ClusterRequestBody, ['name', 'rayVersion'])
+export type QuoteQuery = Static<typeof QuoteQuery>
+
+/** One step of a price's making (see docs/pricing.md). */
+export const PriceFactorView = Type.Object({
+  factor: Type.String({
+    description:
+      'fixed, reference, network_share, performance, bandwidth, location, demand, peak_hours, commitment or floor',
+  }),
+  /** The multiplier applied, e.g. "1.10"; null for a starting price or a floor. */
+  multiplier: Type.Union([Type.String(), Type.Null()]),
+  priceAfterUsd: UsdAmount,
+  detail: Type.String(),
+})
+export type PriceFactorView = Static<typeof PriceFactorView>
+
+/** A node's quoted price for the rental's length, with every factor that made it. */
+export const NodeQuote = Type.Object({
+  deviceId: Type.String(),
+  gpuModel: Type.String(),
+  gpuCount: Type.Integer(),
+  pricingMode: Type.Union([Type.Literal('fixed'), Type.Literal('auto')]),
+  pricePerGpuHourUsd: UsdAmount,
+  pricePerHourUsd: UsdAmount,
+  factors: Type.Array(PriceFactorView),
+})
+export type NodeQuote = Static<typeof NodeQuote>
+
+/** PUT /v1/devices/:id/pricing: how the supplier prices one device. */
+export const DevicePricingBody = Type.Union([
+  Type.Object(
+    { mode: Type.Literal('fixed'), pricePerGpuHourUsd: Type.Union([UsdAmount, Type.Null()]) },
+    { additionalProperties: false },
+  ),
+  Type.Object(
+    {
+      mode: Type.Literal('auto'),
+      minimumPricePerGpuHourUsd: Type.Optional(Type.Union([UsdAmount, Type.Null()])),
+    },
+    { additionalProperties: false },
+  ),
+])
+export type DevicePricingBody = Static<typeof DevicePricingBody>
+
+export const DeviceQuoteQuery = Type.Object(
+  { hours: Type.Optional(Type.Number({ exclusiveMinimum: 0, maximum: maxClusterDurationHours })) },
+  { additionalProperties: false },
+)
+export type DeviceQuoteQuery = Static<typeof DeviceQuoteQuery>
+
+/** A device's price as the network quotes it now, and what automatic pricing would make of it. */
+export const DeviceQuoteReply = Type.Object({
+  deviceId: Type.String(),
+  pricingMode: Type.Union([Type.Literal('fixed'), Type.Literal('auto')]),
+  /** Fixed: the price; auto: the minimum; null: none. */
+  askingPricePerGpuHourUsd: Type.Union([UsdAmount, Type.Null()]),
+  commitmentHours: Type.Number(),
+  /** The price renters are quoted; null when the device has none (then it is not listed). */
+  pricePerGpuHourUsd: Type.Union([UsdAmount, Type.Null()]),
+  /** Why it has no price, when it has none. */
+  unpricedReason: Type.Union([Type.String(), Type.Null()]),
+  factors: Type.Array(PriceFactorView),
+  /** The engine's price for this device with automatic pricing and the same minimum, for comparison. */
+  automatic: Type.Object({
+    pricePerGpuHourUsd: Type.Union([UsdAmount, Type.Null()]),
+    factors: Type.Array(PriceFactorView),
+  }),
+  policyVersion: Type.String(),
+})
+export type DeviceQuoteReply = Static<typeof DeviceQuoteReply>
+
+export const ClusterQuote = Type.Object({
+  policyVersion: Type.String(),
+  /** The rental's length, which sets the commitment discount. */
+  commitmentHours: Type.Number(),
+  /** The rate USD quotes settle at. */
+  gmtPerUsd: Type.String(),
+  pricePerHourGmt: Type.String(),
+  totalGmt: Type.String(),
+  nodes: Type.Array(NodeQuote),
+})
+export type ClusterQuote = Static<typeof ClusterQuote>
+
 export const ClusterPlan = Type.Object({
   placeable: Type.Boolean(),
   /** What was asked, after shorthands were resolved. */
@@ -59,8 +143,11 @@ export const ClusterPlan = Type.Object({
     durationHours: Type.Number(),
   }),
   nodes: Type.Array(Offer),
+  /** For the whole rental length (commitment discounts included), when placeable. */
   pricePerHourUsd: Type.Union([UsdAmount, Type.Null()]),
   totalUsd: Type.Union([UsdAmount, Type.Null()]),
+  /** How each node's price was made, when placeable. */
+  quote: Type.Union([ClusterQuote, Type.Null()]),
   blockingConstraint: Type.Union([Type.String(), Type.Null()]),
   detail: Type.String(),
   rejections: RejectionCounts,

@@ -77,7 +77,10 @@ export const WorkerSettings = Type.Object(
     stateDir: Type.String({ minLength: 1, maxLength: 4096, default: '.gpumesh/worker' }),
     region: Type.String({ pattern: regionPattern, default: 'local' }),
     country: Type.String({ pattern: countryPattern, default: 'ZZ' }),
+    /** With pricingMode 'auto', the minimum; otherwise the fixed price. */
     askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
+    /** 'auto': let the pricing engine set the price (see docs/pricing.md); absent: fixed when a price is given. */
+    pricingMode: Type.Optional(Type.Union([Type.Literal('fixed'), Type.Literal('auto')])),
     /** Parse this saved `nvidia-smi -q -x` output instead of running the tool. */
     nvidiaSmiXmlPath: Type.Optional(Type.String({ minLength: 1, maxLength: 4096 })),
     /** Speedtest (network tier, compute) soon after start, then this often; 0 turns it off. */

@@ -209,7 +209,12 @@ export const ReportMessage = Type.Object(
     type: Type.Literal('report'),
     inventory: HardwareInventory,
     location: DeviceLocation,
-    /** Absent: the supplier set no price, and the machine is not listed. */
+    /**
+     * How the supplier prices this machine. 'fixed' (the default when only a price is given): that price;
+     * 'auto': the pricing engine's, never below the price given here, if any. Neither: the machine keeps the
+     * pricing it has (set through the API or by an earlier start; a new machine has none and is not listed).
+     */
+    pricingMode: Type.Optional(Type.Union([Type.Literal('fixed'), Type.Literal('auto')])),
     askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
     /** The UDP port of this machine's round-trip echo responder, when it runs one. */
     rttProbePort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),

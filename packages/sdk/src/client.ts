@@ -25,6 +25,8 @@ import type {
   CreateEnrollmentTokenBody,
   DeviceEventList,
   DeviceList,
+  DevicePricingBody,
+  DeviceQuoteReply,
   DeviceUptimeReply,
   DeviceView,
   EnrollmentTokenList,
@@ -36,6 +38,7 @@ import type {
   MeReply,
   OffersPage,
   OffersQuery,
+  QuoteQuery,
   SubmitJobBody,
 } from '@gpumesh/protocol'
 
@@ -108,6 +111,15 @@ export class GpumeshClient {
   creditAccount = (body: OperatorCreditBody) =>
     this.#request<WalletReceipt>('POST', '/v1/operator/credits', body)
   planCluster = (body: ClusterRequestBody) => this.#request<ClusterPlan>('POST', '/v1/clusters/dry-run', body)
+  /** A cluster request priced, with every factor of each node's price; needs no API key. */
+  quote = (query: QuoteQuery) => this.#request<ClusterPlan>('GET', `/v1/quotes${toQueryString(query)}`)
+  deviceQuote = (id: string, hours?: number) =>
+    this.#request<DeviceQuoteReply>(
+      'GET',
+      `/v1/devices/${encodeURIComponent(id)}/quote${toQueryString({ hours })}`,
+    )
+  setDevicePricing = (id: string, body: DevicePricingBody) =>
+    this.#request<DeviceQuoteReply>('PUT', `/v1/devices/${encodeURIComponent(id)}/pricing`, body)
   searchOffers = (query: OffersQuery = {}) =>
     this.#request<OffersPage>('GET', `/v1/offers${toQueryString(query)}`)
 
@@ -147,7 +159,7 @@ export class GpumeshClient {
   }
 
   async #request<T>(
-    method: 'GET' | 'POST' | 'DELETE',
+    method: 'GET' | 'POST' | 'PUT' | 'DELETE',
     path: string,
     body?: unknown,
     options: RequestOptions = {},

@@ -1,4 +1,12 @@
-import type { BandwidthTier, DeviceState, Role, StateReasonCode, VerificationState } from '@gpumesh/core'
+import type {
+  BandwidthTier,
+  DevicePricing,
+  DeviceState,
+  PricingMode,
+  Role,
+  StateReasonCode,
+  VerificationState,
+} from '@gpumesh/core'
 import type { HardwareInventory } from '@gpumesh/protocol'
 
 export type AccountRecord = {
@@ -45,6 +53,7 @@ export type DeviceRecord = {
   readonly region: string | null
   readonly country: string | null
   readonly askingPriceMicroUsd: bigint | null
+  readonly pricingMode: PricingMode
   readonly bandwidthTier: BandwidthTier | null
   readonly inventory: HardwareInventory | null
   readonly enrolledAtMs: number
@@ -89,7 +98,8 @@ export type DeviceReport = {
   readonly inventory: HardwareInventory
   readonly region: string
   readonly country: string
-  readonly askingPriceMicroUsd: bigint | null
+  /** The pricing the worker was started with; absent: the device keeps what it has (set through the API). */
+  readonly pricing?: DevicePricing
 }
 
 export type EnrollRequest = {

@@ -1,4 +1,12 @@
-import type { BandwidthTier, DeviceState, Role, StateReasonCode, VerificationState } from '@gpumesh/core'
+import type {
+  BandwidthTier,
+  DevicePricing,
+  DeviceState,
+  PricingMode,
+  Role,
+  StateReasonCode,
+  VerificationState,
+} from '@gpumesh/core'
 import type { HardwareInventory } from '@gpumesh/protocol'
 import type { SqlDriver, SqlExecutor } from './driver.ts'
 import { migrate } from './migrate.ts'
@@ -74,6 +82,8 @@ export interface Store {
   listDevicesChangedSince(afterSeq: bigint, limit: number): Promise<DeviceRecord[]>
   applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
   saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void>
+  /** The supplier's pricing for a device, set through the API; false when there is no such device. */
+  setDevicePricing(deviceId: string, pricing: DevicePricing): Promise<boolean>
   flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
   /** Online devices not seen since `cutoffMs` (their coordinator process died): marks them offline. */
   sweepSilentDevices(cutoffMs: number, nowMs: number, reason: string): Promise<string[]>
@@ -244,6 +254,7 @@ type DeviceRow = {
   region: string | null
   country: string | null
   asking_price_micro_usd: bigint | null
+  pricing_mode: PricingMode
   bandwidth_tier: BandwidthTier | null
   inventory: HardwareInventory | null
   enrolled_at_ms: bigint
@@ -259,7 +270,7 @@ type DeviceRow = {
 
 /** Selected FROM devices (unaliased): the reservation comes along, so every DeviceRecord says who holds it. */
 const deviceColumns = `id, account_id, public_key, hostname, state, state_reason_code, state_reason, state_changed_at_ms,
-  verification_state, verification_reason, region, country, asking_price_micro_usd, bandwidth_tier, inventory,
+  verification_state, verification_reason, region, country, asking_price_micro_usd, pricing_mode, bandwidth_tier, inventory,
   enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq, verification_failures,
   next_verification_at_ms, measured_fp32_tflops,
   (SELECT r.cluster_id FROM device_reservations r WHERE r.device_id = devices.id) AS reserved_by_cluster_id`
@@ -447,11 +458,22 @@ class SqlStore implements Store {
     })
   }
 
+  async setDevicePricing(deviceId: string, pricing: DevicePricing): Promise<boolean> {
+    const updated = await this.#driver.execute(
+      `UPDATE devices SET asking_price_micro_usd = $2, pricing_mode = $3, change_seq = nextval('device_change_seq')
+       WHERE id = $1`,
+      [deviceId, pricing.askingPriceMicroUsd, pricing.mode],
+    )
+    return updated > 0
+  }
+
   async saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void> {
     const gpus = report.inventory.gpus
     await this.#driver.transaction(async (tx) => {
       await tx.execute(
-        `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5, asking_price_micro_usd = $6,
+        `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5,
+           asking_price_micro_usd = CASE WHEN $7::text IS NULL THEN asking_price_micro_usd ELSE $6 END,
+           pricing_mode = COALESCE($7, pricing_mode),
            change_seq = nextval('device_change_seq')
          WHERE id = $1`,
         [
@@ -460,7 +482,8 @@ class SqlStore implements Store {
           report.inventory,
           report.region,
           report.country,
-          report.askingPriceMicroUsd,
+          report.pricing?.askingPriceMicroUsd ?? null,
+          report.pricing?.mode ?? null,
         ],
       )
       await tx.execute('DELETE FROM device_gpus WHERE device_id = $1', [deviceId])
@@ -1491,6 +1514,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     region: row.region,
     country: row.country,
     askingPriceMicroUsd: row.asking_price_micro_usd,
+    pricingMode: row.pricing_mode,
     bandwidthTier: row.bandwidth_tier,
     inventory: row.inventory,
     enrolledAtMs: Number(row.enrolled_at_ms),

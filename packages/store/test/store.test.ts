@@ -209,12 +209,38 @@ for (const backend of storeBackends) {
         inventory,
         region: 'eu-west',
         country: 'DE',
-        askingPriceMicroUsd: 12_345_678_901_234_567n,
+        pricing: { mode: 'fixed', askingPriceMicroUsd: 12_345_678_901_234_567n },
       })
       const device = await store.getDevice('dev_1')
       assert.deepEqual(device?.inventory, inventory)
       assert.equal(device?.askingPriceMicroUsd, 12_345_678_901_234_567n)
+      assert.equal(device?.pricingMode, 'fixed')
       assert.equal(device?.country, 'DE')
+
+      // A report without pricing keeps the device's; pricing set through the API is kept the same way.
+      await store.saveDeviceReport('dev_1', {
+        hostname: 'gpu-box',
+        inventory,
+        region: 'eu-west',
+        country: 'DE',
+      })
+      assert.equal((await store.getDevice('dev_1'))?.askingPriceMicroUsd, 12_345_678_901_234_567n)
+      assert.equal(
+        await store.setDevicePricing('dev_1', { mode: 'auto', askingPriceMicroUsd: 900_000n }),
+        true,
+      )
+      assert.equal(
+        await store.setDevicePricing('dev_nope', { mode: 'auto', askingPriceMicroUsd: null }),
+        false,
+      )
+      await store.saveDeviceReport('dev_1', {
+        hostname: 'gpu-box',
+        inventory,
+        region: 'eu-west',
+        country: 'DE',
+      })
+      const repriced = await store.getDevice('dev_1')
+      assert.deepEqual([repriced?.pricingMode, repriced?.askingPriceMicroUsd], ['auto', 900_000n])
     })
 
     it('accumulates uptime per bucket across flushes and computes reliability from it', async () => {

@@ -253,9 +253,9 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             deviceId: message.deviceId,
             heartbeatIntervalMs: message.heartbeatIntervalMs,
           })
-          if (init.askingPricePerGpuHourUsd === undefined) {
+          if (init.askingPricePerGpuHourUsd === undefined && init.pricingMode === undefined) {
             logger.warn(
-              'no asking price set: this machine is not listed in the marketplace (set --price-per-gpu-hour)',
+              'no pricing given: the machine keeps the pricing it has (a new one is not listed until it has a price: --price-per-gpu-hour or --pricing auto)',
             )
           }
           sendMessage({
@@ -265,6 +265,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             ...(init.askingPricePerGpuHourUsd === undefined
               ? {}
               : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
+            ...(init.pricingMode === undefined ? {} : { pricingMode: init.pricingMode }),
             ...(rttResponder ? { rttProbePort: rttResponder.port } : {}),
           })
           sendMessage({ type: 'cluster_nodes_held', clusterIds: clusterNodes?.heldClusterIds() ?? [] })

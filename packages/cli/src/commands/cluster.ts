@@ -45,16 +45,9 @@ const maxClusterListLimit = 500
 type Flags = ConnectionFlags & Record<string, string | boolean | undefined>
 type Unplaceable = Pick<ClusterPlan, 'blockingConstraint' | 'withoutBlockingConstraint' | 'market'>
 
-export function registerClusterCommands(program: Command): void {
-  const cluster = program.command('cluster').description("GPU clusters on several suppliers' machines")
-  connectionOptions(
-    cluster
-      .command('create')
-      .description(
-        'create a cluster and follow it until Ray is up; --dry-run shows where it would go and what it costs',
-      ),
-  )
-    .option('--dry-run', 'only answer whether it can be placed, where, and at what price')
+/** The flags that describe a cluster: `cluster create` and `quote` take the same ones. */
+export function clusterRequestOptions(command: Command): Command {
+  return command
     .option('--gpus <spec>', 'model and total GPUs, e.g. A100:8, or a number of GPUs')
     .option('--nodes <n>', 'number of nodes')
     .option('--gpus-per-node <n>', 'GPUs on each node')
@@ -65,7 +58,46 @@ export function registerClusterCommands(program: Command): void {
     .option('--min-bandwidth <tier>', 'low | medium | high')
     .option('--max-price <usd>', 'USD per GPU-hour, at most')
     .option('--allow-unverified', 'also place on devices that have not passed proof-of-compute')
-    .option('--hours <hours>', 'duration (default 1)')
+    .option('--hours <hours>', 'duration (default 1); longer rentals earn a commitment discount')
+}
+
+/** The request those flags describe, not yet validated (the caller's schema names any bad field). */
+export function clusterRequestFrom(
+  flags: Flags,
+  extra: Record<string, unknown> = {},
+): Record<string, unknown> {
+  const text = (name: string) => flags[name] as string | undefined
+  const gpus = text('gpus')
+  return Object.fromEntries(
+    Object.entries({
+      ...extra,
+      gpus: gpus !== undefined && /^\d+$/.test(gpus) ? Number(gpus) : gpus,
+      nodes: numeric(text('nodes')),
+      gpusPerNode: numeric(text('gpusPerNode')),
+      gpuModel: text('gpu'),
+      minVramGb: numeric(text('minVramGb')),
+      region: text('region'),
+      country: text('country'),
+      minBandwidthTier: text('minBandwidth'),
+      maxPricePerGpuHourUsd: text('maxPrice'),
+      verifiedOnly: flags['allowUnverified'] ? false : undefined,
+      durationHours: numeric(text('hours')),
+    }).filter(([, value]) => value !== undefined),
+  )
+}
+
+export function registerClusterCommands(program: Command): void {
+  const cluster = program.command('cluster').description("GPU clusters on several suppliers' machines")
+  connectionOptions(
+    clusterRequestOptions(
+      cluster
+        .command('create')
+        .description(
+          'create a cluster and follow it until Ray is up; --dry-run shows where it would go and what it costs',
+        ),
+    ),
+  )
+    .option('--dry-run', 'only answer whether it can be placed, where, and at what price')
     .option('--name <name>', 'cluster name')
     .option('--no-wait', 'print the cluster id and return; do not follow provisioning')
     .option(
@@ -77,25 +109,7 @@ export function registerClusterCommands(program: Command): void {
     .action(async (flags: Flags) => {
       const text = (name: string) => flags[name] as string | undefined
       const waitTimeoutMs = parsePositiveNumber('--wait-timeout', text('waitTimeout') ?? '') * 1000
-      const gpus = text('gpus')
-      const body = clusterRequestValidator.parse(
-        Object.fromEntries(
-          Object.entries({
-            name: text('name'),
-            gpus: gpus !== undefined && /^\d+$/.test(gpus) ? Number(gpus) : gpus,
-            nodes: numeric(text('nodes')),
-            gpusPerNode: numeric(text('gpusPerNode')),
-            gpuModel: text('gpu'),
-            minVramGb: numeric(text('minVramGb')),
-            region: text('region'),
-            country: text('country'),
-            minBandwidthTier: text('minBandwidth'),
-            maxPricePerGpuHourUsd: text('maxPrice'),
-            verifiedOnly: flags['allowUnverified'] ? false : undefined,
-            durationHours: numeric(text('hours')),
-          }).filter(([, value]) => value !== undefined),
-        ),
-      )
+      const body = clusterRequestValidator.parse(clusterRequestFrom(flags, { name: text('name') }))
       const client = clientFrom(flags, true)
       if (flags['dryRun']) return printPlan(await client.planCluster(body), flags['json'] === true)
 
@@ -569,7 +583,7 @@ function printClusterView(view: ClusterView): void {
   )
 }
 
-function printPlan(plan: ClusterPlan, json: boolean): void {
+export function printPlan(plan: ClusterPlan, json: boolean): void {
   if (json) return printJson(plan)
   const nodesText = plural(plan.request.nodes, 'node')
   const shape =

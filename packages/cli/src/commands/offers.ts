@@ -85,7 +85,7 @@ export function registerOfferCommands(program: Command): void {
           gib(offer.memoryMib),
           `${offer.region} ${offer.country}`,
           offer.bandwidthTier ?? 'untested',
-          offer.pricePerGpuHourUsd,
+          offer.pricingMode === 'auto' ? `${offer.pricePerGpuHourUsd} (auto)` : offer.pricePerGpuHourUsd,
           offer.pricePerHourUsd,
           offer.performance.fp16TensorTflopsPerGpu ?? '-',
           offer.performance.measuredFp32Tflops === null

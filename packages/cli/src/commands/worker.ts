@@ -60,7 +60,14 @@ export function registerWorkerCommands(program: Command): void {
     .option('--state-dir <dir>', 'identity key and enrollment (default .gpumesh/worker)')
     .option('--region <region>', 'region label, e.g. eu-west (default local)')
     .option('--country <code>', 'ISO 3166-1 alpha-2 country code, e.g. DE')
-    .option('--price-per-gpu-hour <usd>', 'asking price in USD per GPU-hour (per node-hour without GPUs)')
+    .option(
+      '--price-per-gpu-hour <usd>',
+      'asking price in USD per GPU-hour (per node-hour without GPUs); with --pricing auto, the minimum',
+    )
+    .option(
+      '--pricing <mode>',
+      "fixed (your price) or auto (the network's pricing engine, see docs/pricing.md)",
+    )
     .option('--nvidia-smi-xml <file>', 'read a saved `nvidia-smi -q -x` output instead of running nvidia-smi')
     .option(
       '--speedtest-interval-ms <ms>',
@@ -96,6 +103,7 @@ export function registerWorkerCommands(program: Command): void {
         region: text('region'),
         country: text('country')?.toUpperCase(),
         askingPricePerGpuHourUsd: text('pricePerGpuHour'),
+        pricingMode: text('pricing'),
         nvidiaSmiXmlPath: text('nvidiaSmiXml'),
         logLevel: text('logLevel'),
         speedtestIntervalMs: integerFlag(text('speedtestIntervalMs')),

@@ -24,7 +24,7 @@ import type { OfferIndex } from '../offers/offer-index.ts'
 import type { Presence } from '../presence/presence.ts'
 import type { WorkerLinks } from '../worker-link.ts'
 import type { ClusterBilling } from './billing.ts'
-import { planCluster, resolveClusterRequest } from './plan.ts'
+import { planCluster, priceNodes, resolveClusterRequest, type PlanMarket } from './plan.ts'
 import {
   isActiveNode,
   isTerminalCluster,
@@ -51,6 +51,8 @@ export type ClusterControllerComponents = {
   readonly logger: FastifyBaseLogger
   /** Brings the offer index up to date with the store (reservations hide devices from placement). */
   pullOffers(): Promise<void>
+  /** Offers and quotes for the nodes placed. */
+  readonly market: PlanMarket
   /** Charges clusters from renters' wallets; absent, clusters are free. */
   readonly billing?: ClusterBilling
 }
@@ -121,7 +123,7 @@ export class ClusterController {
         const snapshot = index.placementSnapshot()
         const placement = placeCluster(snapshot, request)
         if (!placement.ok) {
-          const plan = planCluster(snapshot, body, (deviceId) => index.offerOf(deviceId))
+          const plan = planCluster(snapshot, body, this.#components.market)
           throw new UnplaceableError(`cannot place this cluster: ${plan.detail}`, {
             blockingConstraint: plan.blockingConstraint,
             rejections: plan.rejections,
@@ -132,10 +134,11 @@ export class ClusterController {
         const nowMs = clock.nowMs()
         const clusterId = mintId('cls')
         const durationMs = Math.round(durationHours * 3_600_000)
+        const priced = priceNodes(placement.nodes, durationHours, this.#components.market)
         // Funds first: a renter who cannot pay is refused before any machine is reserved.
         const billing = this.#components.billing
         const holdId = billing
-          ? await billing.placeHold(accountId, clusterId, placement.pricePerHourMicroUsd, durationMs)
+          ? await billing.placeHold(accountId, clusterId, priced.pricePerHourMicroUsd, durationMs)
           : null
         const outcome = await store.createCluster({
           cluster: {
@@ -147,11 +150,11 @@ export class ClusterController {
             nodeCount: request.nodeCount,
             gpusPerNode: request.gpusPerNode,
             durationMs,
-            pricePerHourMicroUsd: placement.pricePerHourMicroUsd,
+            pricePerHourMicroUsd: priced.pricePerHourMicroUsd,
             createdAtMs: nowMs,
           },
           deviceIds: placement.nodes.map((node) => node.deviceId),
-          nodePricesPerHourMicroUsd: placement.nodes.map((node) => nodeHourPrice(node)),
+          nodePricesPerHourMicroUsd: priced.nodePricesPerHourMicroUsd,
         })
         if (!outcome.ok && holdId) await billing!.releaseHold(clusterId, holdId, 'its machines were taken')
         if (outcome.ok) {
@@ -167,7 +170,7 @@ export class ClusterController {
               atMs: clock.nowMs(),
               kind: 'created',
               deviceId: null,
-              message: `${request.nodeCount} nodes reserved at ${formatMicroUsd(placement.pricePerHourMicroUsd)} USD/h`,
+              message: `${request.nodeCount} nodes reserved at ${formatMicroUsd(priced.pricePerHourMicroUsd)} USD/h`,
             },
             ...outcome.nodes.map((node) => ({
               clusterId,
@@ -688,8 +691,11 @@ export class ClusterController {
       )
       return false
     }
+    // Priced for what is left of the rental, as the first nodes were for all of it.
+    const remainingMs = cluster.expiresAtMs === null ? cluster.durationMs : cluster.expiresAtMs - nowMs
+    const priced = priceNodes(placement.nodes, Math.max(remainingMs, 0) / 3_600_000, this.#components.market)
     let added = false
-    for (const candidate of placement.nodes) {
+    for (const [position, candidate] of placement.nodes.entries()) {
       const hasHead = this.#activeNodes(clusterId).some((node) => node.role === 'head')
       const node = await store.addClusterNode({
         clusterId,
@@ -697,7 +703,7 @@ export class ClusterController {
         deviceId: candidate.deviceId,
         role: hasHead ? 'worker' : 'head',
         nowMs,
-        pricePerHourMicroUsd: nodeHourPrice(candidate),
+        pricePerHourMicroUsd: priced.nodePricesPerHourMicroUsd[position]!,
       })
       if (!node) continue
       this.#nodes.get(clusterId)!.push(node)

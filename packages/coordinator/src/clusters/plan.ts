@@ -1,6 +1,22 @@
-import { bandwidthTierRank, formatMicroUsd, parseUsdToMicro, ValidationError } from '@gpumesh/core'
-import type { ClusterPlan, ClusterRequestBody, Offer } from '@gpumesh/protocol'
 import {
+  bandwidthTierRank,
+  formatGmtUnits,
+  formatMicroUsd,
+  parseUsdToMicro,
+  ValidationError,
+} from '@gpumesh/core'
+import { holdFor, usdToGmtUnits } from '@gpumesh/ledger'
+import type { DeviceQuote } from '@gpumesh/pricing'
+import type {
+  ClusterPlan,
+  ClusterQuote,
+  ClusterRequestBody,
+  NodeQuote,
+  Offer,
+  PriceFactorView,
+} from '@gpumesh/protocol'
+import {
+  nodeHourPrice,
   placeCluster,
   type ClusterRequest,
   type NodeCandidate,
@@ -122,11 +138,82 @@ export function relax(
   }
 }
 
+/** What a plan needs of the market beside the placement snapshot. */
+export type PlanMarket = {
+  offerOf(deviceId: string): Offer | undefined
+  /** A device's price for a rental this long (the offer index's pricing engine). */
+  quoteOf(deviceId: string, commitmentHours: number): DeviceQuote | undefined
+  readonly gmtUnitsPerUsd: bigint
+}
+
+export type PricedNodes = {
+  /** Per node, in the placement's order: its GPUs at its quoted price for the rental's length. */
+  readonly nodePricesPerHourMicroUsd: readonly bigint[]
+  readonly pricePerHourMicroUsd: bigint
+  readonly quote: ClusterQuote
+}
+
+/**
+ * Prices placed nodes for the whole rental: an automatic price gets the commitment discount the duration
+ * earns; a fixed one is the supplier's. A node the index can no longer quote keeps its listed price.
+ */
+export function priceNodes(
+  nodes: readonly NodeCandidate[],
+  durationHours: number,
+  market: PlanMarket,
+): PricedNodes {
+  const nodeQuotes: NodeQuote[] = []
+  const prices: bigint[] = []
+  let policyVersion = ''
+  for (const node of nodes) {
+    const quote = market.quoteOf(node.deviceId, durationHours)
+    const perGpu = quote?.priced ? quote.pricePerGpuHourMicroUsd : node.pricePerGpuHourMicroUsd
+    const perNode = nodeHourPrice({ pricePerGpuHourMicroUsd: perGpu, gpuCount: node.gpuCount })
+    prices.push(perNode)
+    if (quote) policyVersion = quote.policyVersion
+    nodeQuotes.push({
+      deviceId: node.deviceId,
+      gpuModel: node.gpuModel,
+      gpuCount: node.gpuCount,
+      pricingMode: quote?.mode ?? 'fixed',
+      pricePerGpuHourUsd: formatMicroUsd(perGpu),
+      pricePerHourUsd: formatMicroUsd(perNode),
+      factors: quote ? factorViews(quote) : [],
+    })
+  }
+  const pricePerHourMicroUsd = prices.reduce((sum, price) => sum + price, 0n)
+  const hourGmt = usdToGmtUnits(pricePerHourMicroUsd, market.gmtUnitsPerUsd)
+  return {
+    nodePricesPerHourMicroUsd: prices,
+    pricePerHourMicroUsd,
+    quote: {
+      policyVersion,
+      commitmentHours: durationHours,
+      gmtPerUsd: formatGmtUnits(market.gmtUnitsPerUsd),
+      pricePerHourGmt: formatGmtUnits(hourGmt),
+      totalGmt: formatGmtUnits(holdFor(hourGmt, Math.round(durationHours * 3_600_000))),
+      nodes: nodeQuotes,
+    },
+  }
+}
+
+/** A quote's factors as the API shows them. */
+export function factorViews(quote: DeviceQuote): PriceFactorView[] {
+  if (!quote.priced) return []
+  return quote.factors.map((factor) => ({
+    factor: factor.factor,
+    multiplier: factor.multiplierBp === null ? null : (factor.multiplierBp / 10_000).toFixed(4),
+    priceAfterUsd: formatMicroUsd(factor.priceAfterMicroUsd),
+    detail: factor.detail,
+  }))
+}
+
 export function planCluster(
   snapshot: SupplySnapshot,
   body: ClusterRequestBody,
-  offerOf: (deviceId: string) => Offer | undefined,
+  market: PlanMarket,
 ): ClusterPlan {
+  const { offerOf } = market
   const { request, durationHours } = resolveClusterRequest(body)
   const result = placeCluster(snapshot, request)
   const offersOf = (nodes: readonly NodeCandidate[]) =>
@@ -138,12 +225,14 @@ export function planCluster(
     durationHours,
   }
   if (result.ok) {
+    const priced = priceNodes(result.nodes, durationHours, market)
     return {
       placeable: true,
       request: resolved,
       nodes: offersOf(result.nodes),
-      pricePerHourUsd: formatMicroUsd(result.pricePerHourMicroUsd),
-      totalUsd: formatMicroUsd(totalFor(result.pricePerHourMicroUsd, durationHours)),
+      pricePerHourUsd: formatMicroUsd(priced.pricePerHourMicroUsd),
+      totalUsd: formatMicroUsd(totalFor(priced.pricePerHourMicroUsd, durationHours)),
+      quote: priced.quote,
       blockingConstraint: null,
       detail: `placeable on ${result.nodes.length} node${result.nodes.length === 1 ? '' : 's'}`,
       rejections: {},
@@ -159,6 +248,7 @@ export function planCluster(
     nodes: [],
     pricePerHourUsd: null,
     totalUsd: null,
+    quote: null,
     blockingConstraint: result.blockingConstraint,
     detail: result.detail,
     rejections: result.rejections as Record<string, number>,

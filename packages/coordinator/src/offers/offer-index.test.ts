@@ -50,6 +50,7 @@ function device(
     region: 'eu-west',
     country: 'DE',
     askingPriceMicroUsd: 2_000_000n,
+    pricingMode: 'fixed',
     bandwidthTier: null,
     inventory,
     enrolledAtMs: 0,

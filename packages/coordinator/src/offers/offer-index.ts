@@ -1,6 +1,7 @@
 import {
   bandwidthTierRank,
   formatMicroUsd,
+  type DevicePricing,
   gpuModelById,
   parseUsdToMicro,
   type BandwidthTier,
@@ -8,6 +9,16 @@ import {
 import { defaultOffersPageSize, type Offer, type OffersPage, type OffersQuery } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
 import type { NodeCandidate, SupplySnapshot } from '@gpumesh/scheduler'
+import {
+  defaultPricingPolicy,
+  demandMultiplierBp,
+  isPeakHour,
+  quoteDevice,
+  type DeviceQuote,
+  type MarketConditions,
+  type PricedDevice,
+  type PricingPolicy,
+} from '@gpumesh/pricing'
 
 // The marketplace, in memory: each coordinator process keeps every listable device here and answers
 // searches without touching the database. It is fed by the store's change feed (see offer-feed.ts).
@@ -18,8 +29,15 @@ type Entry = {
   readonly signature: string
   readonly offer: Offer
   readonly listed: boolean
+  /** Online and not failed: counts towards its model's supply when demand is measured. */
+  readonly available: boolean
+  /** Held by a cluster. */
+  readonly hired: boolean
+  /** What the pricing engine prices. */
+  readonly priced: PricedDevice
   readonly supplierAccountId: string
-  readonly askingPriceMicroUsd: bigint
+  /** The quoted on-demand price per GPU-hour (0 when the device has none: it is then not listed). */
+  readonly priceExactMicroUsd: bigint
   readonly modelKey: string
   readonly modelNameLower: string
   readonly bandwidthRank: number
@@ -44,6 +62,26 @@ export class OfferIndex {
   #roundTripMs: SupplySnapshot['roundTripMs'] = () => undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
+  readonly #policy: PricingPolicy
+  /** Demand per model and the hour, as of the last updateMarket(); automatic prices are quoted against it. */
+  #utilizationBp = new Map<string, number>()
+  #hourUtc = 0
+  readonly #market: MarketConditions
+
+  constructor(policy: PricingPolicy = defaultPricingPolicy) {
+    this.#policy = policy
+    const hourUtc = () => this.#hourUtc
+    this.#market = {
+      utilizationBp: (gpuModel) => this.#utilizationBp.get(gpuModel),
+      get hourUtc() {
+        return hourUtc()
+      },
+    }
+  }
+
+  get pricingPolicy(): PricingPolicy {
+    return this.#policy
+  }
 
   get size(): number {
     return this.#entries.size
@@ -54,18 +92,79 @@ export class OfferIndex {
     const seen = this.#changeSeqs.get(device.id)
     if (seen !== undefined && device.changeSeq < seen) return
     this.#changeSeqs.set(device.id, device.changeSeq)
-    const entry = toEntry(device)
-    const previous = this.#entries.get(device.id)
+    this.#put(
+      device.id,
+      toEntry(device, (priced) => this.#quote(priced, 1)),
+    )
+  }
+
+  #put(deviceId: string, entry: Entry | undefined): void {
+    const previous = this.#entries.get(deviceId)
     // The periodic resync re-sends every device; most have not changed.
     if (previous && entry && previous.signature === entry.signature) return
     this.#placementSnapshot = undefined
     if (previous) this.#unlist(previous)
     if (entry) {
-      this.#entries.set(device.id, entry)
+      this.#entries.set(deviceId, entry)
       this.#list(entry)
     } else {
-      this.#entries.delete(device.id)
+      this.#entries.delete(deviceId)
     }
+  }
+
+  #quote(priced: PricedDevice, commitmentHours: number): DeviceQuote {
+    return quoteDevice(this.#policy, priced, this.#market, commitmentHours)
+  }
+
+  /**
+   * Measures demand per model (hired GPUs over available ones) and takes the hour; when either moves an
+   * automatic price, those entries are priced again. Returns how many were. The coordinator calls this about
+   * once a minute: prices move in steps, not with every rental.
+   */
+  updateMarket(hourUtc: number): number {
+    const supply = new Map<string, { available: number; hired: number }>()
+    for (const entry of this.#entries.values()) {
+      if (!entry.available) continue
+      const units = Math.max(1, entry.offer.gpuCount)
+      const counts = supply.get(entry.modelKey) ?? { available: 0, hired: 0 }
+      counts.available += units
+      if (entry.hired) counts.hired += units
+      supply.set(entry.modelKey, counts)
+    }
+    const utilization = new Map<string, number>()
+    for (const [model, counts] of supply)
+      utilization.set(model, Math.round((counts.hired / counts.available) * 10_000))
+    const demandMoved = (model: string) =>
+      demandMultiplierBp(this.#policy, utilization.get(model)) !==
+      demandMultiplierBp(this.#policy, this.#utilizationBp.get(model))
+    const peakMoved = isPeakHour(this.#policy, hourUtc) !== isPeakHour(this.#policy, this.#hourUtc)
+    const previousModels = new Set([...this.#utilizationBp.keys(), ...utilization.keys()])
+    const moved = new Set([...previousModels].filter(demandMoved))
+    this.#utilizationBp = utilization
+    this.#hourUtc = hourUtc
+    if (!peakMoved && moved.size === 0) return 0
+    let repriced = 0
+    for (const [deviceId, entry] of [...this.#entries]) {
+      if (entry.priced.pricing.mode !== 'auto' || (!peakMoved && !moved.has(entry.modelKey))) continue
+      this.#put(deviceId, withQuote(entry, this.#quote(entry.priced, 1)))
+      repriced += 1
+    }
+    return repriced
+  }
+
+  /**
+   * A device's price for a rental this long, with its breakdown, at its own pricing or the one given;
+   * undefined for a device not in the index.
+   */
+  quoteOf(deviceId: string, commitmentHours: number, pricing?: DevicePricing): DeviceQuote | undefined {
+    const entry = this.#entries.get(deviceId)
+    if (!entry) return undefined
+    return this.#quote(pricing ? { ...entry.priced, pricing } : entry.priced, commitmentHours)
+  }
+
+  /** Demand per model as last measured, in basis points. */
+  utilizationBp(gpuModel: string): number | undefined {
+    return this.#utilizationBp.get(gpuModel)
   }
 
   /** Where placement snapshots read measured round trips between devices (see rtt/rtt-prober.ts). */
@@ -99,7 +198,7 @@ export class OfferIndex {
           region: offer.region,
           country: offer.country,
           bandwidthRank: entry.bandwidthRank,
-          pricePerGpuHourMicroUsd: entry.askingPriceMicroUsd,
+          pricePerGpuHourMicroUsd: entry.priceExactMicroUsd,
           reliability: offer.reliability,
         })
       }
@@ -331,20 +430,29 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
 }
 
 /**
- * A device is listed when it is online, has reported hardware and location, has an asking price, and is not
- * held by a cluster (a hired machine is not on offer until it is released).
+ * A device is in the index once it has reported hardware and location. It is listed when it is online, not
+ * failed, has a price (its own, or an automatic one), and is not held by a cluster (a hired machine is not on
+ * offer until it is released).
  */
-function toEntry(device: DeviceRecord): Entry | undefined {
+function toEntry(device: DeviceRecord, quote: (priced: PricedDevice) => DeviceQuote): Entry | undefined {
   const { inventory } = device
-  if (!inventory || device.region === null || device.country === null || device.askingPriceMicroUsd === null)
-    return undefined
-  const listed =
-    device.state === 'online' && device.verificationState !== 'failed' && device.reservedByClusterId === null
+  if (!inventory || device.region === null || device.country === null) return undefined
+  const available = device.state === 'online' && device.verificationState !== 'failed'
+  const hired = device.reservedByClusterId !== null
   const model = dominantModel(inventory.gpus)
   const gpuCount = inventory.gpus.length
   const spec = model ? gpuModelById(model.modelKey) : undefined
   const fp16 = spec ? spec.fp16TensorTflops : null
-  const priceMicroUsd = device.askingPriceMicroUsd
+  const priced: PricedDevice = {
+    gpuModel: model ? model.modelKey : 'cpu',
+    gpuCount,
+    cpuCores: inventory.cpu.logicalCores,
+    catalogFp32TflopsPerGpu: spec ? spec.fp32Tflops : null,
+    measuredFp32Tflops: device.measuredFp32Tflops,
+    bandwidthTier: device.bandwidthTier,
+    region: device.region,
+    pricing: { mode: device.pricingMode, askingPriceMicroUsd: device.askingPriceMicroUsd },
+  }
   const offer: Offer = {
     deviceId: device.id,
     gpuModel: model ? model.modelKey : 'cpu',
@@ -356,8 +464,9 @@ function toEntry(device: DeviceRecord): Entry | undefined {
     region: device.region,
     country: device.country,
     bandwidthTier: device.bandwidthTier,
-    pricePerGpuHourUsd: formatMicroUsd(priceMicroUsd),
-    pricePerHourUsd: formatMicroUsd(priceMicroUsd * BigInt(Math.max(1, gpuCount))),
+    pricingMode: device.pricingMode,
+    pricePerGpuHourUsd: '0.00',
+    pricePerHourUsd: '0.00',
     performance: {
       fp16TensorTflopsPerGpu: fp16,
       measuredFp32Tflops: device.measuredFp32Tflops,
@@ -367,17 +476,43 @@ function toEntry(device: DeviceRecord): Entry | undefined {
     verificationState: device.verificationState,
     probeSource: inventory.probeSource,
   }
+  return withQuote(
+    {
+      signature: '',
+      offer,
+      listed: available && !hired,
+      available,
+      hired,
+      priced,
+      supplierAccountId: device.accountId,
+      priceExactMicroUsd: 0n,
+      modelKey: offer.gpuModel,
+      modelNameLower: offer.gpuModelName.toLowerCase(),
+      bandwidthRank: device.bandwidthTier ? bandwidthTierRank[device.bandwidthTier as BandwidthTier] : 0,
+      priceMicroUsd: 0,
+      performance: (fp16 ?? 0) * gpuCount,
+    },
+    quote(priced),
+  )
+}
+
+/** The entry at a new quote: its price, the offer's prices, whether it can be listed, and its signature. */
+function withQuote(entry: Entry, quote: DeviceQuote): Entry {
+  const price = quote.priced ? quote.pricePerGpuHourMicroUsd : 0n
+  const offer: Offer = {
+    ...entry.offer,
+    pricePerGpuHourUsd: formatMicroUsd(price),
+    pricePerHourUsd: formatMicroUsd(price * BigInt(Math.max(1, entry.offer.gpuCount))),
+  }
+  const listed = entry.available && !entry.hired && quote.priced
   return {
-    signature: `${listed}|${device.accountId}|${priceMicroUsd}|${JSON.stringify(offer)}`,
+    ...entry,
     offer,
     listed,
-    supplierAccountId: device.accountId,
-    askingPriceMicroUsd: priceMicroUsd,
-    modelKey: offer.gpuModel,
-    modelNameLower: offer.gpuModelName.toLowerCase(),
-    bandwidthRank: device.bandwidthTier ? bandwidthTierRank[device.bandwidthTier as BandwidthTier] : 0,
-    priceMicroUsd: Number(priceMicroUsd),
-    performance: (fp16 ?? 0) * gpuCount,
+    priceExactMicroUsd: price,
+    priceMicroUsd: Number(price),
+    // The offer carries every priced input but the supplier's minimum.
+    signature: `${listed}|${entry.hired}|${entry.supplierAccountId}|${entry.priced.pricing.askingPriceMicroUsd}|${JSON.stringify(offer)}`,
   }
 }
 
