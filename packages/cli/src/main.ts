@@ -6,7 +6,11 @@ import { registerAccountCommands } from './commands/account.ts'
 import { registerBenchCommand } from './commands/bench.ts'
 import { registerClusterCommands } from './commands/cluster.ts'
 import { registerCoordinatorCommands } from './commands/coordinator.ts'
-import { registerLedgerCommands, registerWalletCommands } from './commands/ledger.ts'
+import {
+  registerEarningsCommands,
+  registerLedgerCommands,
+  registerWalletCommands,
+} from './commands/ledger.ts'
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerPricingCommands } from './commands/pricing.ts'
@@ -31,6 +35,7 @@ registerClusterCommands(program)
 registerJobCommands(program)
 registerLedgerCommands(program)
 registerWalletCommands(program)
+registerEarningsCommands(program)
 registerPricingCommands(program)
 
 try {

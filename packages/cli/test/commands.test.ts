@@ -88,6 +88,7 @@ function cluster(state: ClusterView['state'], stateReason: string): ClusterView 
     overlayAddress: state === 'terminated' ? null : `100.64.3.${index}`,
     joinedAtMs: t0,
     leftAtMs: state === 'terminated' ? t0 + 60_000 : null,
+    pricePerHourUsd: '1.20',
   })
   return {
     id: clusterId,
@@ -106,6 +107,7 @@ function cluster(state: ClusterView['state'], stateReason: string): ClusterView 
     expiresAtMs: t0 + 3_600_000,
     endedAtMs: null,
     nodes: [node(head, 'head', 1), node(worker, 'worker', 2)],
+    billing: null,
   }
 }
 

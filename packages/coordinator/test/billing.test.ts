@@ -47,6 +47,8 @@ for (const backend of storeBackends) {
     }
     const offers = async () => (await call('GET', '/v1/offers?region=sim&limit=50')).body.total as number
     const units = (gmt: string) => BigInt(gmt.replace('.', ''))
+    const formatUnits = (amount: bigint) =>
+      `${amount / 1_000_000n}.${String(amount % 1_000_000n).padStart(6, '0')}`
     const balanceOf = async (id: string) => {
       const [account] = await store.ledger.getAccounts([id])
       return account ? account.creditsPosted - account.debitsPosted : 0n
@@ -227,6 +229,42 @@ for (const backend of storeBackends) {
       assert.equal(await balanceOf(`escrow:${clusterId}`), 0n)
       const verified = await call('GET', '/v1/ledger/verify', operatorKey)
       assert.equal(verified.body.ok, true)
+
+      // Statements: the cluster's cost so far, and the supplier's earnings per device and day, each line
+      // tracing to the transfers that make it.
+      const view = (await call('GET', `/v1/clusters/${clusterId}`, renterKey)).body
+      assert.deepEqual(view.billing, {
+        chargedGmt: formatUnits(charged),
+        heldGmt: '0.000000',
+        intervalsCharged: n,
+        billedUntilMs: endMs,
+      })
+      const statement = (await call('GET', '/v1/earnings?days=2', supplierKey)).body
+      assert.equal(statement.uncollectedGmt, formatUnits(charged - fees))
+      assert.equal(statement.periodTotalGmt, formatUnits(charged - fees))
+      assert.deepEqual(
+        [...new Set(statement.lines.map((line: any) => line.deviceId))].sort(),
+        [...devices].sort(),
+        'a line per device that served',
+      )
+      for (const line of statement.lines) {
+        assert.equal(line.source, 'rental')
+        const trace = (
+          await call('GET', `/v1/earnings/transfers?day=${line.day}&deviceId=${line.deviceId}`, supplierKey)
+        ).body.transfers as any[]
+        assert.equal(trace.length, line.transfers)
+        assert.equal(
+          formatUnits(trace.reduce((sum, transfer) => sum + units(transfer.amountGmt), 0n)),
+          line.amountGmt,
+        )
+        assert.ok(trace.every((transfer) => transfer.id.startsWith(`pay:${clusterId}:`)))
+      }
+      assert.equal((await call('GET', '/v1/earnings', renterKey)).body.lines.length, 0, 'only one’s own')
+      const collected = await call('POST', '/v1/earnings/collect', supplierKey, {})
+      assert.equal(collected.status, 200)
+      assert.equal(collected.body.wallet.balanceGmt, formatUnits(charged - fees))
+      assert.equal((await call('GET', '/v1/earnings', supplierKey)).body.uncollectedGmt, '0.000000')
+      assert.equal((await call('POST', '/v1/earnings/collect', supplierKey, {})).status, 409)
       await victim.connect(baseUrl)
     })
   })

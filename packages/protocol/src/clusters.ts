@@ -191,8 +191,22 @@ export const ClusterNodeView = Type.Object({
   overlayAddress: Type.Union([Type.String(), Type.Null()]),
   joinedAtMs: TimestampMs,
   leftAtMs: NullableTimestampMs,
+  /** What this node costs per hour while it serves. */
+  pricePerHourUsd: UsdAmount,
 })
 export type ClusterNodeView = Static<typeof ClusterNodeView>
+
+/** What a cluster has cost so far: every figure is an escrow balance in the ledger. */
+export const ClusterBillingView = Type.Object({
+  /** Charged to the renter so far (paid on to suppliers and the fee). */
+  chargedGmt: Type.String(),
+  /** Still held from the renter's wallet for the rest of the rental. */
+  heldGmt: Type.String(),
+  intervalsCharged: Type.Integer(),
+  /** Everything before this moment is charged. */
+  billedUntilMs: NullableTimestampMs,
+})
+export type ClusterBillingView = Static<typeof ClusterBillingView>
 
 export const ClusterView = Type.Object({
   id: Type.String(),
@@ -213,6 +227,8 @@ export const ClusterView = Type.Object({
   expiresAtMs: NullableTimestampMs,
   endedAtMs: NullableTimestampMs,
   nodes: Type.Array(ClusterNodeView),
+  /** Null for a cluster nobody pays for (a network without billing). */
+  billing: Type.Union([ClusterBillingView, Type.Null()]),
 })
 export type ClusterView = Static<typeof ClusterView>
 

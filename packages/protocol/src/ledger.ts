@@ -77,3 +77,57 @@ export type WalletHistory = Static<typeof WalletHistory>
 
 export const WalletReceipt = Type.Object({ transferId: Type.String(), wallet: WalletView })
 export type WalletReceipt = Static<typeof WalletReceipt>
+
+// A supplier's earnings: what their devices earned, per device and day, each line traceable to transfers.
+
+export const EarningsQuery = Type.Object(
+  {
+    days: Type.Optional(Type.Integer({ minimum: 1, maximum: 366, default: 30 })),
+    deviceId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+)
+export type EarningsQuery = Static<typeof EarningsQuery>
+
+export const EarningsLine = Type.Object({
+  /** The device that earned it; null for earnings not tied to one device. */
+  deviceId: Type.Union([Type.String(), Type.Null()]),
+  /** UTC day, YYYY-MM-DD. */
+  day: Type.String(),
+  /** rental (clusters), inference, reward (epochs). */
+  source: Type.String(),
+  amountGmt: Type.String(),
+  /** How many ledger transfers make this line; GET /v1/earnings/transfers lists them. */
+  transfers: Type.Integer(),
+})
+export type EarningsLine = Static<typeof EarningsLine>
+
+export const EarningsView = Type.Object({
+  accountId: Type.String(),
+  /** Earned and not yet collected into the wallet. */
+  uncollectedGmt: Type.String(),
+  /** Earned in the period asked for. */
+  periodTotalGmt: Type.String(),
+  lines: Type.Array(EarningsLine),
+})
+export type EarningsView = Static<typeof EarningsView>
+
+export const EarningsTransfersQuery = Type.Object(
+  {
+    deviceId: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+    day: Type.String({ pattern: '^[0-9]{4}-[0-9]{2}-[0-9]{2}$' }),
+    source: Type.Optional(Type.String({ minLength: 1, maxLength: 32 })),
+  },
+  { additionalProperties: false },
+)
+export type EarningsTransfersQuery = Static<typeof EarningsTransfersQuery>
+
+export const EarningsTransfers = Type.Object({ transfers: Type.Array(WalletTransferView) })
+export type EarningsTransfers = Static<typeof EarningsTransfers>
+
+/** Moves earnings into the wallet, from where they can be spent or withdrawn; absent amount: all of them. */
+export const CollectEarningsBody = Type.Object(
+  { amountGmt: Type.Optional(GmtAmount), requestId: Type.Optional(RequestId) },
+  { additionalProperties: false },
+)
+export type CollectEarningsBody = Static<typeof CollectEarningsBody>

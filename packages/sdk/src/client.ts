@@ -1,4 +1,9 @@
 import type {
+  CollectEarningsBody,
+  EarningsQuery,
+  EarningsTransfers,
+  EarningsTransfersQuery,
+  EarningsView,
   LedgerVerificationView,
   OperatorCreditBody,
   WalletAmountBody,
@@ -108,6 +113,12 @@ export class GpumeshClient {
     this.#request<WalletHistory>('GET', `/v1/wallet/history${toQueryString(query)}`)
   withdraw = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
   claimFaucet = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/faucet', body)
+  earnings = (query: EarningsQuery = {}) =>
+    this.#request<EarningsView>('GET', `/v1/earnings${toQueryString(query)}`)
+  earningsTransfers = (query: EarningsTransfersQuery) =>
+    this.#request<EarningsTransfers>('GET', `/v1/earnings/transfers${toQueryString(query)}`)
+  collectEarnings = (body: CollectEarningsBody = {}) =>
+    this.#request<WalletReceipt>('POST', '/v1/earnings/collect', body)
   creditAccount = (body: OperatorCreditBody) =>
     this.#request<WalletReceipt>('POST', '/v1/operator/credits', body)
   planCluster = (body: ClusterRequestBody) => this.#request<ClusterPlan>('POST', '/v1/clusters/dry-run', body)

@@ -31,9 +31,30 @@ export type LedgerStore = {
   listTransfers(accountId: string, limit: number): Promise<Transfer[]>
   pendingState(transferId: string): Promise<PendingState | undefined>
   listTransfersById(ids: readonly string[]): Promise<Transfer[]>
+  /**
+   * What was credited to an account since `sinceMs`, summed per reference (for a supplier's earnings: the
+   * device), UTC day and code, newest day first.
+   */
+  creditsByReferenceAndDay(accountId: string, sinceMs: number): Promise<CreditSummary[]>
+  /** The transfers behind one CreditSummary line, oldest first, at most `limit`. */
+  listCredits(
+    accountId: string,
+    filter: { reference: string | null; fromMs: number; toMs: number; code?: string },
+    limit: number,
+  ): Promise<Transfer[]>
   /** Recomputes every total from the transfers and compares; see LedgerVerification. */
   verify(): Promise<LedgerVerification>
 }
+
+export type CreditSummary = {
+  readonly reference: string | null
+  readonly dayStartMs: number
+  readonly code: string
+  readonly amount: bigint
+  readonly transfers: number
+}
+
+const msPerDay = 86_400_000
 
 export type LedgerVerification = {
   readonly ok: boolean
@@ -236,6 +257,41 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
 
     async listTransfersById(ids) {
       return [...(await readTransfers(driver, ids)).values()]
+    },
+
+    async creditsByReferenceAndDay(accountId, sinceMs) {
+      const rows = await driver.query<{
+        reference: string | null
+        day: bigint
+        code: string
+        amount: bigint
+        transfers: bigint
+      }>(
+        `SELECT reference, created_at_ms / $3 AS day, code, sum(amount)::bigint AS amount, count(*) AS transfers
+         FROM ledger_transfers
+         WHERE credit_account_id = $1 AND kind = 'single' AND created_at_ms >= $2
+         GROUP BY reference, created_at_ms / $3, code
+         ORDER BY day DESC, reference, code`,
+        [accountId, sinceMs, msPerDay],
+      )
+      return rows.map((row) => ({
+        reference: row.reference,
+        dayStartMs: Number(row.day) * msPerDay,
+        code: row.code,
+        amount: BigInt(row.amount),
+        transfers: Number(row.transfers),
+      }))
+    },
+
+    async listCredits(accountId, filter, limit) {
+      const rows = await driver.query<TransferRow>(
+        `SELECT ${transferColumns} FROM ledger_transfers
+         WHERE credit_account_id = $1 AND kind = 'single' AND reference IS NOT DISTINCT FROM $2
+           AND created_at_ms >= $3 AND created_at_ms < $4 AND ($5::text IS NULL OR code = $5)
+         ORDER BY seq LIMIT $6`,
+        [accountId, filter.reference, filter.fromMs, filter.toMs, filter.code ?? null, limit],
+      )
+      return rows.map(toTransfer)
     },
 
     async pendingState(transferId) {

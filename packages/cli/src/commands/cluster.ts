@@ -562,6 +562,15 @@ function printClusterView(view: ClusterView): void {
     ['Ray address', view.rayAddress ?? '-'],
     ['subnet', view.subnet ?? '-'],
     ['price', `$${view.pricePerHourUsd}/h`],
+    ...(view.billing
+      ? ([
+          [
+            'cost so far',
+            `${view.billing.chargedGmt} GMT (${view.billing.intervalsCharged} intervals, to ${time(view.billing.billedUntilMs)})`,
+          ],
+          ['held', `${view.billing.heldGmt} GMT for the rest of the rental`],
+        ] as [string, string][])
+      : []),
     ['duration', `${view.durationHours} h`],
     ['created', time(view.createdAtMs)],
     ['ready', time(view.readyAtMs)],
@@ -572,12 +581,13 @@ function printClusterView(view: ClusterView): void {
   for (const [label, value] of rows) process.stdout.write(`  ${label.padEnd(12)}${value}\n`)
   if (view.nodes.length === 0) return
   printTable(
-    ['role', 'overlay address', 'phase', 'device', 'reason'],
+    ['role', 'overlay address', 'phase', 'device', '$/h', 'reason'],
     view.nodes.map((node) => [
       node.role,
       node.overlayAddress ?? '-',
       node.phase,
       node.deviceId,
+      node.pricePerHourUsd,
       node.phaseReason,
     ]),
   )

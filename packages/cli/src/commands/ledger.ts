@@ -115,6 +115,82 @@ export function registerWalletCommands(program: Command): void {
     )
 }
 
+export function registerEarningsCommands(program: Command): void {
+  const earnings = program.command('earnings').description('what your devices earned, and collecting it')
+  connectionOptions(
+    earnings
+      .command('show', { isDefault: true })
+      .description('earnings per device, UTC day and source (rental, inference, reward)'),
+  )
+    .option('--days <n>', 'this many days back, today included (default 30)')
+    .option('--device <id>', 'one device only')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: ConnectionFlags & { days?: string; device?: string; json?: boolean }) => {
+      const days = flags.days === undefined ? undefined : Number(flags.days)
+      if (days !== undefined && (!Number.isInteger(days) || days < 1 || days > 366))
+        throw new UsageError('--days must be an integer from 1 to 366')
+      const view = await clientFrom(flags, true).earnings({
+        ...(days === undefined ? {} : { days }),
+        ...(flags.device ? { deviceId: flags.device } : {}),
+      })
+      if (flags.json) return printJson(view)
+      printTable(
+        ['day', 'device', 'source', 'GMT', 'transfers'],
+        view.lines.map((line) => [
+          line.day,
+          line.deviceId ?? '-',
+          line.source,
+          line.amountGmt,
+          line.transfers,
+        ]),
+      )
+      process.stdout.write(
+        `earned ${view.periodTotalGmt} GMT in the period; ${view.uncollectedGmt} GMT not yet collected (gpumesh earnings collect)\n` +
+          'the transfers behind a line: gpumesh earnings transfers --day DAY --device ID\n',
+      )
+    })
+  connectionOptions(
+    earnings.command('transfers').description('the ledger transfers behind one line of the statement'),
+  )
+    .requiredOption('--day <yyyy-mm-dd>', 'UTC day')
+    .option('--device <id>', 'device')
+    .option('--source <source>', 'rental, inference or reward')
+    .option('--json', 'machine-readable output')
+    .action(
+      async (flags: ConnectionFlags & { day: string; device?: string; source?: string; json?: boolean }) => {
+        const list = await clientFrom(flags, true).earningsTransfers({
+          day: flags.day,
+          ...(flags.device ? { deviceId: flags.device } : {}),
+          ...(flags.source ? { source: flags.source } : {}),
+        })
+        if (flags.json) return printJson(list)
+        printTable(
+          ['when', 'GMT', 'source', 'from', 'transfer'],
+          list.transfers.map((line) => [
+            new Date(line.createdAtMs).toISOString().replace('T', ' ').slice(0, 19),
+            line.amountGmt,
+            line.code,
+            line.counterparty,
+            line.id,
+          ]),
+        )
+      },
+    )
+  connectionOptions(earnings.command('collect').description('move earnings into your wallet'))
+    .option('--amount <gmt>', 'GMT (default: all of it)')
+    .option('--request-id <id>', 'makes a retry safe: the same id never collects twice')
+    .action(async (flags: ConnectionFlags & { amount?: string; requestId?: string }) => {
+      const receipt = await clientFrom(flags, true).collectEarnings({
+        ...(flags.amount === undefined ? {} : { amountGmt: gmtFlag('--amount', flags.amount) }),
+        ...(flags.requestId ? { requestId: flags.requestId } : {}),
+      })
+      process.stdout.write(`collected (transfer ${receipt.transferId})\n`)
+      process.stdout.write(
+        `wallet: balance ${receipt.wallet.balanceGmt} GMT, available ${receipt.wallet.availableGmt} GMT\n`,
+      )
+    })
+}
+
 /** A positive GMT decimal, checked before any request. */
 function gmtFlag(flag: string, value: string): string {
   const units = parseGmtToUnits(value)

@@ -1,4 +1,12 @@
-import { ClusterStateError, formatMicroUsd, NotFoundError, UnplaceableError, type Clock } from '@gpumesh/core'
+import {
+  ClusterStateError,
+  formatGmtUnits,
+  formatMicroUsd,
+  NotFoundError,
+  UnplaceableError,
+  type Clock,
+} from '@gpumesh/core'
+import { ledgerAccounts } from '@gpumesh/ledger'
 import { clusterSubnet, nodeAddress, overlayPrefixLength } from '@gpumesh/mesh'
 import type {
   ClusterClientConfig,
@@ -821,6 +829,7 @@ export class ClusterController {
     const nodes = this.#nodes.get(cluster.id) ?? (await this.#components.store.listClusterNodes(cluster.id))
     const head = nodes.find((node) => node.role === 'head' && isActiveNode(node))
     const headAddress = head ? overlayAddressOf(cluster, head) : null
+    const [escrow] = await this.#components.store.ledger.getAccounts([ledgerAccounts.escrow(cluster.id).id])
     return {
       id: cluster.id,
       name: cluster.name,
@@ -845,7 +854,16 @@ export class ClusterController {
         overlayAddress: overlayAddressOf(cluster, node),
         joinedAtMs: node.joinedAtMs,
         leftAtMs: node.leftAtMs,
+        pricePerHourUsd: formatMicroUsd(node.pricePerHourMicroUsd),
       })),
+      billing: escrow
+        ? {
+            chargedGmt: formatGmtUnits(escrow.creditsPosted),
+            heldGmt: formatGmtUnits(escrow.creditsPending),
+            intervalsCharged: cluster.billedIntervals,
+            billedUntilMs: cluster.billedUntilMs,
+          }
+        : null,
     }
   }
 

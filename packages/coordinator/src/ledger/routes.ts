@@ -8,8 +8,13 @@ import {
   ValidationError,
   type Clock,
 } from '@gpumesh/core'
-import { available, ledgerAccounts, type TransferResult } from '@gpumesh/ledger'
+import { available, ledgerAccounts, type Transfer, type TransferResult } from '@gpumesh/ledger'
 import {
+  CollectEarningsBody,
+  EarningsQuery,
+  EarningsTransfers,
+  EarningsTransfersQuery,
+  EarningsView,
   ErrorReply,
   LedgerVerificationView,
   OperatorCreditBody,
@@ -44,6 +49,23 @@ class FaucetEmptyError extends GpumeshError {
 const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply, 409: ErrorReply }
 const secured = [{ apiKey: [] }]
 const maxHistory = 500
+/** Transfers one statement line lists at most: a device paid every minute has 1,440 a day. */
+const maxStatementTransfers = 2_000
+const msPerDay = 86_400_000
+
+/** A transfer as an account's statement shows it: positive into the account, negative out of it. */
+function transferView(transfer: Transfer, own: string) {
+  const incoming = transfer.creditAccountId === own
+  return {
+    id: transfer.id,
+    kind: transfer.kind,
+    code: transfer.code,
+    amountGmt: formatGmtUnits(incoming ? transfer.amount : -transfer.amount),
+    counterparty: incoming ? transfer.debitAccountId : transfer.creditAccountId,
+    reference: transfer.reference,
+    createdAtMs: transfer.createdAtMs,
+  }
+}
 
 export function registerLedgerRoutes(app: App, components: LedgerRouteComponents): void {
   const { store, clock, settlement } = components
@@ -120,20 +142,126 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
       const { accountId } = await principalOf(request)
       const own = ledgerAccounts.user(accountId).id
       const transfers = await store.ledger.listTransfers(own, request.query.limit ?? 100)
+      return { transfers: transfers.map((transfer) => transferView(transfer, own)) }
+    },
+  )
+
+  const uncollected = async (accountId: string) => {
+    const [account] = await store.ledger.getAccounts([ledgerAccounts.earnings(accountId).id])
+    return account ? available(account) : 0n
+  }
+
+  app.get(
+    '/v1/earnings',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: "A supplier's earnings per device, UTC day and source (rental, inference, reward)",
+        security: secured,
+        querystring: EarningsQuery,
+        response: { 200: EarningsView, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      const days = request.query.days ?? 30
+      const todayStartMs = Math.floor(clock.nowMs() / msPerDay) * msPerDay
+      const summary = await store.ledger.creditsByReferenceAndDay(
+        ledgerAccounts.earnings(accountId).id,
+        todayStartMs - (days - 1) * msPerDay,
+      )
+      const lines = summary.filter(
+        (line) => request.query.deviceId === undefined || line.reference === request.query.deviceId,
+      )
       return {
-        transfers: transfers.map((transfer) => {
-          const incoming = transfer.creditAccountId === own
-          return {
-            id: transfer.id,
-            kind: transfer.kind,
-            code: transfer.code,
-            amountGmt: formatGmtUnits(incoming ? transfer.amount : -transfer.amount),
-            counterparty: incoming ? transfer.debitAccountId : transfer.creditAccountId,
-            reference: transfer.reference,
-            createdAtMs: transfer.createdAtMs,
-          }
-        }),
+        accountId,
+        uncollectedGmt: formatGmtUnits(await uncollected(accountId)),
+        periodTotalGmt: formatGmtUnits(lines.reduce((sum, line) => sum + line.amount, 0n)),
+        lines: lines.map((line) => ({
+          deviceId: line.reference,
+          day: new Date(line.dayStartMs).toISOString().slice(0, 10),
+          source: line.code,
+          amountGmt: formatGmtUnits(line.amount),
+          transfers: line.transfers,
+        })),
       }
+    },
+  )
+
+  app.get(
+    '/v1/earnings/transfers',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: 'The ledger transfers behind one line of the earnings statement',
+        security: secured,
+        querystring: EarningsTransfersQuery,
+        response: { 200: EarningsTransfers, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      const fromMs = Date.parse(`${request.query.day}T00:00:00Z`)
+      if (Number.isNaN(fromMs)) throw new ValidationError([{ field: 'day', message: 'not a calendar day' }])
+      const own = ledgerAccounts.earnings(accountId).id
+      const transfers = await store.ledger.listCredits(
+        own,
+        {
+          reference: request.query.deviceId ?? null,
+          fromMs,
+          toMs: fromMs + msPerDay,
+          ...(request.query.source === undefined ? {} : { code: request.query.source }),
+        },
+        maxStatementTransfers,
+      )
+      return { transfers: transfers.map((transfer) => transferView(transfer, own)) }
+    },
+  )
+
+  app.post(
+    '/v1/earnings/collect',
+    {
+      schema: {
+        tags: ['wallet'],
+        summary: 'Move earnings into the wallet, from where they can be spent or withdrawn',
+        security: secured,
+        body: CollectEarningsBody,
+        response: { 200: WalletReceipt, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await principalOf(request)
+      const amount =
+        request.body.amountGmt === undefined
+          ? await uncollected(accountId)
+          : units(request.body.amountGmt, 'amountGmt')
+      if (amount === 0n) throw new ConflictError('there are no earnings to collect')
+      const earnings = ledgerAccounts.earnings(accountId)
+      await store.ledger.createAccounts([earnings, ledgerAccounts.user(accountId)], clock.nowMs())
+      const id = transferId('collect', accountId, request.body.requestId)
+      const [result] = await store.ledger.createTransfers(
+        [
+          {
+            id,
+            kind: 'single',
+            debitAccountId: earnings.id,
+            creditAccountId: ledgerAccounts.user(accountId).id,
+            amount,
+            code: 'collect',
+            reference: 'earnings collected',
+          },
+        ],
+        clock.nowMs(),
+      )
+      if (result === 'exceeds_credits') {
+        const have = await uncollected(accountId)
+        throw new InsufficientFundsError(
+          `not enough earnings: ${formatGmtUnits(have)} GMT uncollected, ${formatGmtUnits(amount)} asked for`,
+          { shortfallGmt: formatGmtUnits(amount - have), availableGmt: formatGmtUnits(have) },
+        )
+      }
+      await check(result!, accountId, amount)
+      return { transferId: id, wallet: await wallet(accountId) }
     },
   )
 
