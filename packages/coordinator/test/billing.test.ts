@@ -3,8 +3,13 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import { mintApiKey } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
-import { simulatedWorker, type SimulatedWorker } from './simulated-worker.ts'
+import {
+  eventually,
+  simulatedWorker,
+  startTestCoordinator,
+  storeBackends,
+  type SimulatedWorker,
+} from '@gpumesh/testing'
 
 // Clusters paid from the renter's wallet: refused before anything is reserved when the wallet is short; a
 // hold at deploy; charges only once ready, every interval, for the time each node was serving (a machine

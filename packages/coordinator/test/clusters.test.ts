@@ -2,8 +2,15 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
-import { simulatedWorker, simulation, wireguardKey, type SimulatedWorker } from './simulated-worker.ts'
+import {
+  eventually,
+  simulatedWorker,
+  simulation,
+  startTestCoordinator,
+  storeBackends,
+  wireguardKey,
+  type SimulatedWorker,
+} from '@gpumesh/testing'
 
 // The cluster controller over the real worker protocol, on both stores. The workers here speak the
 // protocol but only pretend to run WireGuard and Ray (test/e2e/clusters.test.ts runs the real ones): each

@@ -2,8 +2,13 @@ import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
-import { simulatedWorker, type SimulatedWorker } from './simulated-worker.ts'
+import {
+  eventually,
+  simulatedWorker,
+  startTestCoordinator,
+  storeBackends,
+  type SimulatedWorker,
+} from '@gpumesh/testing'
 
 // Pricing through the API: a machine on automatic pricing is listed at the engine's price; a quote explains
 // every factor; a longer rental is cheaper per hour; a supplier sets a device's pricing, and only their own.
