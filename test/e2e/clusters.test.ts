@@ -21,7 +21,8 @@ import { removeClusterNodesOf } from '@gpumesh/worker'
 // a real Ray cluster forms over the overlay addresses; a job submitted with the CLI runs tasks on every
 // node and its output reaches the CLI. One worker's machine dies mid-job: the fourth replaces it and Ray
 // reports three nodes again, while the job carries on. A second cluster cannot reach the first, and
-// terminating both leaves no process, interface or namespace behind.
+// terminating both leaves no process, interface or namespace behind. The renter pays from GMT deposited
+// beforehand, and after the end the renter's, supplier's and fee balances are as computed here by hand.
 
 const repoRoot = resolve(import.meta.dirname, '../..')
 const cli = join(repoRoot, 'packages/cli/src/main.ts')
@@ -80,6 +81,8 @@ describe(
     let baseUrl: string
     let supplierKey: string
     let renterKey: string
+    let operatorKey: string
+    const depositGmt = '2000'
     const workDir = mkdtempSync(join(tmpdir(), 'gpumesh-clusters-'))
     const workers = new Map<number, ChildProcess>()
     const deviceOfHost = new Map<number, string>()
@@ -110,7 +113,8 @@ describe(
           '--country',
           'DE',
           '--price-per-gpu-hour',
-          `0.${index + 1}0`,
+          // Multiples of 0.36 USD an hour: at 100 GMT per USD, a whole number of units per millisecond
+          (0.36 * (index + 1)).toFixed(2),
           '--speedtest-interval-ms',
           '0',
           '--cluster-node-cpus',
@@ -150,8 +154,11 @@ describe(
           verificationEnabled: false,
           clusterProvisionTimeoutMs: 240_000,
           clusterNodeJoinTimeoutMs: 180_000,
-          // Billing has its own tests (packages/coordinator/test/billing.test.ts); these renters hold no GMT.
-          clusterBillingEnabled: false,
+          clusterBillingEnabled: true,
+          billingIntervalMs: 2_000,
+          gmtPerUsd: '100',
+          platformFeeBasisPoints: 1_000,
+          faucetMaxClaimGmt: '2000',
         },
       })
       api = hostApi(network, coordinatorHost, baseUrl)
@@ -159,6 +166,20 @@ describe(
         .body.apiKey.key
       renterKey = api('/v1/accounts', { method: 'POST', body: { name: 'renter', roles: ['renter'] } }).body
         .apiKey.key
+      // The renter deposits: GMT from the development faucet, which the operator funds.
+      operatorKey = readFileSync(join(workDir, 'coordinator', 'operator.key'), 'utf8').trim()
+      const funded = api('/v1/operator/faucet', {
+        method: 'POST',
+        key: operatorKey,
+        body: { amountGmt: '5000' },
+      })
+      assert.equal(funded.status, 200)
+      const deposit = api('/v1/wallet/faucet', {
+        method: 'POST',
+        key: renterKey,
+        body: { amountGmt: depositGmt },
+      })
+      assert.equal(deposit.status, 200)
       for (let index = 0; index < workerCount; index += 1) {
         const token = api('/v1/enrollment-tokens', { method: 'POST', body: {}, key: supplierKey }).body.token
         startWorker(index, token)
@@ -435,6 +456,34 @@ describe(
         () => api('/v1/offers?region=e2e&limit=10').body.total === workerCount,
         'every machine back on offer',
       )
+    })
+
+    it('charged the renter for what each node served, paid the suppliers and the fee, released the rest', () => {
+      // By hand: at 100 GMT per USD a node priced 0.36·i USD an hour costs 10·i units a millisecond, so every
+      // interval's charge is a multiple of 10 units and its 10% fee is exact: over the rental, a node costs
+      // 10·i × the milliseconds it served, its supplier gets 90% of that and the platform 10%.
+      const unitsOf = (gmt: string) => BigInt(gmt.replace('.', ''))
+      let charged = 0n
+      for (const clusterId of clusterIds) {
+        const view = cluster(clusterId)
+        let expected = 0n
+        for (const node of view.nodes) {
+          const unitsPerMs = BigInt(Math.round(Number(node.pricePerHourUsd) / 0.36)) * 10n
+          expected += unitsPerMs * BigInt(node.servedMs)
+        }
+        assert.ok(expected > 0n, `${clusterId} served`)
+        assert.equal(unitsOf(view.billing.chargedGmt), expected, `${clusterId} charged for what it served`)
+        assert.equal(view.billing.heldGmt, '0.000000')
+        charged += expected
+      }
+      const wallet = api('/v1/wallet', { key: renterKey }).body
+      assert.equal(unitsOf(wallet.balanceGmt), unitsOf(depositGmt + '.000000') - charged)
+      assert.equal(wallet.heldGmt, '0.000000')
+      const earnings = api('/v1/earnings', { key: supplierKey }).body
+      assert.equal(unitsOf(earnings.uncollectedGmt), (charged * 9n) / 10n)
+      const fee = api('/v1/ledger/accounts/platform:fee', { key: operatorKey }).body
+      assert.equal(unitsOf(fee.balanceGmt), charged / 10n)
+      assert.equal(api('/v1/ledger/verify', { key: operatorKey }).body.ok, true)
     })
   },
 )

@@ -89,6 +89,7 @@ function cluster(state: ClusterView['state'], stateReason: string): ClusterView 
     joinedAtMs: t0,
     leftAtMs: state === 'terminated' ? t0 + 60_000 : null,
     pricePerHourUsd: '1.20',
+    servedMs: state === 'ready' ? 18_000 : 0,
   })
   return {
     id: clusterId,

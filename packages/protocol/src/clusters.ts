@@ -193,6 +193,8 @@ export const ClusterNodeView = Type.Object({
   leftAtMs: NullableTimestampMs,
   /** What this node costs per hour while it serves. */
   pricePerHourUsd: UsdAmount,
+  /** How long it has served (in Ray, from the cluster's first ready until it stopped or now): what it is billed for. */
+  servedMs: Type.Integer({ minimum: 0 }),
 })
 export type ClusterNodeView = Static<typeof ClusterNodeView>
 

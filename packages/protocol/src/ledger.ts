@@ -78,6 +78,19 @@ export type WalletHistory = Static<typeof WalletHistory>
 export const WalletReceipt = Type.Object({ transferId: Type.String(), wallet: WalletView })
 export type WalletReceipt = Static<typeof WalletReceipt>
 
+/** One ledger account's totals (operators): e.g. the platform fee account's income. */
+export const LedgerAccountView = Type.Object({
+  id: Type.String(),
+  kind: Type.String(),
+  balanceGmt: Type.String(),
+  heldGmt: Type.String(),
+  debitsPostedGmt: Type.String(),
+  creditsPostedGmt: Type.String(),
+  debitsPendingGmt: Type.String(),
+  creditsPendingGmt: Type.String(),
+})
+export type LedgerAccountView = Static<typeof LedgerAccountView>
+
 // A supplier's earnings: what their devices earned, per device and day, each line traceable to transfers.
 
 export const EarningsQuery = Type.Object(

@@ -46,6 +46,14 @@ export type ClusterBilling = {
   billDue(cluster: ClusterRecord): Promise<ClusterRecord>
   /** Holds `addedMs` more; refuses with the shortfall when the wallet cannot. */
   extend(cluster: ClusterRecord, addedMs: number): Promise<ClusterRecord>
+  /**
+   * Tops the hold up, if need be, so it covers the rest of the rental at `pricePerHourMicroUsd` (the nodes'
+   * prices now); refuses with the shortfall when the wallet cannot. Returns the GMT added, if any.
+   */
+  coverRemaining(
+    cluster: ClusterRecord,
+    pricePerHourMicroUsd: bigint,
+  ): Promise<{ cluster: ClusterRecord; toppedUp: string | null }>
   /** The cluster has stopped: charges up to its end, then releases the rest of the hold. */
   close(cluster: ClusterRecord): Promise<ClusterRecord>
 }
@@ -200,6 +208,56 @@ export function createClusterBilling(
     return current
   }
 
+  /** Voids the hold in force and holds its amount plus `extra` again, in one batch. */
+  async function rehold(
+    cluster: ClusterRecord,
+    extra: bigint,
+    addedMs: number,
+    holdSuffix: string,
+    what: string,
+  ): Promise<ClusterRecord> {
+    if (cluster.billingHoldId === null) return cluster
+    const hold = await transfer(cluster.billingHoldId)
+    if (!hold) throw new Error(`hold ${cluster.billingHoldId} of ${cluster.id} is not in the ledger`)
+    const nowMs = clock.nowMs()
+    const nextHoldId = `hold:${cluster.id}:${holdSuffix}`
+    const results = await ledger.createTransfers(
+      [
+        {
+          id: `rehold:${hold.id}`,
+          kind: 'void',
+          pendingId: hold.id,
+          code: 'rehold',
+          reference: cluster.id,
+        },
+        {
+          id: nextHoldId,
+          kind: 'pending',
+          debitAccountId: ledgerAccounts.user(cluster.accountId).id,
+          creditAccountId: ledgerAccounts.escrow(cluster.id).id,
+          amount: hold.amount + extra,
+          timeoutMs: holdTimeoutMs(
+            {
+              durationMs: cluster.durationMs + addedMs,
+              expiresAtMs: cluster.expiresAtMs === null ? null : cluster.expiresAtMs + addedMs,
+            },
+            nowMs,
+          ),
+          code: 'hold',
+          reference: cluster.id,
+        },
+      ],
+      nowMs,
+    )
+    if (results[1] === 'exceeds_credits') await refuse(cluster.accountId, extra, what)
+    if (!results.every((result) => result === 'ok' || result === 'exists'))
+      throw new Error(`extending the hold of ${cluster.id} refused: ${results.join(', ')}`)
+    return store.updateClusterBilling(cluster.id, {
+      billingHoldId: nextHoldId,
+      billedIntervals: cluster.billedIntervals,
+    })
+  }
+
   const billing: ClusterBilling = {
     async placeHold(accountId, clusterId, pricePerHourMicroUsd, durationMs) {
       const amount = holdFor(priceUnits(pricePerHourMicroUsd), durationMs)
@@ -253,47 +311,30 @@ export function createClusterBilling(
     },
 
     async extend(cluster, addedMs) {
-      if (cluster.billingHoldId === null) return cluster
+      const extra = holdFor(priceUnits(cluster.pricePerHourMicroUsd), addedMs)
+      return rehold(cluster, extra, addedMs, `x${cluster.durationMs + addedMs}`, 'this extension')
+    },
+
+    async coverRemaining(cluster, pricePerHourMicroUsd) {
+      if (cluster.billingHoldId === null) return { cluster, toppedUp: null }
       const hold = await transfer(cluster.billingHoldId)
       if (!hold) throw new Error(`hold ${cluster.billingHoldId} of ${cluster.id} is not in the ledger`)
-      const extra = holdFor(priceUnits(cluster.pricePerHourMicroUsd), addedMs)
       const nowMs = clock.nowMs()
-      const nextHoldId = `hold:${cluster.id}:x${cluster.durationMs + addedMs}`
-      const results = await ledger.createTransfers(
-        [
-          {
-            id: `rehold:${hold.id}`,
-            kind: 'void',
-            pendingId: hold.id,
-            code: 'rehold',
-            reference: cluster.id,
-          },
-          {
-            id: nextHoldId,
-            kind: 'pending',
-            debitAccountId: ledgerAccounts.user(cluster.accountId).id,
-            creditAccountId: ledgerAccounts.escrow(cluster.id).id,
-            amount: hold.amount + extra,
-            timeoutMs: holdTimeoutMs(
-              {
-                durationMs: cluster.durationMs + addedMs,
-                expiresAtMs: cluster.expiresAtMs === null ? null : cluster.expiresAtMs + addedMs,
-              },
-              nowMs,
-            ),
-            code: 'hold',
-            reference: cluster.id,
-          },
-        ],
-        nowMs,
-      )
-      if (results[1] === 'exceeds_credits') await refuse(cluster.accountId, extra, 'this extension')
-      if (!results.every((result) => result === 'ok' || result === 'exists'))
-        throw new Error(`extending the hold of ${cluster.id} refused: ${results.join(', ')}`)
-      return store.updateClusterBilling(cluster.id, {
-        billingHoldId: nextHoldId,
-        billedIntervals: cluster.billedIntervals,
-      })
+      const remainingMs =
+        cluster.expiresAtMs === null ? cluster.durationMs : Math.max(0, cluster.expiresAtMs - nowMs)
+      const needed = holdFor(priceUnits(pricePerHourMicroUsd), remainingMs)
+      if (needed <= hold.amount) return { cluster, toppedUp: null }
+      const extra = needed - hold.amount
+      return {
+        cluster: await rehold(
+          cluster,
+          extra,
+          0,
+          `top${cluster.billedIntervals}-${nowMs}`,
+          'a dearer replacement',
+        ),
+        toppedUp: formatGmtUnits(extra),
+      }
     },
 
     async close(cluster) {

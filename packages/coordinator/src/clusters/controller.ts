@@ -1,12 +1,13 @@
 import {
   ClusterStateError,
   formatGmtUnits,
+  InsufficientFundsError,
   formatMicroUsd,
   NotFoundError,
   UnplaceableError,
   type Clock,
 } from '@gpumesh/core'
-import { ledgerAccounts } from '@gpumesh/ledger'
+import { ledgerAccounts, servedMs } from '@gpumesh/ledger'
 import { clusterSubnet, nodeAddress, overlayPrefixLength } from '@gpumesh/mesh'
 import type {
   ClusterClientConfig,
@@ -16,7 +17,7 @@ import type {
   JobView,
   SubmitJobBody,
 } from '@gpumesh/protocol'
-import { nodeHourPrice, placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
+import { placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
 import { maxClusterClients } from '@gpumesh/store'
 import type {
   ClusterClientRecord,
@@ -31,7 +32,7 @@ import { mintId } from '../credentials.ts'
 import type { OfferIndex } from '../offers/offer-index.ts'
 import type { Presence } from '../presence/presence.ts'
 import type { WorkerLinks } from '../worker-link.ts'
-import type { ClusterBilling } from './billing.ts'
+import { billingEndMs, type ClusterBilling } from './billing.ts'
 import { planCluster, priceNodes, resolveClusterRequest, type PlanMarket } from './plan.ts'
 import {
   isActiveNode,
@@ -677,17 +678,9 @@ export class ClusterController {
     const { request } = resolveClusterRequest(cluster.request as ClusterRequestBody)
     const members = this.#nodes.get(clusterId) ?? []
     const memberIds = new Set(members.map((node) => node.deviceId))
-    // The renter was quoted the nodes placed first: a replacement costs no more than the dearest of them.
-    const maxNodePrice = members.reduce(
-      (max, node) => (node.pricePerHourMicroUsd > max ? node.pricePerHourMicroUsd : max),
-      0n,
-    )
     const full = index.placementSnapshot()
     const snapshot: SupplySnapshot = {
-      nodes: full.nodes.filter(
-        (node) =>
-          !memberIds.has(node.deviceId) && (maxNodePrice === 0n || nodeHourPrice(node) <= maxNodePrice),
-      ),
+      nodes: full.nodes.filter((node) => !memberIds.has(node.deviceId)),
       roundTripMs: full.roundTripMs,
     }
     const placement = placeCluster(snapshot, { ...request, nodeCount: needed })
@@ -720,6 +713,7 @@ export class ClusterController {
     }
     if (added) {
       this.#replacementTriedAt.delete(clusterId)
+      await this.#coverReplacements(clusterId)
       await this.#components.pullOffers()
     }
     return added
@@ -771,6 +765,35 @@ export class ClusterController {
     const nodes = this.#nodes.get(clusterId) ?? []
     const index = nodes.findIndex((node) => node.deviceId === deviceId)
     if (index >= 0) nodes[index] = { ...nodes[index]!, ...patch }
+  }
+
+  /**
+   * A replacement may cost more than the node it replaced: the hold is topped up so it still covers the rest
+   * of the rental at the nodes' prices now. A wallet that cannot is told in the events; charges never exceed
+   * what is held.
+   */
+  async #coverReplacements(clusterId: string): Promise<void> {
+    const billing = this.#components.billing
+    const cluster = this.#clusters.get(clusterId)
+    if (!billing || !cluster || cluster.billingHoldId === null) return
+    const hourly = this.#activeNodes(clusterId).reduce((sum, node) => sum + node.pricePerHourMicroUsd, 0n)
+    try {
+      const covered = await billing.coverRemaining(cluster, hourly)
+      this.#clusters.set(clusterId, covered.cluster)
+      if (covered.toppedUp)
+        await this.#event(
+          clusterId,
+          'hold_topped_up',
+          `${covered.toppedUp} GMT more held for a dearer replacement`,
+        )
+    } catch (error) {
+      if (!(error instanceof InsufficientFundsError)) throw error
+      await this.#event(
+        clusterId,
+        'funds_short',
+        `the replacement costs more than the node it replaced and the wallet cannot hold the difference: ${error.message}`,
+      )
+    }
   }
 
   /** Charges what a running cluster has used; a failure is logged and retried on the next tick. */
@@ -830,6 +853,13 @@ export class ClusterController {
     const head = nodes.find((node) => node.role === 'head' && isActiveNode(node))
     const headAddress = head ? overlayAddressOf(cluster, head) : null
     const [escrow] = await this.#components.store.ledger.getAccounts([ledgerAccounts.escrow(cluster.id).id])
+    const periods =
+      cluster.readyAtMs === null ? [] : await this.#components.store.listClusterNodeService(cluster.id)
+    // A cluster whose billing is closed was charged up to billedUntilMs: its nodes served until then.
+    const servedUntilMs =
+      escrow && cluster.billingHoldId === null && cluster.billedUntilMs !== null
+        ? cluster.billedUntilMs
+        : Math.min(this.#components.clock.nowMs(), billingEndMs(cluster))
     return {
       id: cluster.id,
       name: cluster.name,
@@ -855,6 +885,8 @@ export class ClusterController {
         joinedAtMs: node.joinedAtMs,
         leftAtMs: node.leftAtMs,
         pricePerHourUsd: formatMicroUsd(node.pricePerHourMicroUsd),
+        servedMs:
+          cluster.readyAtMs === null ? 0 : servedMs(periods, node.deviceId, cluster.readyAtMs, servedUntilMs),
       })),
       billing: escrow
         ? {

@@ -4,6 +4,7 @@ import {
   formatGmtUnits,
   GpumeshError,
   InsufficientFundsError,
+  NotFoundError,
   parseGmtToUnits,
   ValidationError,
   type Clock,
@@ -16,6 +17,7 @@ import {
   EarningsTransfersQuery,
   EarningsView,
   ErrorReply,
+  LedgerAccountView,
   LedgerVerificationView,
   OperatorCreditBody,
   WalletAmountBody,
@@ -404,6 +406,34 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
       await check(result!, principal.accountId, amount)
       const [faucet] = await store.ledger.getAccounts([faucetAccountId])
       return { transferId: id, faucetGmt: formatGmtUnits(faucet!.creditsPosted - faucet!.debitsPosted) }
+    },
+  )
+
+  app.get(
+    '/v1/ledger/accounts/:id',
+    {
+      schema: {
+        tags: ['ledger'],
+        summary: "One ledger account's totals, e.g. platform:fee (operators)",
+        security: secured,
+        params: Type.Object({ id: Type.String({ minLength: 1, maxLength: 160 }) }),
+        response: { 200: LedgerAccountView, ...errors },
+      },
+    },
+    async (request) => {
+      requireRole(await principalOf(request), 'operator')
+      const [account] = await store.ledger.getAccounts([request.params.id])
+      if (!account) throw new NotFoundError(`no ledger account ${request.params.id}`)
+      return {
+        id: account.id,
+        kind: account.kind,
+        balanceGmt: formatGmtUnits(account.creditsPosted - account.debitsPosted),
+        heldGmt: formatGmtUnits(account.debitsPending),
+        debitsPostedGmt: formatGmtUnits(account.debitsPosted),
+        creditsPostedGmt: formatGmtUnits(account.creditsPosted),
+        debitsPendingGmt: formatGmtUnits(account.debitsPending),
+        creditsPendingGmt: formatGmtUnits(account.creditsPending),
+      }
     },
   )
 
