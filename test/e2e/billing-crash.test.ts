@@ -7,6 +7,7 @@ import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { openStore, type Store } from '@gpumesh/store'
 import {
+  apiCaller,
   createTestDatabase,
   eventually,
   simulatedWorker,
@@ -94,18 +95,7 @@ for (const backend of ['postgres', 'pglite'] as const)
         billing: { intervalsCharged: number } | null
       }
     let renterKey = ''
-    const call = async (method: string, path: string, key?: string, body?: unknown) => {
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers: {
-          ...(key ? { authorization: `Bearer ${key}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-      const text = await response.text()
-      return { status: response.status, body: (text ? JSON.parse(text) : undefined) as any }
-    }
+    const call = apiCaller(() => baseUrl)
 
     before(async () => {
       process.stdout.write(`billing crash test seed ${seed} (GPUMESH_CRASH_SEED=${seed} replays it)\n`)

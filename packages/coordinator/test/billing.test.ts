@@ -1,10 +1,11 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
-import { mintApiKey } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
 import {
+  apiCaller,
   eventually,
+  insertOperatorKey,
   simulatedWorker,
   startTestCoordinator,
   storeBackends,
@@ -38,18 +39,7 @@ for (const backend of storeBackends) {
     let renterAccountId: string
     const workers: SimulatedWorker[] = []
 
-    const call = async (method: string, path: string, key?: string, body?: unknown) => {
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers: {
-          ...(key ? { authorization: `Bearer ${key}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-      const text = await response.text()
-      return { status: response.status, body: (text ? JSON.parse(text) : undefined) as any }
-    }
+    const call = apiCaller(() => baseUrl)
     const offers = async () => (await call('GET', '/v1/offers?region=sim&limit=50')).body.total as number
     const units = (gmt: string) => BigInt(gmt.replace('.', ''))
     const formatUnits = (amount: bigint) =>
@@ -63,19 +53,7 @@ for (const backend of storeBackends) {
       ;({ store, cleanup } = await backend.open())
       coordinator = await startTestCoordinator(store, billing)
       baseUrl = await coordinator.listen()
-      const key = mintApiKey()
-      await store.createAccount({ id: 'acc_operator', name: 'operator', roles: ['operator'], createdAtMs: 0 })
-      await store.insertApiKey({
-        id: key.id,
-        accountId: 'acc_operator',
-        name: 'test',
-        roles: ['operator'],
-        secretSha256: key.secretSha256,
-        createdAtMs: 0,
-        lastUsedAtMs: null,
-        revokedAtMs: null,
-      })
-      operatorKey = key.presented
+      operatorKey = await insertOperatorKey(store)
       const supplier = await call('POST', '/v1/accounts', undefined, {
         name: 'supplier',
         roles: ['supplier'],

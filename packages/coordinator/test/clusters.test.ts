@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
 import {
+  apiCaller,
   eventually,
   simulatedWorker,
   simulation,
@@ -27,18 +28,7 @@ for (const backend of storeBackends) {
     let otherRenterKey: string
     const workers: SimulatedWorker[] = []
 
-    const call = async (method: string, path: string, key?: string, body?: unknown) => {
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers: {
-          ...(key ? { authorization: `Bearer ${key}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-      const text = await response.text()
-      return { status: response.status, body: (text ? JSON.parse(text) : undefined) as any }
-    }
+    const call = apiCaller(() => baseUrl)
     const account = async (name: string, roles: string[]) =>
       (await call('POST', '/v1/accounts', undefined, { name, roles })).body.apiKey.key as string
     const readyCluster = (id: string) =>

@@ -1,10 +1,15 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
-import { mintApiKey } from '@gpumesh/coordinator'
 import { ledgerAccounts } from '@gpumesh/ledger'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import {
+  apiCaller,
+  eventually,
+  insertOperatorKey,
+  startTestCoordinator,
+  storeBackends,
+} from '@gpumesh/testing'
 
 // The ledger through the coordinator: operators verify it; holds past their timeout are released by the
 // coordinator's sweep.
@@ -22,19 +27,7 @@ for (const backend of storeBackends) {
       ;({ store, cleanup } = await backend.open())
       coordinator = await startTestCoordinator(store, { runBackgroundLoops: true })
       baseUrl = await coordinator.listen()
-      const key = mintApiKey()
-      await store.createAccount({ id: 'acc_operator', name: 'operator', roles: ['operator'], createdAtMs: 0 })
-      await store.insertApiKey({
-        id: key.id,
-        accountId: 'acc_operator',
-        name: 'test',
-        roles: ['operator'],
-        secretSha256: key.secretSha256,
-        createdAtMs: 0,
-        lastUsedAtMs: null,
-        revokedAtMs: null,
-      })
-      operatorKey = key.presented
+      operatorKey = await insertOperatorKey(store)
       const signup = await fetch(`${baseUrl}/v1/accounts`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
@@ -88,14 +81,7 @@ for (const backend of storeBackends) {
       assert.equal((await verify(renterKey)).status, 403)
     })
 
-    const call = async (method: string, path: string, key: string, body?: unknown) => {
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body ? { 'content-type': 'application/json' } : {}) },
-        ...(body ? { body: JSON.stringify(body) } : {}),
-      })
-      return { status: response.status, body: (await response.json()) as any }
-    }
+    const call = apiCaller(() => baseUrl)
 
     it('credits by an operator with an audit record, withdraws, refuses what the wallet cannot pay', async () => {
       const me = await call('GET', '/v1/me', renterKey)

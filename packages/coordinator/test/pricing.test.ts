@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
 import {
+  apiCaller,
   eventually,
   simulatedWorker,
   startTestCoordinator,
@@ -23,18 +24,7 @@ for (const backend of storeBackends) {
     let otherSupplierKey: string
     const workers: SimulatedWorker[] = []
 
-    const call = async (method: string, path: string, key?: string, body?: unknown) => {
-      const response = await fetch(`${baseUrl}${path}`, {
-        method,
-        headers: {
-          ...(key ? { authorization: `Bearer ${key}` } : {}),
-          ...(body === undefined ? {} : { 'content-type': 'application/json' }),
-        },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      })
-      const text = await response.text()
-      return { status: response.status, body: (text ? JSON.parse(text) : undefined) as any }
-    }
+    const call = apiCaller(() => baseUrl)
     const offerOf = async (deviceId: string) =>
       ((await call('GET', '/v1/offers?region=sim&limit=50')).body.offers as any[]).find(
         (offer) => offer.deviceId === deviceId,

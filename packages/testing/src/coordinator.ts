@@ -1,4 +1,4 @@
-import { buildCoordinator, type Coordinator, type CoordinatorInit } from '@gpumesh/coordinator'
+import { buildCoordinator, mintApiKey, type Coordinator, type CoordinatorInit } from '@gpumesh/coordinator'
 import type { Clock } from '@gpumesh/core'
 import type { Store } from '@gpumesh/store'
 
@@ -64,4 +64,44 @@ export async function eventually<T>(
       throw new Error(`timed out waiting for ${what}${lastError ? `: ${String(lastError)}` : ''}`)
     await new Promise((resolve) => setTimeout(resolve, 25))
   }
+}
+
+export type ApiReply = { readonly status: number; readonly body: any }
+
+/**
+ * JSON over HTTP to a coordinator, with an optional API key. The address is read on every call, so a test
+ * can restart the coordinator on another port.
+ */
+export function apiCaller(
+  baseUrl: () => string,
+): (method: string, path: string, key?: string, body?: unknown) => Promise<ApiReply> {
+  return async (method, path, key, body) => {
+    const response = await fetch(`${baseUrl()}${path}`, {
+      method,
+      headers: {
+        ...(key ? { authorization: `Bearer ${key}` } : {}),
+        ...(body === undefined ? {} : { 'content-type': 'application/json' }),
+      },
+      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+    })
+    const text = await response.text()
+    return { status: response.status, body: text ? JSON.parse(text) : undefined }
+  }
+}
+
+/** An operator account and its API key, written straight into the store (as a coordinator's first start does). */
+export async function insertOperatorKey(store: Store, accountId = 'acc_operator'): Promise<string> {
+  const key = mintApiKey()
+  await store.createAccount({ id: accountId, name: 'operator', roles: ['operator'], createdAtMs: 0 })
+  await store.insertApiKey({
+    id: key.id,
+    accountId,
+    name: 'test',
+    roles: ['operator'],
+    secretSha256: key.secretSha256,
+    createdAtMs: 0,
+    lastUsedAtMs: null,
+    revokedAtMs: null,
+  })
+  return key.presented
 }
