@@ -5,6 +5,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { seededRandom } from '@gpumesh/core'
 import { openStore, type Store } from '@gpumesh/store'
 import {
   apiCaller,
@@ -24,18 +25,6 @@ const cli = resolve(import.meta.dirname, '../../packages/cli/src/main.ts')
 const intervalMs = 300
 const kills = 6
 const seed = Number(process.env['GPUMESH_CRASH_SEED'] ?? Date.now() % 1_000_000)
-
-/** A small deterministic generator (mulberry32): the same seed, the same kill points. */
-function seeded(initial: number): () => number {
-  let state = initial >>> 0
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0
-    let t = state
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4_294_967_296
-  }
-}
 
 async function freePort(): Promise<number> {
   return new Promise((resolvePort, reject) => {
@@ -57,7 +46,7 @@ for (const backend of ['postgres', 'pglite'] as const)
     let baseUrl: string
     let coordinator: ChildProcess | undefined
     const workers: SimulatedWorker[] = []
-    const random = seeded(seed)
+    const random = seededRandom(seed)
 
     const start = async () => {
       const child = spawn(
@@ -169,7 +158,7 @@ for (const backend of ['postgres', 'pglite'] as const)
 
       // Kill the coordinator at random moments while it bills, and start it again each time.
       for (let round = 0; round < kills; round += 1) {
-        const delayMs = Math.floor(random() * 2 * intervalMs)
+        const delayMs = Math.floor(random.next() * 2 * intervalMs)
         await new Promise((resolveDelay) => setTimeout(resolveDelay, delayMs))
         await kill()
         await start()

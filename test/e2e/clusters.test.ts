@@ -4,6 +4,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
+import { parseGmtToUnits } from '@gpumesh/core'
 import { clusterNamespaceName, meshInterfaceName } from '@gpumesh/mesh'
 import {
   createTestNetwork,
@@ -462,7 +463,7 @@ describe(
       // By hand: at 100 GMT per USD a node priced 0.36·i USD an hour costs 10·i units a millisecond, so every
       // interval's charge is a multiple of 10 units and its 10% fee is exact: over the rental, a node costs
       // 10·i × the milliseconds it served, its supplier gets 90% of that and the platform 10%.
-      const unitsOf = (gmt: string) => BigInt(gmt.replace('.', ''))
+      const unitsOf = (gmt: string) => parseGmtToUnits(gmt)!
       let charged = 0n
       for (const clusterId of clusterIds) {
         const view = cluster(clusterId)
@@ -477,7 +478,7 @@ describe(
         charged += expected
       }
       const wallet = api('/v1/wallet', { key: renterKey }).body
-      assert.equal(unitsOf(wallet.balanceGmt), unitsOf(depositGmt + '.000000') - charged)
+      assert.equal(unitsOf(wallet.balanceGmt), unitsOf(depositGmt) - charged)
       assert.equal(wallet.heldGmt, '0.000000')
       const earnings = api('/v1/earnings', { key: supplierKey }).body
       assert.equal(unitsOf(earnings.uncollectedGmt), (charged * 9n) / 10n)

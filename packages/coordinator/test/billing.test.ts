@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict'
 import { after, before, describe, it } from 'node:test'
+import { formatGmtUnits, parseGmtToUnits } from '@gpumesh/core'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
 import {
@@ -41,9 +42,7 @@ for (const backend of storeBackends) {
 
     const call = apiCaller(() => baseUrl)
     const offers = async () => (await call('GET', '/v1/offers?region=sim&limit=50')).body.total as number
-    const units = (gmt: string) => BigInt(gmt.replace('.', ''))
-    const formatUnits = (amount: bigint) =>
-      `${amount / 1_000_000n}.${String(amount % 1_000_000n).padStart(6, '0')}`
+    const units = (gmt: string) => parseGmtToUnits(gmt)!
     const balanceOf = async (id: string) => {
       const [account] = await store.ledger.getAccounts([id])
       return account ? account.creditsPosted - account.debitsPosted : 0n
@@ -217,14 +216,14 @@ for (const backend of storeBackends) {
       // tracing to the transfers that make it.
       const view = (await call('GET', `/v1/clusters/${clusterId}`, renterKey)).body
       assert.deepEqual(view.billing, {
-        chargedGmt: formatUnits(charged),
+        chargedGmt: formatGmtUnits(charged),
         heldGmt: '0.000000',
         intervalsCharged: n,
         billedUntilMs: endMs,
       })
       const statement = (await call('GET', '/v1/earnings?days=2', supplierKey)).body
-      assert.equal(statement.uncollectedGmt, formatUnits(charged - fees))
-      assert.equal(statement.periodTotalGmt, formatUnits(charged - fees))
+      assert.equal(statement.uncollectedGmt, formatGmtUnits(charged - fees))
+      assert.equal(statement.periodTotalGmt, formatGmtUnits(charged - fees))
       assert.deepEqual(
         [...new Set(statement.lines.map((line: any) => line.deviceId))].sort(),
         [...devices].sort(),
@@ -237,7 +236,7 @@ for (const backend of storeBackends) {
         ).body.transfers as any[]
         assert.equal(trace.length, line.transfers)
         assert.equal(
-          formatUnits(trace.reduce((sum, transfer) => sum + units(transfer.amountGmt), 0n)),
+          formatGmtUnits(trace.reduce((sum, transfer) => sum + units(transfer.amountGmt), 0n)),
           line.amountGmt,
         )
         assert.ok(trace.every((transfer) => transfer.id.startsWith(`pay:${clusterId}:`)))
@@ -245,7 +244,7 @@ for (const backend of storeBackends) {
       assert.equal((await call('GET', '/v1/earnings', renterKey)).body.lines.length, 0, 'only one’s own')
       const collected = await call('POST', '/v1/earnings/collect', supplierKey, {})
       assert.equal(collected.status, 200)
-      assert.equal(collected.body.wallet.balanceGmt, formatUnits(charged - fees))
+      assert.equal(collected.body.wallet.balanceGmt, formatGmtUnits(charged - fees))
       assert.equal((await call('GET', '/v1/earnings', supplierKey)).body.uncollectedGmt, '0.000000')
       assert.equal((await call('POST', '/v1/earnings/collect', supplierKey, {})).status, 409)
       await victim.connect(baseUrl)

@@ -54,12 +54,15 @@ for (const backend of storeBackends) {
       const [auto, fixed, unpriced] = workers as [SimulatedWorker, SimulatedWorker, SimulatedWorker]
       // 8 CPU cores at 0.01 USD a core-hour, 60% of it, ×0.9 for no measured bandwidth tier, ×0.85 for
       // the lowest demand (nothing hired), and ×1.1 in peak hours (14:00–22:00 UTC, when the test runs then).
-      const peak = new Date().getUTCHours() >= 14 && new Date().getUTCHours() < 22
-      const expected = peak ? '0.040392' : '0.03672'
+      // The hour is read on every poll: a run that crosses 14:00 or 22:00 UTC sees the new price.
+      const expected = () => {
+        const hour = new Date().getUTCHours()
+        return hour >= 14 && hour < 22 ? '0.040392' : '0.03672'
+      }
       const autoOffer = await eventually(async () => {
         const offer = await offerOf(auto.deviceId)
-        return offer?.pricePerGpuHourUsd === expected && offer
-      }, `the automatic offer at ${expected}`)
+        return offer?.pricePerGpuHourUsd === expected() && offer
+      }, 'the automatic offer at its engine price')
       assert.equal(autoOffer.pricingMode, 'auto')
       assert.equal(
         (await eventually(() => offerOf(fixed.deviceId), 'the fixed offer')).pricePerGpuHourUsd,

@@ -33,13 +33,16 @@ export type BillingSettings = {
 }
 
 export type ClusterBilling = {
-  /** Holds the whole duration's price; refuses with the shortfall when the wallet cannot. Returns the hold id. */
+  /**
+   * Holds the whole duration's price; refuses with the shortfall when the wallet cannot. Returns the hold id,
+   * or null for a cluster that costs nothing (there is nothing to hold or charge).
+   */
   placeHold(
     accountId: string,
     clusterId: string,
     pricePerHourMicroUsd: bigint,
     durationMs: number,
-  ): Promise<string>
+  ): Promise<string | null>
   /** Releases a hold placed for a cluster that was never created. */
   releaseHold(clusterId: string, holdId: string, reason: string): Promise<void>
   /** Charges every interval settled by now; returns the cluster as recorded. Cheap when none is due. */
@@ -107,49 +110,57 @@ export function createClusterBilling(
 
   /** Charges intervals billedIntervals+1 … through `lastInterval`, each in one atomic batch. */
   const charge = async (cluster: ClusterRecord, window: BillingWindow, lastInterval: number) => {
+    let current = cluster
+    const first = current.billedIntervals + 1
+    // Intervals are recorded one at a time after their batch commits, so a crash can leave only the first
+    // one committed and unrecorded: record it and go on.
+    if (first <= lastInterval && (await transfer(`bill:${cluster.id}:${first}`))) {
+      const rehold = await transfer(`hold:${cluster.id}:${first}`)
+      current = await store.updateClusterBilling(cluster.id, {
+        billingHoldId: rehold ? rehold.id : null,
+        billedIntervals: first,
+        billedUntilMs: intervalEndMs(window, first),
+      })
+    }
+    if (current.billingHoldId === null || current.billedIntervals >= lastInterval) return current
+    const hold = await transfer(current.billingHoldId)
+    if (!hold) throw new Error(`hold ${current.billingHoldId} of ${cluster.id} is not in the ledger`)
+    let held = hold.amount
     const nodes = await store.listClusterNodes(cluster.id)
     const periods = await store.listClusterNodeService(cluster.id)
     const billed = nodes.map((node) => ({
       deviceId: node.deviceId,
       pricePerHourUnits: priceUnits(node.pricePerHourMicroUsd),
     }))
+    const earningsOf = new Map<string, string>()
+    for (const node of nodes) {
+      const earnings = ledgerAccounts.earnings(await components.supplierOf(node.deviceId))
+      earningsOf.set(node.deviceId, earnings.id)
+      await ledger.createAccounts([earnings], clock.nowMs())
+    }
     const escrow = ledgerAccounts.escrow(cluster.id).id
     const user = ledgerAccounts.user(cluster.accountId).id
-    let current = cluster
     for (let interval = current.billedIntervals + 1; interval <= lastInterval; interval += 1) {
       const holdId = current.billingHoldId
       if (holdId === null) break
-      const billId = `bill:${cluster.id}:${interval}`
-      // A batch for this interval already committed before a crash: record it and go on.
-      if (await transfer(billId)) {
-        const rehold = await transfer(`hold:${cluster.id}:${interval}`)
-        current = await store.updateClusterBilling(cluster.id, {
-          billingHoldId: rehold ? rehold.id : null,
-          billedIntervals: interval,
-          billedUntilMs: intervalEndMs(window, interval),
-        })
-        continue
-      }
-      const hold = await transfer(holdId)
-      if (!hold) throw new Error(`hold ${holdId} of ${cluster.id} is not in the ledger`)
       const charges = intervalCharges(window, interval, billed, periods)
       // Never more than is held: the nodes first in line are paid in full, the rest from what is left.
-      let remaining = hold.amount
+      let remaining = held
       const paid = charges.map(({ deviceId, amount }) => {
         const capped = amount <= remaining ? amount : remaining
         remaining -= capped
         return { deviceId, amount: capped }
       })
-      const total = hold.amount - remaining
+      const total = held - remaining
       let nextHoldId: string | null = holdId
       if (total > 0n) {
         const nowMs = clock.nowMs()
         nextHoldId = remaining > 0n ? `hold:${cluster.id}:${interval}` : null
         const batch: TransferRequest[] = [
           {
-            id: billId,
+            id: `bill:${cluster.id}:${interval}`,
             kind: 'post',
-            pendingId: hold.id,
+            pendingId: holdId,
             amount: total,
             code: 'usage',
             reference: `${cluster.id} interval ${interval}`,
@@ -171,14 +182,12 @@ export function createClusterBilling(
           if (amount === 0n) continue
           const { fee, supplier } = splitCharge(amount, settings.feeBasisPoints)
           fees += fee
-          const earnings = ledgerAccounts.earnings(await components.supplierOf(deviceId))
-          await ledger.createAccounts([earnings], nowMs)
           if (supplier > 0n)
             batch.push({
               id: `pay:${cluster.id}:${interval}:${deviceId}`,
               kind: 'single',
               debitAccountId: escrow,
-              creditAccountId: earnings.id,
+              creditAccountId: earningsOf.get(deviceId)!,
               amount: supplier,
               code: 'rental',
               // Statements group a supplier's income by device: the reference is the device.
@@ -198,6 +207,7 @@ export function createClusterBilling(
         const results = await ledger.createTransfers(batch, nowMs)
         if (!results.every((result) => result === 'ok' || result === 'exists'))
           throw new Error(`billing ${cluster.id} interval ${interval} refused: ${results.join(', ')}`)
+        held = remaining
       }
       current = await store.updateClusterBilling(cluster.id, {
         billingHoldId: nextHoldId,
@@ -264,8 +274,8 @@ export function createClusterBilling(
       const nowMs = clock.nowMs()
       const user = ledgerAccounts.user(accountId)
       await ledger.createAccounts([user, ledgerAccounts.escrow(clusterId)], nowMs)
+      if (amount === 0n) return null
       const holdId = `hold:${clusterId}:0`
-      if (amount === 0n) return holdId
       const [result] = await ledger.createTransfers(
         [
           {
@@ -287,7 +297,6 @@ export function createClusterBilling(
     },
 
     async releaseHold(clusterId, holdId, reason) {
-      if (!(await transfer(holdId))) return
       await ledger.createTransfers(
         [
           {

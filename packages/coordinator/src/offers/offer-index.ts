@@ -64,19 +64,11 @@ export class OfferIndex {
   readonly #changeSeqs = new Map<string, bigint>()
   readonly #policy: PricingPolicy
   /** Demand per model and the hour, as of the last updateMarket(); automatic prices are quoted against it. */
-  #utilizationBp = new Map<string, number>()
-  #hourUtc = 0
-  readonly #market: MarketConditions
+  #utilizationBp: ReadonlyMap<string, number> = new Map()
+  #market: MarketConditions = { utilizationBp: () => undefined, hourUtc: 0 }
 
   constructor(policy: PricingPolicy = defaultPricingPolicy) {
     this.#policy = policy
-    const hourUtc = () => this.#hourUtc
-    this.#market = {
-      utilizationBp: (gpuModel) => this.#utilizationBp.get(gpuModel),
-      get hourUtc() {
-        return hourUtc()
-      },
-    }
   }
 
   get pricingPolicy(): PricingPolicy {
@@ -137,11 +129,11 @@ export class OfferIndex {
     const demandMoved = (model: string) =>
       demandMultiplierBp(this.#policy, utilization.get(model)) !==
       demandMultiplierBp(this.#policy, this.#utilizationBp.get(model))
-    const peakMoved = isPeakHour(this.#policy, hourUtc) !== isPeakHour(this.#policy, this.#hourUtc)
+    const peakMoved = isPeakHour(this.#policy, hourUtc) !== isPeakHour(this.#policy, this.#market.hourUtc)
     const previousModels = new Set([...this.#utilizationBp.keys(), ...utilization.keys()])
     const moved = new Set([...previousModels].filter(demandMoved))
     this.#utilizationBp = utilization
-    this.#hourUtc = hourUtc
+    this.#market = { utilizationBp: (gpuModel) => utilization.get(gpuModel), hourUtc }
     if (!peakMoved && moved.size === 0) return 0
     let repriced = 0
     for (const [deviceId, entry] of [...this.#entries]) {
@@ -160,11 +152,6 @@ export class OfferIndex {
     const entry = this.#entries.get(deviceId)
     if (!entry) return undefined
     return this.#quote(pricing ? { ...entry.priced, pricing } : entry.priced, commitmentHours)
-  }
-
-  /** Demand per model as last measured, in basis points. */
-  utilizationBp(gpuModel: string): number | undefined {
-    return this.#utilizationBp.get(gpuModel)
   }
 
   /** Where placement snapshots read measured round trips between devices (see rtt/rtt-prober.ts). */
