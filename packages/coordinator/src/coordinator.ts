@@ -1,3 +1,4 @@
+import fastifyStatic from '@fastify/static'
 import fastifySwagger from '@fastify/swagger'
 import fastifyWebsocket from '@fastify/websocket'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
@@ -34,7 +35,8 @@ import { faucetAccountId, localSettlement } from './ledger/settlement.ts'
 import { ledgerAccounts } from '@gpumesh/ledger'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
+import { join, resolve } from 'node:path'
 
 export { coordinatorVersion } from './version.ts'
 
@@ -58,6 +60,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   /** Set false in tests that drive `tick()` by hand. */
   readonly runBackgroundLoops?: boolean
   readonly logger?: boolean | object
+  /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
+  readonly consoleDir?: string
 }
 
 export type Coordinator = {
@@ -145,12 +149,23 @@ export async function buildCoordinator(
       .status(500)
       .send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
   })
-  app.setNotFoundHandler((request, reply) =>
-    reply.status(404).send({
+  const consoleIndex = init.consoleDir ? join(init.consoleDir, 'index.html') : undefined
+  const servesConsole = consoleIndex !== undefined && existsSync(consoleIndex)
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?')[0] ?? '/'
+    // The console routes in the browser: a deep link such as /clusters/cl_1 gets the app, which then
+    // reads the path. API paths and non-GET requests keep the JSON 404.
+    if (servesConsole && request.method === 'GET' && !path.startsWith('/v1/')) {
+      return reply.type('text/html').header('cache-control', 'no-cache').sendFile('index.html')
+    }
+    return reply.status(404).send({
       code: 'GPUMESH_ERR_NOT_FOUND',
-      message: `no route ${request.method} ${request.url.split('?')[0]}`,
-    }),
-  )
+      message: `no route ${request.method} ${path}`,
+    })
+  })
+  if (servesConsole && init.consoleDir) {
+    await app.register(fastifyStatic, { root: resolve(init.consoleDir), prefix: '/', wildcard: true, index: 'index.html' })
+  }
 
   await app.register(fastifySwagger, {
     openapi: {

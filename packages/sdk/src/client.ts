@@ -45,6 +45,14 @@ import type {
   OffersQuery,
   QuoteQuery,
   SubmitJobBody,
+  RewardEpochList,
+  RewardEpochDetail,
+  DeviceRewardList,
+  ExplorerSummary,
+  PriceIndexReply,
+  ExplorerDevicesQuery,
+  ExplorerDevicePage,
+  ExplorerDeviceDetail,
 } from '@gpumesh/protocol'
 
 // A typed client of the coordinator's /v1 API. Request and reply types come from the same protocol
@@ -163,6 +171,22 @@ export class GpumeshClient {
     })
   stopJob = (clusterId: string, jobId: string) =>
     this.#request<JobView>('POST', `${jobPath(clusterId, jobId)}/stop`, {})
+
+
+  rewardEpochs = (query: { limit?: number; before?: number } = {}) =>
+    this.#request<RewardEpochList>('GET', `/v1/rewards/epochs${toQueryString(query)}`)
+  rewardEpoch = (epoch: number, query: { limit?: number; offset?: number } = {}) =>
+    this.#request<RewardEpochDetail>('GET', `/v1/rewards/epochs/${epoch}${toQueryString(query)}`)
+  deviceRewards = (deviceId: string) =>
+    this.#request<DeviceRewardList>('GET', `/v1/rewards/devices/${encodeURIComponent(deviceId)}`)
+
+  explorerSummary = () => this.#request<ExplorerSummary>('GET', '/v1/explorer/summary')
+  explorerPrices = (query: { days?: number } = {}) =>
+    this.#request<PriceIndexReply>('GET', `/v1/explorer/prices${toQueryString(query)}`)
+  explorerDevices = (query: Partial<ExplorerDevicesQuery> = {}) =>
+    this.#request<ExplorerDevicePage>('GET', `/v1/explorer/devices${toQueryString(query)}`)
+  explorerDevice = (id: string) =>
+    this.#request<ExplorerDeviceDetail>('GET', `/v1/explorer/devices/${encodeURIComponent(id)}`)
 
   /** A long poll may rightly take `waitMs`; the usual timeout then covers the rest of the exchange. */
   #longPollTimeoutMs(waitMs: number | undefined): number {

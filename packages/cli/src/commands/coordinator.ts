@@ -20,13 +20,19 @@ export type RunningCoordinator = {
 }
 
 /** Opens the store (PostgreSQL when a URL is set, else PGlite in dataDir), migrates, and starts listening. */
-export async function startCoordinator(settings: CoordinatorSettings): Promise<RunningCoordinator> {
+/** The web console as `npm run build -w @gpumesh/console` leaves it; served at `/` when present. */
+export const builtConsoleDir = resolve(import.meta.dirname, '../../../console/dist')
+
+export async function startCoordinator(
+  settings: CoordinatorSettings,
+  consoleDir: string = builtConsoleDir,
+): Promise<RunningCoordinator> {
   const store = settings.databaseUrl
     ? await openStore({ kind: 'postgres', connectionString: settings.databaseUrl })
     : await openStore({ kind: 'pglite', dataDir: resolve(settings.dataDir, 'pgdata') })
   try {
     const operatorKeyPath = await bootstrapOperator(store, settings.dataDir)
-    const coordinator = await buildCoordinator({ store, clock: systemClock }, settings)
+    const coordinator = await buildCoordinator({ store, clock: systemClock }, { ...settings, consoleDir })
     const url = await coordinator.listen()
     return { coordinator, store, url, ...(operatorKeyPath ? { operatorKeyPath } : {}) }
   } catch (error) {
