@@ -72,6 +72,7 @@ export default tseslint.config(
       'packages/mesh/src/**/*.ts',
       'packages/ledger/src/**/*.ts',
       'packages/pricing/src/**/*.ts',
+      'packages/rewards/src/**/*.ts',
     ],
     ignores: ['**/*.test.ts'],
     rules: pureRestriction,

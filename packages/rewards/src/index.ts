@@ -1,0 +1,3 @@
+export * from './policy.ts'
+export * from './emission.ts'
+export * from './epoch.ts'
