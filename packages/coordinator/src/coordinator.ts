@@ -33,6 +33,10 @@ import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerLedgerRoutes } from './ledger/routes.ts'
 import { faucetAccountId, localSettlement } from './ledger/settlement.ts'
 import { ledgerAccounts } from '@gpumesh/ledger'
+import { defaultRewardPolicy } from '@gpumesh/rewards'
+import { createEpochCloser, type EpochCloser } from './rewards/epoch-closer.ts'
+import { registerRewardRoutes } from './rewards/routes.ts'
+import { registerExplorerRoutes } from './explorer/routes.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
@@ -70,6 +74,10 @@ export type Coordinator = {
   readonly presence: Presence
   readonly clusters: ClusterController
   readonly rtt: RttProber
+  /** Closes reward epochs; its loop runs with the background loops, tests call it by hand. */
+  readonly rewards: EpochCloser
+  /** Records a price index sample per model now. */
+  samplePriceIndex(): Promise<void>
   /** Starts listening; returns the base URL. */
   listen(): Promise<string>
   /** One pass of every background duty: expire silent workers, flush heartbeats, refresh the index, reconcile clusters. */
@@ -164,7 +172,12 @@ export async function buildCoordinator(
     })
   })
   if (servesConsole && init.consoleDir) {
-    await app.register(fastifyStatic, { root: resolve(init.consoleDir), prefix: '/', wildcard: true, index: 'index.html' })
+    await app.register(fastifyStatic, {
+      root: resolve(init.consoleDir),
+      prefix: '/',
+      wildcard: true,
+      index: 'index.html',
+    })
   }
 
   await app.register(fastifySwagger, {
@@ -320,6 +333,25 @@ export async function buildCoordinator(
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
   })
   await registerSpeedtestRoutes(app, { store, clock })
+  registerRewardRoutes(app, { store })
+  registerExplorerRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
+  const rewards = createEpochCloser(
+    {
+      store,
+      clock,
+      log,
+      spotCheck: init.verificationEnabled ? (fraction) => verifier.spotCheck(fraction) : undefined,
+    },
+    {
+      policy: { ...defaultRewardPolicy, epochLengthMs: init.rewardEpochMs },
+      closeDelayMs: init.rewardCloseDelayMs,
+      spotCheckFraction: init.rewardSpotCheckFraction,
+    },
+  )
+  const samplePriceIndex = async () => {
+    const atMs = clock.nowMs()
+    await store.explorer.insertPriceSamples(index.priceIndex().map((sample) => ({ ...sample, atMs })))
+  }
 
   const maxWorkerConnections = init.maxWorkerConnections ?? defaultMaxWorkerConnections()
   app.get(
@@ -452,6 +484,9 @@ export async function buildCoordinator(
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
+    every(init.priceIndexSampleMs, samplePriceIndex, 'price index sample')
+    if (init.rewardsEnabled)
+      every(Math.min(5_000, init.rewardEpochMs / 4), () => rewards.tick(), 'reward epochs')
     // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
     // the embedded PGlite has one connection and commits in order, so its feed never misses a change.
     if (store.kind === 'postgres') {
@@ -476,6 +511,8 @@ export async function buildCoordinator(
     tick,
     clusters,
     rtt,
+    rewards,
+    samplePriceIndex,
     async stop() {
       if (stopped) return
       stopped = true

@@ -52,6 +52,18 @@ export const CoordinatorSettings = Type.Object(
     clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
     /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */
     clusterNodeJoinTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000, default: 180_000 }),
+    /** Pay epoch rewards from the reward pool to verified, online devices. */
+    rewardsEnabled: Type.Boolean({ default: true }),
+    /** Length of a reward epoch (an hour; shorter on a test network). */
+    rewardEpochMs: Type.Integer({ minimum: 10_000, maximum: 7 * 86_400_000, default: 3_600_000 }),
+    /** An epoch is closed this long after it ends: heartbeats are flushed and spot checks have answered. */
+    rewardCloseDelayMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
+    /** Share of connected devices given a proof-of-compute spot check when an epoch ends. */
+    rewardSpotCheckFraction: Type.Number({ minimum: 0, maximum: 1, default: 0.05 }),
+    /** How long an explorer reply is reused before it is computed again. */
+    explorerCacheMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
+    /** How often the explorer's price index samples each model's median price. */
+    priceIndexSampleMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 900_000 }),
     logLevel: Type.Union(
       [
         Type.Literal('fatal'),

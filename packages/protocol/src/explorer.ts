@@ -22,9 +22,7 @@ export const ExplorerSummary = Type.Object({
   devices: SupplyCounts,
   gpus: SupplyCounts,
   /** GPUs by model (devices without GPUs are counted under modelKey "cpu", as devices). */
-  byModel: Type.Array(
-    Type.Object({ modelKey: Type.String(), name: Type.String(), gpus: SupplyCounts }),
-  ),
+  byModel: Type.Array(Type.Object({ modelKey: Type.String(), name: Type.String(), gpus: SupplyCounts })),
   /** Connected devices and GPUs by ISO country code ("unknown" when not reported). */
   byCountry: Type.Array(
     Type.Object({ country: Type.String(), devices: Type.Integer(), gpus: Type.Integer() }),

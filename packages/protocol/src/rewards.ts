@@ -50,7 +50,9 @@ export const RewardFactorsView = Type.Object({
   /** In thousandths: 1000 is ×1. */
   bandwidthMilli: Type.Integer({ minimum: 0 }),
   /** Each GPU model and its multiplier in thousandths from the versioned table (0: not supported). */
-  gpus: Type.Array(Type.Object({ modelKey: Type.String(), count: Type.Integer(), multiplierMilli: Type.Integer() })),
+  gpus: Type.Array(
+    Type.Object({ modelKey: Type.String(), count: Type.Integer(), multiplierMilli: Type.Integer() }),
+  ),
   /** Σ of the GPUs' multipliers (or the CPU multiplier for a device without GPUs), in thousandths. */
   hardwareMilli: Type.Integer({ minimum: 0 }),
   /** 1000 + hired bonus × hired ratio, in thousandths. */

@@ -172,7 +172,6 @@ export class GpumeshClient {
   stopJob = (clusterId: string, jobId: string) =>
     this.#request<JobView>('POST', `${jobPath(clusterId, jobId)}/stop`, {})
 
-
   rewardEpochs = (query: { limit?: number; before?: number } = {}) =>
     this.#request<RewardEpochList>('GET', `/v1/rewards/epochs${toQueryString(query)}`)
   rewardEpoch = (epoch: number, query: { limit?: number; offset?: number } = {}) =>

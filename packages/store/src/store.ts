@@ -1,3 +1,5 @@
+import { createRewardStore, type RewardStore } from './reward-store.ts'
+import { createExplorerStore, type ExplorerStore } from './explorer-store.ts'
 import type {
   BandwidthTier,
   DevicePricing,
@@ -60,6 +62,8 @@ export interface Store {
   readonly kind: SqlDriver['kind']
   /** The double-entry ledger, on the same database. */
   readonly ledger: LedgerStore
+  readonly rewards: RewardStore
+  readonly explorer: ExplorerStore
   createAccount(account: AccountRecord): Promise<void>
   getAccount(id: string): Promise<AccountRecord | undefined>
   countAccountsWithRole(role: Role): Promise<number>
@@ -278,12 +282,16 @@ const deviceColumns = `id, account_id, public_key, hostname, state, state_reason
 class SqlStore implements Store {
   readonly kind: SqlDriver['kind']
   readonly ledger: LedgerStore
+  readonly rewards: RewardStore
+  readonly explorer: ExplorerStore
   readonly #driver: SqlDriver
 
   constructor(driver: SqlDriver) {
     this.#driver = driver
     this.kind = driver.kind
     this.ledger = createLedgerStore(driver)
+    this.rewards = createRewardStore(driver)
+    this.explorer = createExplorerStore(driver)
   }
 
   async createAccount(account: AccountRecord): Promise<void> {

@@ -32,6 +32,13 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     platformFeeBasisPoints: 1_000,
     billingIntervalMs: 60_000,
     clusterNodeJoinTimeoutMs: 60_000,
+    // The tests about rewards switch them on and drive epochs by hand or with short epochs.
+    rewardsEnabled: false,
+    rewardEpochMs: 3_600_000,
+    rewardCloseDelayMs: 0,
+    rewardSpotCheckFraction: 0,
+    explorerCacheMs: 0,
+    priceIndexSampleMs: 900_000,
     logLevel: 'silent',
     ...overrides,
   }

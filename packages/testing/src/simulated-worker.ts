@@ -12,6 +12,27 @@ import WebSocket from 'ws'
 // runs the real ones): each answers commands at once, and a shared table stands in for Ray's view of which
 // nodes are alive. For tests of the cluster controller and billing.
 
+/** A simulated machine with `count` GPUs of one catalog model, each with its own UUID. */
+export function gpuInventory(
+  modelKey: string,
+  productName: string,
+  count: number,
+  vramMib = 24 * 1024,
+): HardwareInventory {
+  return {
+    ...cpuInventory,
+    gpus: Array.from({ length: count }, (_, index) => ({
+      index,
+      uuid: `GPU-${randomBytes(8).toString('hex')}`,
+      productName,
+      modelKey,
+      vramMib,
+      migMode: 'disabled' as const,
+      migInstances: [],
+    })),
+  }
+}
+
 export const cpuInventory: HardwareInventory = {
   hostname: 'sim',
   gpus: [],
@@ -49,7 +70,13 @@ export async function simulatedWorker(
   {
     pricePerGpuHourUsd = '0.50',
     pricingMode,
-  }: { pricePerGpuHourUsd?: string | null; pricingMode?: 'fixed' | 'auto' } = {},
+    inventory = cpuInventory,
+  }: {
+    pricePerGpuHourUsd?: string | null
+    pricingMode?: 'fixed' | 'auto'
+    /** What the worker reports (CPU only by default; tests of GPU rules give GPUs). */
+    inventory?: HardwareInventory
+  } = {},
 ): Promise<SimulatedWorker> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
   const signText = (payload: string) => sign(null, Buffer.from(payload), privateKey).toString('base64url')
@@ -191,7 +218,7 @@ export async function simulatedWorker(
           } else if (message.type === 'welcome') {
             send({
               type: 'report',
-              inventory: cpuInventory,
+              inventory,
               location: { region: 'sim', country: 'DE' },
               ...(pricePerGpuHourUsd === null ? {} : { askingPricePerGpuHourUsd: pricePerGpuHourUsd }),
               ...(pricingMode ? { pricingMode } : {}),

@@ -154,6 +154,30 @@ export class OfferIndex {
     return this.#quote(pricing ? { ...entry.priced, pricing } : entry.priced, commitmentHours)
   }
 
+  /**
+   * The median quoted price per GPU-hour of each model's listed offers (devices without GPUs under "cpu"):
+   * the explorer's price index samples this.
+   */
+  priceIndex(): { modelKey: string; medianMicroUsd: bigint; offers: number }[] {
+    const byModel = new Map<string, bigint[]>()
+    for (const entry of this.#entries.values()) {
+      if (!entry.listed || entry.priceExactMicroUsd <= 0n) continue
+      const prices = byModel.get(entry.modelKey) ?? []
+      prices.push(entry.priceExactMicroUsd)
+      byModel.set(entry.modelKey, prices)
+    }
+    return [...byModel.entries()]
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0))
+      .map(([modelKey, prices]) => {
+        prices.sort((a, b) => (a < b ? -1 : a > b ? 1 : 0))
+        const middle = prices.length >> 1
+        // An even count takes the mean of the two middle prices, rounded down to the micro-dollar.
+        const medianMicroUsd =
+          prices.length % 2 ? prices[middle]! : (prices[middle - 1]! + prices[middle]!) / 2n
+        return { modelKey, medianMicroUsd, offers: prices.length }
+      })
+  }
+
   /** Where placement snapshots read measured round trips between devices (see rtt/rtt-prober.ts). */
   useRoundTrips(lookup: SupplySnapshot['roundTripMs']): void {
     this.#roundTripMs = lookup

@@ -140,6 +140,24 @@ export class Verifier {
     }
   }
 
+  /**
+   * Challenges about `fraction` of the connected devices now, picked at random, whatever their schedule:
+   * the spot check at an epoch's close. A device that fails it is paid nothing for the epoch.
+   */
+  async spotCheck(fraction: number): Promise<number> {
+    if (fraction <= 0) return 0
+    const { random, store } = this.#components
+    let issued = 0
+    for (const deviceId of [...this.#due.keys()]) {
+      if (this.#pending.has(deviceId) || random.next() >= fraction) continue
+      const device = await store.getDevice(deviceId)
+      if (!device?.inventory || device.state !== 'online') continue
+      await this.issue(device)
+      issued += 1
+    }
+    return issued
+  }
+
   async issue(device: DeviceRecord): Promise<void> {
     const { clock, store } = this.#components
     const claim = claimOf(device)

@@ -1,0 +1,226 @@
+import { formatMicroUsd, gpuModelById, NotFoundError, type Clock } from '@gpumesh/core'
+import { ledgerAccounts } from '@gpumesh/ledger'
+import {
+  ErrorReply,
+  ExplorerDeviceDetail,
+  ExplorerDevicePage,
+  ExplorerDevicesQuery,
+  ExplorerSummary,
+  IdParams,
+  PriceIndexQuery,
+  PriceIndexReply,
+  type ExplorerDeviceRow,
+} from '@gpumesh/protocol'
+import type { ExplorerDeviceRecord, Store } from '@gpumesh/store'
+import type { App } from '../routes.ts'
+import { epochView, payoutView } from '../rewards/routes.ts'
+import { createReplyCache } from './reply-cache.ts'
+
+// The public explorer: network totals, the price index and every device's public record. No login; no
+// account ids, keys or wallets appear here. Replies are cached for `cacheMs`, so a busy explorer costs the
+// store a few queries a minute whatever its traffic.
+
+export type ExplorerRouteComponents = {
+  readonly store: Store
+  readonly clock: Clock
+  readonly cacheMs: number
+}
+
+const errors = { 400: ErrorReply, 404: ErrorReply }
+const msPerDay = 86_400_000
+const chartDays = 30
+const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10)
+const hours = (ms: number) => Math.round((ms / 3_600_000) * 1000) / 1000
+const modelName = (modelKey: string) =>
+  modelKey === 'cpu' ? 'CPU only' : (gpuModelById(modelKey)?.displayName ?? modelKey)
+
+function deviceRow(device: ExplorerDeviceRecord): ExplorerDeviceRow {
+  return { ...device }
+}
+
+export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: ExplorerRouteComponents): void {
+  const cache = createReplyCache(clock, cacheMs)
+  const cached = <T>(request: { url: string }, compute: () => Promise<T>) => cache.get(request.url, compute)
+
+  app.get(
+    '/v1/explorer/summary',
+    {
+      schema: {
+        tags: ['explorer'],
+        summary:
+          'Network totals: devices and GPUs connected, verified and hired; compute served; clusters; rewards; earnings',
+        response: { 200: ExplorerSummary, ...errors },
+      },
+    },
+    (request) =>
+      cached(request, async () => {
+        const nowMs = clock.nowMs()
+        const supply = await store.explorer.supply()
+        const served = await store.explorer.computeServed(nowMs, chartDays)
+        const clusters = await store.explorer.clusterCounts()
+        const money = await store.explorer.money()
+        const latest = await store.rewards.latestEpoch()
+        return {
+          generatedAtMs: nowMs,
+          devices: supply.devices,
+          gpus: supply.gpus,
+          byModel: supply.byModel.map((model) => ({ ...model, name: modelName(model.modelKey) })),
+          byCountry: [...supply.byCountry],
+          computeHours: {
+            totalNodeHours: hours(served.totalNodeMs),
+            totalGpuHours: hours(served.totalGpuMs),
+            daily: served.daily.map((day) => ({
+              day: dayOf(day.dayStartMs),
+              nodeHours: hours(day.nodeMs),
+              gpuHours: hours(day.gpuMs),
+            })),
+          },
+          clusters: { running: clusters.running, total: clusters.total, bySize: [...clusters.bySize] },
+          rewards: {
+            epochsClosed: money.epochsClosed,
+            emittedUnits: money.rewardsEmittedUnits.toString(),
+            paidUnits: money.rewardsPaidUnits.toString(),
+            latest: latest ? epochView(latest) : null,
+          },
+          ledger: {
+            // Earnings accounts are credited by rentals and rewards only, so rentals are the rest.
+            rentalEarningsUnits: (money.earningsCreditedUnits - money.rewardsPaidUnits).toString(),
+            rewardEarningsUnits: money.rewardsPaidUnits.toString(),
+            feesUnits: money.feesUnits.toString(),
+          },
+        }
+      }),
+  )
+
+  app.get(
+    '/v1/explorer/prices',
+    {
+      schema: {
+        tags: ['explorer'],
+        summary: "The price index: each GPU model's median price per GPU-hour over time",
+        querystring: PriceIndexQuery,
+        response: { 200: PriceIndexReply, ...errors },
+      },
+    },
+    (request) =>
+      cached(request, async () => {
+        const nowMs = clock.nowMs()
+        const samples = await store.explorer.listPriceSamples(nowMs - request.query.days * msPerDay)
+        const models = new Map<string, PriceIndexReply['models'][number]>()
+        for (const sample of samples) {
+          let model = models.get(sample.modelKey)
+          if (!model) {
+            model = { modelKey: sample.modelKey, name: modelName(sample.modelKey), points: [] }
+            models.set(sample.modelKey, model)
+          }
+          model.points.push({
+            atMs: sample.atMs,
+            medianUsdPerGpuHour: formatMicroUsd(sample.medianMicroUsd),
+            offers: sample.offers,
+          })
+        }
+        return { generatedAtMs: nowMs, models: [...models.values()] }
+      }),
+  )
+
+  app.get(
+    '/v1/explorer/devices',
+    {
+      schema: {
+        tags: ['explorer'],
+        summary: 'Devices on the network (online first), filtered by GPU model, country and state',
+        querystring: ExplorerDevicesQuery,
+        response: { 200: ExplorerDevicePage, ...errors },
+      },
+    },
+    (request) =>
+      cached(request, async () => {
+        const { modelKey, country, state, limit, offset } = request.query
+        const page = await store.explorer.listDevices({
+          ...(modelKey ? { modelKey } : {}),
+          ...(country ? { country } : {}),
+          ...(state ? { state } : {}),
+          limit,
+          offset,
+        })
+        return { generatedAtMs: clock.nowMs(), total: page.total, devices: page.devices.map(deviceRow) }
+      }),
+  )
+
+  app.get(
+    '/v1/explorer/devices/:id',
+    {
+      schema: {
+        tags: ['explorer'],
+        summary:
+          "A device's public record: hardware, speedtest, verification history, 30-day uptime, earnings and rewards",
+        params: IdParams,
+        response: { 200: ExplorerDeviceDetail, ...errors },
+      },
+    },
+    (request) =>
+      cached(request, async () => {
+        const nowMs = clock.nowMs()
+        const row = await store.explorer.getDevice(request.params.id)
+        const device = row && (await store.getDevice(row.id))
+        if (!row || !device) throw new NotFoundError(`no device ${request.params.id}`, { field: 'id' })
+        const todayStartMs = Math.floor(nowMs / msPerDay) * msPerDay
+        const sinceMs = todayStartMs - (chartDays - 1) * msPerDay
+        const [speedtest] = await store.listSpeedtestResults(device.id, 1)
+        const challenges = await store.listChallenges(device.id, 20)
+        const uptime = new Map(
+          (await store.explorer.uptimeByDay(device.id, sinceMs)).map((day) => [day.dayStartMs, day.onlineMs]),
+        )
+        const credits = await store.ledger.creditsByReferenceAndDay(
+          ledgerAccounts.earnings(device.accountId).id,
+          sinceMs,
+        )
+        const payouts = await store.rewards.listDevicePayouts(device.id, 48)
+        return {
+          generatedAtMs: nowMs,
+          device: deviceRow(row),
+          enrolledAtMs: device.enrolledAtMs,
+          lastSeenAtMs: device.lastSeenAtMs,
+          inventory: device.inventory,
+          speedtest: speedtest
+            ? {
+                measuredAtMs: speedtest.measuredAtMs,
+                latencyMs: speedtest.latencyMs,
+                downloadMbps: speedtest.downloadMbps,
+                uploadMbps: speedtest.uploadMbps,
+                bandwidthTier: speedtest.bandwidthTier,
+              }
+            : null,
+          verifications: challenges.map((challenge) => ({
+            issuedAtMs: challenge.issuedAtMs,
+            outcome: challenge.outcome,
+            reasonCode: challenge.reasonCode,
+            reason: challenge.reason,
+            effectiveTflops: challenge.effectiveTflops,
+            backend: challenge.backend,
+          })),
+          uptimeDaily: Array.from({ length: chartDays }, (_, index) => {
+            const dayStartMs = sinceMs + index * msPerDay
+            // Today counts only the part of the day that has passed.
+            const dayLengthMs = Math.min(msPerDay, Math.max(1, nowMs - dayStartMs))
+            return {
+              day: dayOf(dayStartMs),
+              onlineRatio: Math.min(
+                1,
+                Math.round(((uptime.get(dayStartMs) ?? 0) / dayLengthMs) * 1000) / 1000,
+              ),
+            }
+          }),
+          earningsDaily: credits
+            .filter((line) => line.reference === device.id)
+            .map((line) => ({
+              day: dayOf(line.dayStartMs),
+              source: line.code,
+              units: line.amount.toString(),
+            }))
+            .reverse(),
+          rewards: payouts.map(payoutView),
+        }
+      }),
+  )
+}

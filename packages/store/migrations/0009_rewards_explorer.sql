@@ -1,0 +1,51 @@
+-- Epoch rewards: each closed epoch and every device's payout with the measured factors it came from, so a
+-- supplier can recompute it. An epoch row is written with all its payouts in one transaction (the plan); the
+-- ledger transfers that pay it have ids naming the epoch and the device, and paid_at_ms is set once they are
+-- committed. Closing an epoch again reuses the stored plan, so it pays once.
+CREATE TABLE reward_epochs (
+  epoch BIGINT PRIMARY KEY,
+  starts_at_ms BIGINT NOT NULL,
+  ends_at_ms BIGINT NOT NULL,
+  policy_version TEXT NOT NULL,
+  emission_units BIGINT NOT NULL CHECK (emission_units >= 0),
+  paid_units BIGINT NOT NULL CHECK (paid_units >= 0 AND paid_units <= emission_units),
+  devices_considered INTEGER NOT NULL,
+  devices_eligible INTEGER NOT NULL,
+  devices_paid INTEGER NOT NULL,
+  pools JSONB NOT NULL,
+  computed_at_ms BIGINT NOT NULL,
+  paid_at_ms BIGINT
+);
+
+CREATE TABLE reward_payouts (
+  epoch BIGINT NOT NULL REFERENCES reward_epochs (epoch),
+  device_id TEXT NOT NULL REFERENCES devices (id),
+  account_id TEXT NOT NULL,
+  pool TEXT NOT NULL,
+  eligible BOOLEAN NOT NULL,
+  ineligible_reason_code TEXT,
+  ineligible_reason TEXT,
+  factors JSONB NOT NULL,
+  score NUMERIC NOT NULL,
+  pool_total_score NUMERIC NOT NULL,
+  amount_units BIGINT NOT NULL CHECK (amount_units >= 0),
+  transfer_id TEXT,
+  PRIMARY KEY (epoch, device_id)
+);
+CREATE INDEX reward_payouts_device ON reward_payouts (device_id, epoch DESC);
+
+-- The explorer's price index: the median asked price per GPU-hour of each model's offers, sampled as the
+-- market is measured.
+CREATE TABLE price_index_samples (
+  model_key TEXT NOT NULL,
+  at_ms BIGINT NOT NULL,
+  median_micro_usd BIGINT NOT NULL,
+  offers INTEGER NOT NULL,
+  PRIMARY KEY (model_key, at_ms)
+);
+CREATE INDEX price_index_samples_at ON price_index_samples (at_ms);
+
+-- Epoch inputs read service periods by time, across clusters.
+CREATE INDEX cluster_node_service_time ON cluster_node_service (started_at_ms);
+CREATE INDEX device_events_time ON device_events (at_ms);
+CREATE INDEX verification_challenges_finished ON verification_challenges (finished_at_ms) WHERE outcome <> 'issued';

@@ -1,0 +1,371 @@
+import type { BandwidthTier } from '@gpumesh/core'
+import type { SqlDriver } from './driver.ts'
+
+// Reward epochs in the database: the measured records an epoch is computed from, and the stored plan (the
+// epoch and its payouts) that the ledger transfers are made from. The computation itself is @gpumesh/rewards.
+
+export type RewardEpochInputRecord = {
+  readonly deviceId: string
+  readonly accountId: string
+  readonly hostname: string
+  readonly blocked: boolean
+  readonly lastPassedVerificationAtMs: number | null
+  readonly failedSpotCheck: { readonly atMs: number; readonly reason: string } | null
+  readonly onlineIntervals: readonly [number, number][]
+  readonly hiredIntervals: readonly [number, number][]
+  readonly bandwidthTier: BandwidthTier | null
+  readonly gpuModelKeys: readonly string[]
+}
+
+export type RewardPoolRecord = {
+  readonly pool: 'gpu' | 'cpu'
+  readonly shareBp: string
+  readonly emissionUnits: string
+  readonly paidUnits: string
+  readonly totalScore: string
+  readonly devicesPaid: number
+}
+
+export type RewardEpochRecord = {
+  readonly epoch: number
+  readonly startsAtMs: number
+  readonly endsAtMs: number
+  readonly policyVersion: string
+  readonly emissionUnits: bigint
+  readonly paidUnits: bigint
+  readonly devicesConsidered: number
+  readonly devicesEligible: number
+  readonly devicesPaid: number
+  readonly pools: readonly RewardPoolRecord[]
+  readonly computedAtMs: number
+  readonly paidAtMs: number | null
+}
+
+export type RewardPayoutRecord = {
+  readonly epoch: number
+  readonly deviceId: string
+  readonly hostname: string
+  readonly accountId: string
+  readonly pool: 'gpu' | 'cpu'
+  readonly eligible: boolean
+  readonly ineligibleReasonCode: string | null
+  readonly ineligibleReason: string | null
+  /** As computed: bigints as decimal strings. */
+  readonly factors: Record<string, unknown>
+  readonly score: bigint
+  readonly poolTotalScore: bigint
+  readonly amountUnits: bigint
+  readonly transferId: string | null
+}
+
+export type RewardStore = {
+  /** What was measured about every device that could have been online in [startMs, endMs). */
+  epochInputs(
+    startMs: number,
+    endMs: number,
+    closeAtMs: number,
+    verificationValidMs: number,
+  ): Promise<RewardEpochInputRecord[]>
+  /** Σ emission of every stored epoch. */
+  totalEmitted(): Promise<bigint>
+  /** Stores an epoch's plan, epoch and payouts in one transaction; false when it was already stored. */
+  saveEpochPlan(epoch: RewardEpochRecord, payouts: readonly RewardPayoutRecord[]): Promise<boolean>
+  markEpochPaid(epoch: number, paidAtMs: number): Promise<void>
+  getEpoch(epoch: number): Promise<RewardEpochRecord | undefined>
+  /** The newest stored epoch, if any. */
+  latestEpoch(): Promise<RewardEpochRecord | undefined>
+  listEpochs(limit: number, beforeEpoch?: number): Promise<RewardEpochRecord[]>
+  /** Stored epochs whose transfers are not all known to be committed. */
+  listUnpaidEpochs(): Promise<RewardEpochRecord[]>
+  listEpochPayouts(epoch: number, limit: number, offset: number): Promise<RewardPayoutRecord[]>
+  /** Payouts with an amount, for making the epoch's transfers. */
+  listPaidPayouts(epoch: number): Promise<RewardPayoutRecord[]>
+  listDevicePayouts(deviceId: string, limit: number): Promise<RewardPayoutRecord[]>
+}
+
+type EpochRow = {
+  epoch: bigint
+  starts_at_ms: bigint
+  ends_at_ms: bigint
+  policy_version: string
+  emission_units: bigint
+  paid_units: bigint
+  devices_considered: number
+  devices_eligible: number
+  devices_paid: number
+  pools: RewardPoolRecord[]
+  computed_at_ms: bigint
+  paid_at_ms: bigint | null
+}
+type PayoutRow = {
+  epoch: bigint
+  device_id: string
+  hostname: string
+  account_id: string
+  pool: 'gpu' | 'cpu'
+  eligible: boolean
+  ineligible_reason_code: string | null
+  ineligible_reason: string | null
+  factors: Record<string, unknown>
+  score: string
+  pool_total_score: string
+  amount_units: bigint
+  transfer_id: string | null
+}
+
+const toEpoch = (row: EpochRow): RewardEpochRecord => ({
+  epoch: Number(row.epoch),
+  startsAtMs: Number(row.starts_at_ms),
+  endsAtMs: Number(row.ends_at_ms),
+  policyVersion: row.policy_version,
+  emissionUnits: row.emission_units,
+  paidUnits: row.paid_units,
+  devicesConsidered: row.devices_considered,
+  devicesEligible: row.devices_eligible,
+  devicesPaid: row.devices_paid,
+  pools: row.pools,
+  computedAtMs: Number(row.computed_at_ms),
+  paidAtMs: row.paid_at_ms === null ? null : Number(row.paid_at_ms),
+})
+const toPayout = (row: PayoutRow): RewardPayoutRecord => ({
+  epoch: Number(row.epoch),
+  deviceId: row.device_id,
+  hostname: row.hostname,
+  accountId: row.account_id,
+  pool: row.pool,
+  eligible: row.eligible,
+  ineligibleReasonCode: row.ineligible_reason_code,
+  ineligibleReason: row.ineligible_reason,
+  factors: row.factors,
+  // NUMERIC arrives as text from both drivers: scores can pass 2^63.
+  score: BigInt(row.score),
+  poolTotalScore: BigInt(row.pool_total_score),
+  amountUnits: row.amount_units,
+  transferId: row.transfer_id,
+})
+
+const payoutColumns = `p.epoch, p.device_id, d.hostname, p.account_id, p.pool, p.eligible, p.ineligible_reason_code,
+  p.ineligible_reason, p.factors, p.score::text AS score, p.pool_total_score::text AS pool_total_score, p.amount_units,
+  p.transfer_id`
+
+/** Rows per INSERT: one JSON parameter each, so 100,000 payouts are a few statements, not 100,000. */
+const insertChunkRows = 5_000
+
+export function createRewardStore(driver: SqlDriver): RewardStore {
+  return {
+    async epochInputs(startMs, endMs, closeAtMs, verificationValidMs) {
+      // Every device that was enrolled before the epoch ended and seen after it started, or online now.
+      const candidates = `SELECT id FROM devices
+        WHERE enrolled_at_ms < $2 AND (state = 'online' OR last_seen_at_ms >= $1 OR state_changed_at_ms >= $1)`
+      const devices = await driver.query<{
+        id: string
+        account_id: string
+        hostname: string
+        state: string
+        bandwidth_tier: BandwidthTier | null
+        gpu_model_keys: string[] | null
+      }>(
+        `SELECT d.id, d.account_id, d.hostname, d.state, d.bandwidth_tier,
+           (SELECT array_agg(g.model_key ORDER BY g.gpu_index) FROM device_gpus g WHERE g.device_id = d.id) AS gpu_model_keys
+         FROM devices d WHERE d.id IN (${candidates}) ORDER BY d.id`,
+        [startMs, endMs],
+      )
+      // The state each device was in when the epoch started, then every change inside it.
+      const before = await driver.query<{ device_id: string; state: string }>(
+        `SELECT d.id AS device_id, prev.state FROM devices d
+         CROSS JOIN LATERAL (SELECT e.state FROM device_events e WHERE e.device_id = d.id AND e.at_ms < $1
+                             ORDER BY e.id DESC LIMIT 1) prev
+         WHERE d.id IN (${candidates})`,
+        [startMs, endMs],
+      )
+      const changes = await driver.query<{ device_id: string; state: string; at_ms: bigint }>(
+        `SELECT device_id, state, at_ms FROM device_events WHERE at_ms >= $1 AND at_ms < $2 ORDER BY device_id, id`,
+        [startMs, endMs],
+      )
+      const hired = await driver.query<{
+        device_id: string
+        started_at_ms: bigint
+        ended_at_ms: bigint | null
+      }>(
+        `SELECT device_id, started_at_ms, ended_at_ms FROM cluster_node_service
+         WHERE started_at_ms < $2 AND (ended_at_ms IS NULL OR ended_at_ms > $1)`,
+        [startMs, endMs],
+      )
+      const passed = await driver.query<{ device_id: string; at_ms: bigint }>(
+        `SELECT device_id, max(finished_at_ms) AS at_ms FROM verification_challenges
+         WHERE outcome = 'passed' AND finished_at_ms <= $1 AND finished_at_ms > $2 GROUP BY device_id`,
+        [endMs, endMs - verificationValidMs],
+      )
+      const failed = await driver.query<{ device_id: string; at_ms: bigint; reason: string }>(
+        `SELECT DISTINCT ON (device_id) device_id, finished_at_ms AS at_ms, reason FROM verification_challenges
+         WHERE outcome = 'failed' AND coalesce(reason_code, '') <> 'disconnected'
+           AND finished_at_ms >= $1 AND finished_at_ms <= $2
+         ORDER BY device_id, finished_at_ms DESC`,
+        [startMs, closeAtMs],
+      )
+
+      const stateAtStart = new Map(before.map((row) => [row.device_id, row.state]))
+      const changesOf = groupBy(changes, (row) => row.device_id)
+      const hiredOf = groupBy(hired, (row) => row.device_id)
+      const passedAt = new Map(passed.map((row) => [row.device_id, Number(row.at_ms)]))
+      const failedOf = new Map(failed.map((row) => [row.device_id, row]))
+      return devices.map((device) => {
+        const onlineIntervals: [number, number][] = []
+        let onlineSince = stateAtStart.get(device.id) === 'online' ? startMs : null
+        for (const change of changesOf.get(device.id) ?? []) {
+          const atMs = Number(change.at_ms)
+          if (change.state === 'online') onlineSince ??= atMs
+          else if (onlineSince !== null) {
+            onlineIntervals.push([onlineSince, atMs])
+            onlineSince = null
+          }
+        }
+        // Still online at the epoch's end: online until then (the close runs after it).
+        if (onlineSince !== null) onlineIntervals.push([onlineSince, endMs])
+        const failure = failedOf.get(device.id)
+        return {
+          deviceId: device.id,
+          accountId: device.account_id,
+          hostname: device.hostname,
+          blocked: device.state === 'blocked',
+          lastPassedVerificationAtMs: passedAt.get(device.id) ?? null,
+          failedSpotCheck: failure ? { atMs: Number(failure.at_ms), reason: failure.reason } : null,
+          onlineIntervals,
+          hiredIntervals: (hiredOf.get(device.id) ?? []).map((period): [number, number] => [
+            Number(period.started_at_ms),
+            period.ended_at_ms === null ? endMs : Number(period.ended_at_ms),
+          ]),
+          bandwidthTier: device.bandwidth_tier,
+          gpuModelKeys: device.gpu_model_keys ?? [],
+        }
+      })
+    },
+
+    async totalEmitted() {
+      const rows = await driver.query<{ total: string | null }>(
+        'SELECT sum(emission_units)::text AS total FROM reward_epochs',
+      )
+      return BigInt(rows[0]?.total ?? '0')
+    },
+
+    async saveEpochPlan(epoch, payouts) {
+      return driver.transaction(async (tx) => {
+        const inserted = await tx.execute(
+          `INSERT INTO reward_epochs (epoch, starts_at_ms, ends_at_ms, policy_version, emission_units, paid_units,
+             devices_considered, devices_eligible, devices_paid, pools, computed_at_ms, paid_at_ms)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, NULL) ON CONFLICT (epoch) DO NOTHING`,
+          [
+            epoch.epoch,
+            epoch.startsAtMs,
+            epoch.endsAtMs,
+            epoch.policyVersion,
+            epoch.emissionUnits,
+            epoch.paidUnits,
+            epoch.devicesConsidered,
+            epoch.devicesEligible,
+            epoch.devicesPaid,
+            JSON.stringify(epoch.pools),
+            epoch.computedAtMs,
+          ],
+        )
+        if (inserted === 0) return false
+        for (let offset = 0; offset < payouts.length; offset += insertChunkRows) {
+          const chunk = payouts.slice(offset, offset + insertChunkRows).map((payout) => ({
+            device_id: payout.deviceId,
+            account_id: payout.accountId,
+            pool: payout.pool,
+            eligible: payout.eligible,
+            ineligible_reason_code: payout.ineligibleReasonCode,
+            ineligible_reason: payout.ineligibleReason,
+            factors: payout.factors,
+            score: payout.score.toString(),
+            pool_total_score: payout.poolTotalScore.toString(),
+            amount_units: payout.amountUnits.toString(),
+            transfer_id: payout.transferId,
+          }))
+          await tx.execute(
+            `INSERT INTO reward_payouts (epoch, device_id, account_id, pool, eligible, ineligible_reason_code,
+               ineligible_reason, factors, score, pool_total_score, amount_units, transfer_id)
+             SELECT $1, r.device_id, r.account_id, r.pool, r.eligible, r.ineligible_reason_code, r.ineligible_reason,
+               r.factors, r.score::numeric, r.pool_total_score::numeric, r.amount_units::bigint, r.transfer_id
+             FROM jsonb_to_recordset($2::jsonb) AS r(device_id text, account_id text, pool text, eligible boolean,
+               ineligible_reason_code text, ineligible_reason text, factors jsonb, score text, pool_total_score text,
+               amount_units text, transfer_id text)`,
+            [epoch.epoch, JSON.stringify(chunk)],
+          )
+        }
+        return true
+      })
+    },
+
+    async markEpochPaid(epoch, paidAtMs) {
+      await driver.execute(
+        'UPDATE reward_epochs SET paid_at_ms = $2 WHERE epoch = $1 AND paid_at_ms IS NULL',
+        [epoch, paidAtMs],
+      )
+    },
+
+    async getEpoch(epoch) {
+      const rows = await driver.query<EpochRow>('SELECT * FROM reward_epochs WHERE epoch = $1', [epoch])
+      return rows[0] && toEpoch(rows[0])
+    },
+
+    async latestEpoch() {
+      const rows = await driver.query<EpochRow>('SELECT * FROM reward_epochs ORDER BY epoch DESC LIMIT 1')
+      return rows[0] && toEpoch(rows[0])
+    },
+
+    async listEpochs(limit, beforeEpoch) {
+      const rows = await driver.query<EpochRow>(
+        `SELECT * FROM reward_epochs WHERE ($2::bigint IS NULL OR epoch < $2) ORDER BY epoch DESC LIMIT $1`,
+        [limit, beforeEpoch ?? null],
+      )
+      return rows.map(toEpoch)
+    },
+
+    async listUnpaidEpochs() {
+      const rows = await driver.query<EpochRow>(
+        'SELECT * FROM reward_epochs WHERE paid_at_ms IS NULL ORDER BY epoch',
+      )
+      return rows.map(toEpoch)
+    },
+
+    async listEpochPayouts(epoch, limit, offset) {
+      const rows = await driver.query<PayoutRow>(
+        `SELECT ${payoutColumns} FROM reward_payouts p JOIN devices d ON d.id = p.device_id
+         WHERE p.epoch = $1 ORDER BY p.amount_units DESC, p.device_id LIMIT $2 OFFSET $3`,
+        [epoch, limit, offset],
+      )
+      return rows.map(toPayout)
+    },
+
+    async listPaidPayouts(epoch) {
+      const rows = await driver.query<PayoutRow>(
+        `SELECT ${payoutColumns} FROM reward_payouts p JOIN devices d ON d.id = p.device_id
+         WHERE p.epoch = $1 AND p.amount_units > 0 ORDER BY p.device_id`,
+        [epoch],
+      )
+      return rows.map(toPayout)
+    },
+
+    async listDevicePayouts(deviceId, limit) {
+      const rows = await driver.query<PayoutRow>(
+        `SELECT ${payoutColumns} FROM reward_payouts p JOIN devices d ON d.id = p.device_id
+         WHERE p.device_id = $1 ORDER BY p.epoch DESC LIMIT $2`,
+        [deviceId, limit],
+      )
+      return rows.map(toPayout)
+    },
+  }
+}
+
+function groupBy<T>(rows: readonly T[], keyOf: (row: T) => string): Map<string, T[]> {
+  const groups = new Map<string, T[]>()
+  for (const row of rows) {
+    const key = keyOf(row)
+    const group = groups.get(key)
+    if (group) group.push(row)
+    else groups.set(key, [row])
+  }
+  return groups
+}
