@@ -28,3 +28,19 @@ if [ ! -f "$gpumesh_lock_stamp" ] || [ "$(cat "$gpumesh_lock_stamp")" != "$gpume
   }
   echo "$gpumesh_lock_sum" >"$gpumesh_lock_stamp"
 fi
+
+# The web console the coordinator serves at /: built with Vite when its sources changed since the last build.
+gpumesh_console_dir="$gpumesh_root/packages/console"
+if [ -f "$gpumesh_console_dir/index.html" ]; then
+  gpumesh_console_stamp="$gpumesh_console_dir/dist/.gpumesh-sources.sha256"
+  gpumesh_console_sum="$(cd "$gpumesh_root" && find packages/console/src packages/console/index.html packages/console/vite.config.ts \
+    packages/protocol/src packages/sdk/src packages/core/src -type f -print0 2>/dev/null | sort -z | xargs -0 sha256sum | sha256sum | cut -d' ' -f1)"
+  if [ ! -f "$gpumesh_console_stamp" ] || [ "$(cat "$gpumesh_console_stamp")" != "$gpumesh_console_sum" ]; then
+    echo "gpumesh: building the web console (vite build)" >&2
+    (cd "$gpumesh_root" && npm run build --silent -w @gpumesh/console >&2) || {
+      echo "gpumesh: the web console did not build" >&2
+      return 1 2>/dev/null || exit 1
+    }
+    echo "$gpumesh_console_sum" >"$gpumesh_console_stamp"
+  fi
+fi

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for gpumesh (run as root, e.g. by .ci/run on a fresh clone):
 #   - installs the Debian packages gpumesh needs, only those that are missing
-#     (wireguard-go wireguard-tools iproute2, plus $GPUMESH_EXTRA_APT_PACKAGES, space separated)
+#     (wireguard-go wireguard-tools iproute2 chromium, plus $GPUMESH_EXTRA_APT_PACKAGES, space separated)
 #   - makes sure PostgreSQL accepts connections on 127.0.0.1:5432
 #   - prints the versions found
 # Idempotent: when everything is already in place it only checks and prints versions.
@@ -15,7 +15,8 @@ PG_PORT=5432
 PG_WAIT_SECONDS=30
 
 # --- Debian packages -------------------------------------------------------------------------
-packages=(wireguard-go wireguard-tools iproute2)
+# chromium: the browser tests of the web console drive Debian's build with playwright-core (a browser download fails here)
+packages=(wireguard-go wireguard-tools iproute2 chromium)
 if [ -n "${GPUMESH_EXTRA_APT_PACKAGES:-}" ]; then
   # shellcheck disable=SC2206 # word splitting is intended: a space separated list
   packages+=(${GPUMESH_EXTRA_APT_PACKAGES})

@@ -14,6 +14,7 @@ import {
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerPricingCommands } from './commands/pricing.ts'
+import { registerRewardCommands } from './commands/rewards.ts'
 import { registerUpCommand } from './commands/up.ts'
 import { registerWorkerCommands } from './commands/worker.ts'
 import { UsageError } from './credentials.ts'
@@ -37,6 +38,7 @@ registerLedgerCommands(program)
 registerWalletCommands(program)
 registerEarningsCommands(program)
 registerPricingCommands(program)
+registerRewardCommands(program)
 
 try {
   await program.parseAsync(process.argv)

@@ -333,7 +333,7 @@ export async function buildCoordinator(
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
   })
   await registerSpeedtestRoutes(app, { store, clock })
-  registerRewardRoutes(app, { store })
+  registerRewardRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
   registerExplorerRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
   const rewards = createEpochCloser(
     {

@@ -17,15 +17,25 @@ CREATE TABLE reward_epochs (
   paid_at_ms BIGINT
 );
 
+-- No foreign keys: the closer writes these rows only from the devices and the epoch it has just read, and
+-- PostgreSQL checks a foreign key row by row, which took over 5 s for the payouts of 100,000 devices.
 CREATE TABLE reward_payouts (
-  epoch BIGINT NOT NULL REFERENCES reward_epochs (epoch),
-  device_id TEXT NOT NULL REFERENCES devices (id),
+  epoch BIGINT NOT NULL,
+  device_id TEXT NOT NULL,
   account_id TEXT NOT NULL,
   pool TEXT NOT NULL,
   eligible BOOLEAN NOT NULL,
   ineligible_reason_code TEXT,
   ineligible_reason TEXT,
-  factors JSONB NOT NULL,
+  -- The measured factors, as columns: a JSON document per row made storing 100,000 payouts 2 s slower.
+  hired_ppm INTEGER NOT NULL,
+  uptime_ppm INTEGER NOT NULL,
+  bandwidth_tier TEXT,
+  bandwidth_milli INTEGER NOT NULL,
+  hardware_milli BIGINT NOT NULL,
+  hired_milli INTEGER NOT NULL,
+  -- Each GPU model as "model:count:multiplier", space separated ("h100:2:2000").
+  gpus TEXT NOT NULL,
   score NUMERIC NOT NULL,
   pool_total_score NUMERIC NOT NULL,
   amount_units BIGINT NOT NULL CHECK (amount_units >= 0),
@@ -49,3 +59,5 @@ CREATE INDEX price_index_samples_at ON price_index_samples (at_ms);
 CREATE INDEX cluster_node_service_time ON cluster_node_service (started_at_ms);
 CREATE INDEX device_events_time ON device_events (at_ms);
 CREATE INDEX verification_challenges_finished ON verification_challenges (finished_at_ms) WHERE outcome <> 'issued';
+-- An epoch's payouts are listed largest first, a page at a time.
+CREATE INDEX reward_payouts_epoch_amount ON reward_payouts (epoch, amount_units DESC, device_id);

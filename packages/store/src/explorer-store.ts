@@ -125,44 +125,60 @@ const toDevice = (row: DeviceRow): ExplorerDeviceRecord => ({
 export function createExplorerStore(driver: SqlDriver): ExplorerStore {
   return {
     async supply() {
-      // Per device: is it online, verified, hired, and how many GPUs of which model; blocked devices are not
-      // part of the network's supply.
-      const perDevice = `SELECT d.id, d.country, d.state = 'online' AS online,
-          d.state = 'online' AND d.verification_state = 'verified' AS verified,
-          d.state = 'online' AND EXISTS (SELECT 1 FROM device_reservations r WHERE r.device_id = d.id) AS hired
-        FROM devices d WHERE d.state <> 'blocked'`
-      const byModel = await driver.query<SupplyRow>(
-        `SELECT coalesce(g.model_key, 'cpu') AS key, x.online, x.verified, x.hired,
-           count(DISTINCT x.id) AS devices, count(g.uuid) AS gpus
-         FROM (${perDevice}) x LEFT JOIN device_gpus g ON g.device_id = x.id
-         GROUP BY 1, 2, 3, 4`,
+      // Per device and GPU model: online, verified, hired, and how many GPUs. Blocked devices are not part of
+      // the network's supply. One pass over devices, GPUs grouped once, reservations joined once.
+      const rows = await driver.query<SupplyRow & { country: string }>(
+        `WITH gpus AS (SELECT device_id, model_key, count(*) AS n FROM device_gpus GROUP BY device_id, model_key)
+         SELECT coalesce(g.model_key, 'cpu') AS key, coalesce(d.country, 'unknown') AS country,
+           d.state = 'online' AS online,
+           d.state = 'online' AND d.verification_state = 'verified' AS verified,
+           d.state = 'online' AND r.device_id IS NOT NULL AS hired,
+           count(DISTINCT d.id) AS devices, coalesce(sum(g.n), 0)::bigint AS gpus
+         FROM devices d
+         LEFT JOIN gpus g ON g.device_id = d.id
+         LEFT JOIN device_reservations r ON r.device_id = d.id
+         WHERE d.state <> 'blocked'
+         GROUP BY 1, 2, 3, 4, 5`,
       )
-      const byCountry = await driver.query<{ country: string; devices: bigint; gpus: bigint }>(
-        `SELECT coalesce(x.country, 'unknown') AS country, count(*) AS devices,
-           coalesce(sum((SELECT count(*) FROM device_gpus g WHERE g.device_id = x.id)), 0)::bigint AS gpus
-         FROM (${perDevice}) x WHERE x.online GROUP BY 1 ORDER BY 2 DESC, 1`,
+      const devicesPerState = await driver.query<SupplyRow>(
+        `SELECT '' AS key, d.state = 'online' AS online,
+           d.state = 'online' AND d.verification_state = 'verified' AS verified,
+           d.state = 'online' AND r.device_id IS NOT NULL AS hired, count(*) AS devices, 0::bigint AS gpus
+         FROM devices d LEFT JOIN device_reservations r ON r.device_id = d.id
+         WHERE d.state <> 'blocked' GROUP BY 2, 3, 4`,
       )
       const devices = emptyCounts()
       const gpus = emptyCounts()
       const models = new Map<string, SupplyCountRecord>()
-      const deviceIdsCounted = await driver.query<SupplyRow>(
-        `SELECT '' AS key, x.online, x.verified, x.hired, count(*) AS devices, 0::bigint AS gpus
-         FROM (${perDevice}) x GROUP BY 2, 3, 4`,
-      )
+      const countries = new Map<string, { devices: number; gpus: number }>()
       const add = (counts: SupplyCountRecord, row: SupplyRow, amount: number) => {
         counts.enrolled += amount
         if (row.online) counts.connected += amount
         if (row.verified) counts.verified += amount
         if (row.hired) counts.hired += amount
       }
-      for (const row of deviceIdsCounted) add(devices, row, Number(row.devices))
-      for (const row of byModel) {
+      for (const row of devicesPerState) add(devices, row, Number(row.devices))
+      for (const row of rows) {
         // A device without GPUs is counted under "cpu" as one unit; GPUs are counted one by one.
         const amount = row.key === 'cpu' ? Number(row.devices) : Number(row.gpus)
         const counts = models.get(row.key) ?? emptyCounts()
         add(counts, row, amount)
         models.set(row.key, counts)
         if (row.key !== 'cpu') add(gpus, row, amount)
+        if (row.online) {
+          const country = countries.get(row.country) ?? { devices: 0, gpus: 0 }
+          country.gpus += Number(row.gpus)
+          countries.set(row.country, country)
+        }
+      }
+      const devicesByCountry = await driver.query<{ country: string; devices: bigint }>(
+        `SELECT coalesce(country, 'unknown') AS country, count(*) AS devices FROM devices
+         WHERE state = 'online' GROUP BY 1`,
+      )
+      for (const row of devicesByCountry) {
+        const country = countries.get(row.country) ?? { devices: 0, gpus: 0 }
+        country.devices = Number(row.devices)
+        countries.set(row.country, country)
       }
       return {
         devices,
@@ -170,21 +186,21 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
         byModel: [...models.entries()]
           .map(([modelKey, counts]) => ({ modelKey, gpus: counts }))
           .sort((a, b) => b.gpus.enrolled - a.gpus.enrolled || (a.modelKey < b.modelKey ? -1 : 1)),
-        byCountry: byCountry.map((row) => ({
-          country: row.country,
-          devices: Number(row.devices),
-          gpus: Number(row.gpus),
-        })),
+        byCountry: [...countries.entries()]
+          .map(([country, counts]) => ({ country, ...counts }))
+          .sort((a, b) => b.devices - a.devices || (a.country < b.country ? -1 : 1)),
       }
     },
 
     async computeServed(nowMs, days) {
       const fromMs = Math.floor(nowMs / msPerDay) * msPerDay - (days - 1) * msPerDay
-      const gpuCount = `greatest(1, (SELECT count(*) FROM device_gpus g WHERE g.device_id = s.device_id))`
+      // Each served node counts its GPUs (a node without GPUs counts as one).
+      const gpuCount = `greatest(1, coalesce(g.n, 0))`
+      const withGpus = `LEFT JOIN (SELECT device_id, count(*) AS n FROM device_gpus GROUP BY device_id) g ON g.device_id = s.device_id`
       const totals = await driver.query<{ node_ms: string | null; gpu_ms: string | null }>(
         `SELECT sum(coalesce(s.ended_at_ms, $1) - s.started_at_ms)::text AS node_ms,
            sum((coalesce(s.ended_at_ms, $1) - s.started_at_ms) * ${gpuCount})::text AS gpu_ms
-         FROM cluster_node_service s`,
+         FROM cluster_node_service s ${withGpus}`,
         [nowMs],
       )
       const daily = await driver.query<{ day: bigint; node_ms: string; gpu_ms: string }>(
@@ -194,6 +210,7 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
          FROM generate_series($2::bigint, $1::bigint, ${msPerDay}::bigint) AS day(start)
          LEFT JOIN cluster_node_service s
            ON s.started_at_ms < day.start + ${msPerDay} AND coalesce(s.ended_at_ms, $1) > day.start
+         ${withGpus}
          GROUP BY day.start ORDER BY day.start`,
         [nowMs, fromMs],
       )

@@ -41,6 +41,20 @@ export type RewardEpochRecord = {
   readonly paidAtMs: number | null
 }
 
+export type RewardFactorsRecord = {
+  readonly hiredPpm: number
+  readonly uptimePpm: number
+  readonly bandwidthTier: string | null
+  readonly bandwidthMilli: number
+  readonly gpus: readonly {
+    readonly modelKey: string
+    readonly count: number
+    readonly multiplierMilli: number
+  }[]
+  readonly hardwareMilli: number
+  readonly hiredMilli: number
+}
+
 export type RewardPayoutRecord = {
   readonly epoch: number
   readonly deviceId: string
@@ -50,12 +64,17 @@ export type RewardPayoutRecord = {
   readonly eligible: boolean
   readonly ineligibleReasonCode: string | null
   readonly ineligibleReason: string | null
-  /** As computed: bigints as decimal strings. */
-  readonly factors: Record<string, unknown>
+  readonly factors: RewardFactorsRecord
   readonly score: bigint
   readonly poolTotalScore: bigint
   readonly amountUnits: bigint
   readonly transferId: string | null
+}
+
+export type PaidAmount = {
+  readonly deviceId: string
+  readonly accountId: string
+  readonly amountUnits: bigint
 }
 
 export type RewardStore = {
@@ -78,8 +97,8 @@ export type RewardStore = {
   /** Stored epochs whose transfers are not all known to be committed. */
   listUnpaidEpochs(): Promise<RewardEpochRecord[]>
   listEpochPayouts(epoch: number, limit: number, offset: number): Promise<RewardPayoutRecord[]>
-  /** Payouts with an amount, for making the epoch's transfers. */
-  listPaidPayouts(epoch: number): Promise<RewardPayoutRecord[]>
+  /** Who is paid what in an epoch (amounts above zero), for making its transfers. */
+  listPaidAmounts(epoch: number): Promise<PaidAmount[]>
   listDevicePayouts(deviceId: string, limit: number): Promise<RewardPayoutRecord[]>
 }
 
@@ -106,7 +125,13 @@ type PayoutRow = {
   eligible: boolean
   ineligible_reason_code: string | null
   ineligible_reason: string | null
-  factors: Record<string, unknown>
+  hired_ppm: number
+  uptime_ppm: number
+  bandwidth_tier: string | null
+  bandwidth_milli: number
+  hardware_milli: bigint
+  hired_milli: number
+  gpus: string
   score: string
   pool_total_score: string
   amount_units: bigint
@@ -136,7 +161,21 @@ const toPayout = (row: PayoutRow): RewardPayoutRecord => ({
   eligible: row.eligible,
   ineligibleReasonCode: row.ineligible_reason_code,
   ineligibleReason: row.ineligible_reason,
-  factors: row.factors,
+  factors: {
+    hiredPpm: row.hired_ppm,
+    uptimePpm: row.uptime_ppm,
+    bandwidthTier: row.bandwidth_tier,
+    bandwidthMilli: row.bandwidth_milli,
+    gpus: row.gpus
+      .split(' ')
+      .filter(Boolean)
+      .map((entry) => {
+        const [modelKey = '', count = '0', multiplierMilli = '0'] = entry.split(':')
+        return { modelKey, count: Number(count), multiplierMilli: Number(multiplierMilli) }
+      }),
+    hardwareMilli: Number(row.hardware_milli),
+    hiredMilli: row.hired_milli,
+  },
   // NUMERIC arrives as text from both drivers: scores can pass 2^63.
   score: BigInt(row.score),
   poolTotalScore: BigInt(row.pool_total_score),
@@ -145,11 +184,12 @@ const toPayout = (row: PayoutRow): RewardPayoutRecord => ({
 })
 
 const payoutColumns = `p.epoch, p.device_id, d.hostname, p.account_id, p.pool, p.eligible, p.ineligible_reason_code,
-  p.ineligible_reason, p.factors, p.score::text AS score, p.pool_total_score::text AS pool_total_score, p.amount_units,
+  p.ineligible_reason, p.hired_ppm, p.uptime_ppm, p.bandwidth_tier, p.bandwidth_milli, p.hardware_milli, p.hired_milli,
+  p.gpus, p.score::text AS score, p.pool_total_score::text AS pool_total_score, p.amount_units,
   p.transfer_id`
 
-/** Rows per INSERT: one JSON parameter each, so 100,000 payouts are a few statements, not 100,000. */
-const insertChunkRows = 5_000
+/** Rows per INSERT: 100,000 payouts are a few statements, not 100,000. */
+const insertChunkRows = 10_000
 
 export function createRewardStore(driver: SqlDriver): RewardStore {
   return {
@@ -270,28 +310,39 @@ export function createRewardStore(driver: SqlDriver): RewardStore {
         )
         if (inserted === 0) return false
         for (let offset = 0; offset < payouts.length; offset += insertChunkRows) {
-          const chunk = payouts.slice(offset, offset + insertChunkRows).map((payout) => ({
-            device_id: payout.deviceId,
-            account_id: payout.accountId,
-            pool: payout.pool,
-            eligible: payout.eligible,
-            ineligible_reason_code: payout.ineligibleReasonCode,
-            ineligible_reason: payout.ineligibleReason,
-            factors: payout.factors,
-            score: payout.score.toString(),
-            pool_total_score: payout.poolTotalScore.toString(),
-            amount_units: payout.amountUnits.toString(),
-            transfer_id: payout.transferId,
-          }))
+          const chunk = payouts.slice(offset, offset + insertChunkRows)
+          // One array per column, unnested: several times faster than a row per VALUES tuple or a JSON document.
           await tx.execute(
             `INSERT INTO reward_payouts (epoch, device_id, account_id, pool, eligible, ineligible_reason_code,
-               ineligible_reason, factors, score, pool_total_score, amount_units, transfer_id)
-             SELECT $1, r.device_id, r.account_id, r.pool, r.eligible, r.ineligible_reason_code, r.ineligible_reason,
-               r.factors, r.score::numeric, r.pool_total_score::numeric, r.amount_units::bigint, r.transfer_id
-             FROM jsonb_to_recordset($2::jsonb) AS r(device_id text, account_id text, pool text, eligible boolean,
-               ineligible_reason_code text, ineligible_reason text, factors jsonb, score text, pool_total_score text,
-               amount_units text, transfer_id text)`,
-            [epoch.epoch, JSON.stringify(chunk)],
+               ineligible_reason, hired_ppm, uptime_ppm, bandwidth_tier, bandwidth_milli, hardware_milli, hired_milli, gpus,
+               score, pool_total_score, amount_units, transfer_id)
+             SELECT $1, * FROM unnest($2::text[], $3::text[], $4::text[], $5::boolean[], $6::text[], $7::text[],
+               $8::integer[], $9::integer[], $10::text[], $11::integer[], $12::bigint[], $13::integer[], $14::text[],
+               $15::numeric[], $16::numeric[], $17::bigint[], $18::text[])`,
+            [
+              epoch.epoch,
+              chunk.map((payout) => payout.deviceId),
+              chunk.map((payout) => payout.accountId),
+              chunk.map((payout) => payout.pool),
+              chunk.map((payout) => payout.eligible),
+              chunk.map((payout) => payout.ineligibleReasonCode),
+              chunk.map((payout) => payout.ineligibleReason),
+              chunk.map((payout) => payout.factors.hiredPpm),
+              chunk.map((payout) => payout.factors.uptimePpm),
+              chunk.map((payout) => payout.factors.bandwidthTier),
+              chunk.map((payout) => payout.factors.bandwidthMilli),
+              chunk.map((payout) => payout.factors.hardwareMilli),
+              chunk.map((payout) => payout.factors.hiredMilli),
+              chunk.map((payout) =>
+                payout.factors.gpus
+                  .map((gpu) => `${gpu.modelKey}:${gpu.count}:${gpu.multiplierMilli}`)
+                  .join(' '),
+              ),
+              chunk.map((payout) => payout.score.toString()),
+              chunk.map((payout) => payout.poolTotalScore.toString()),
+              chunk.map((payout) => payout.amountUnits.toString()),
+              chunk.map((payout) => payout.transferId),
+            ],
           )
         }
         return true
@@ -339,13 +390,17 @@ export function createRewardStore(driver: SqlDriver): RewardStore {
       return rows.map(toPayout)
     },
 
-    async listPaidPayouts(epoch) {
-      const rows = await driver.query<PayoutRow>(
-        `SELECT ${payoutColumns} FROM reward_payouts p JOIN devices d ON d.id = p.device_id
-         WHERE p.epoch = $1 AND p.amount_units > 0 ORDER BY p.device_id`,
+    async listPaidAmounts(epoch) {
+      const rows = await driver.query<{ device_id: string; account_id: string; amount_units: bigint }>(
+        `SELECT device_id, account_id, amount_units FROM reward_payouts
+         WHERE epoch = $1 AND amount_units > 0 ORDER BY device_id`,
         [epoch],
       )
-      return rows.map(toPayout)
+      return rows.map((row) => ({
+        deviceId: row.device_id,
+        accountId: row.account_id,
+        amountUnits: row.amount_units,
+      }))
     },
 
     async listDevicePayouts(deviceId, limit) {

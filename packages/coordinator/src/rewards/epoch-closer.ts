@@ -7,7 +7,7 @@ import {
   lastEndedEpoch,
   type RewardPolicy,
 } from '@gpumesh/rewards'
-import type { RewardPayoutRecord, Store } from '@gpumesh/store'
+import type { PaidAmount, RewardPayoutRecord, Store } from '@gpumesh/store'
 import type { FastifyBaseLogger } from 'fastify'
 
 // Closes reward epochs: reads what was measured over the epoch, computes the payouts (@gpumesh/rewards),
@@ -39,6 +39,13 @@ export type EpochCloseResult = {
   readonly computed: boolean
   readonly transfers: number
   readonly paidUnits: bigint
+  /** Milliseconds spent reading the records, computing, storing the plan and paying it. */
+  readonly phasesMs: {
+    readonly read: number
+    readonly compute: number
+    readonly store: number
+    readonly pay: number
+  }
 }
 
 export type EpochCloser = {
@@ -55,7 +62,7 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
   const { policy } = init
   let spotCheckedEpoch: number | undefined
 
-  const pay = async (epoch: number, emissionUnits: bigint, payouts: readonly RewardPayoutRecord[]) => {
+  const pay = async (epoch: number, emissionUnits: bigint, payouts: readonly PaidAmount[]) => {
     const nowMs = clock.nowMs()
     const accountIds = [...new Set(payouts.map((payout) => payout.accountId))]
     await store.ledger.createAccounts(
@@ -97,6 +104,13 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
   }
 
   const close = async (epoch: number): Promise<EpochCloseResult> => {
+    const phasesMs = { read: 0, compute: 0, store: 0, pay: 0 }
+    let phaseStartMs = performance.now()
+    const phaseDone = (phase: keyof typeof phasesMs) => {
+      const nowMs = performance.now()
+      phasesMs[phase] += nowMs - phaseStartMs
+      phaseStartMs = nowMs
+    }
     let stored = await store.rewards.getEpoch(epoch)
     let computed = false
     if (!stored) {
@@ -109,6 +123,7 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
         clock.nowMs(),
         policy.verificationValidMs,
       )
+      phaseDone('read')
       const result = computeEpochPayouts(policy, epoch, emissionUnits, records)
       const totalScoreOf = new Map(result.pools.map((pool) => [pool.pool, pool.totalScore]))
       const hostnameOf = new Map(records.map((record) => [record.deviceId, record.hostname]))
@@ -122,7 +137,7 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
         ineligibleReasonCode: payout.ineligibleReasonCode,
         ineligibleReason: payout.ineligibleReason,
         factors: {
-          ...payout.factors,
+          bandwidthTier: payout.factors.bandwidthTier,
           hiredPpm: Number(payout.factors.hiredPpm),
           uptimePpm: Number(payout.factors.uptimePpm),
           bandwidthMilli: Number(payout.factors.bandwidthMilli),
@@ -135,6 +150,7 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
         amountUnits: payout.amountUnits,
         transferId: payout.amountUnits > 0n ? rewardTransferId(epoch, payout.deviceId) : null,
       }))
+      phaseDone('compute')
       computed = await store.rewards.saveEpochPlan(
         {
           epoch,
@@ -162,19 +178,23 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
       // Another coordinator stored it first: pay what it stored, not what this one computed.
       stored = await store.rewards.getEpoch(epoch)
       if (!stored) throw new Error(`epoch ${epoch} plan was not stored`)
+      phaseDone('store')
     }
-    if (stored.paidAtMs !== null) return { epoch, computed, transfers: 0, paidUnits: stored.paidUnits }
-    const transfers = await pay(epoch, stored.emissionUnits, await store.rewards.listPaidPayouts(epoch))
+    if (stored.paidAtMs !== null)
+      return { epoch, computed, transfers: 0, paidUnits: stored.paidUnits, phasesMs }
+    const transfers = await pay(epoch, stored.emissionUnits, await store.rewards.listPaidAmounts(epoch))
+    phaseDone('pay')
     log.info(
       {
         epoch,
         emission: formatGmtUnits(stored.emissionUnits),
         paid: formatGmtUnits(stored.paidUnits),
         devicesPaid: stored.devicesPaid,
+        phasesMs,
       },
       'reward epoch closed',
     )
-    return { epoch, computed, transfers, paidUnits: stored.paidUnits }
+    return { epoch, computed, transfers, paidUnits: stored.paidUnits, phasesMs }
   }
 
   return {

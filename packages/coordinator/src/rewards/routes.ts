@@ -1,4 +1,4 @@
-import { formatGmtUnits, NotFoundError } from '@gpumesh/core'
+import { formatGmtUnits, NotFoundError, type Clock } from '@gpumesh/core'
 import { formatShare } from '@gpumesh/rewards'
 import {
   DeviceRewardList,
@@ -14,11 +14,17 @@ import {
 } from '@gpumesh/protocol'
 import type { RewardEpochRecord, RewardPayoutRecord, Store } from '@gpumesh/store'
 import type { App } from '../routes.ts'
+import { createReplyCache } from '../explorer/reply-cache.ts'
 
 // Epoch rewards are public, like a chain's: every payout and the measured factors behind it, so anyone can
 // recompute a supplier's reward with docs/rewards.md.
 
-export type RewardRouteComponents = { readonly store: Store }
+export type RewardRouteComponents = {
+  readonly store: Store
+  readonly clock: Clock
+  /** Replies are public and the same for everyone: reused this long (see explorer/reply-cache.ts). */
+  readonly cacheMs: number
+}
 
 const errors = { 400: ErrorReply, 404: ErrorReply }
 const devicePayoutsShown = 500
@@ -57,7 +63,7 @@ export function payoutView(payout: RewardPayoutRecord): RewardPayoutView {
     eligible: payout.eligible,
     ineligibleReasonCode: payout.ineligibleReasonCode,
     ineligibleReason: payout.ineligibleReason,
-    factors: payout.factors as RewardPayoutView['factors'],
+    factors: { ...payout.factors, gpus: [...payout.factors.gpus] },
     score: payout.score.toString(),
     share: formatShare(payout.score, payout.poolTotalScore),
     amountUnits: payout.amountUnits.toString(),
@@ -66,7 +72,8 @@ export function payoutView(payout: RewardPayoutRecord): RewardPayoutView {
   }
 }
 
-export function registerRewardRoutes(app: App, { store }: RewardRouteComponents): void {
+export function registerRewardRoutes(app: App, { store, clock, cacheMs }: RewardRouteComponents): void {
+  const cache = createReplyCache(clock, cacheMs)
   app.get(
     '/v1/rewards/epochs',
     {
@@ -77,9 +84,10 @@ export function registerRewardRoutes(app: App, { store }: RewardRouteComponents)
         response: { 200: RewardEpochList, ...errors },
       },
     },
-    async (request) => ({
-      epochs: (await store.rewards.listEpochs(request.query.limit, request.query.before)).map(epochView),
-    }),
+    (request) =>
+      cache.get(request.url, async () => ({
+        epochs: (await store.rewards.listEpochs(request.query.limit, request.query.before)).map(epochView),
+      })),
   )
 
   app.get(
@@ -93,16 +101,17 @@ export function registerRewardRoutes(app: App, { store }: RewardRouteComponents)
         response: { 200: RewardEpochDetail, ...errors },
       },
     },
-    async (request) => {
-      const epoch = await store.rewards.getEpoch(request.params.epoch)
-      if (!epoch) throw new NotFoundError(`epoch ${request.params.epoch} is not closed`, { field: 'epoch' })
-      const payouts = await store.rewards.listEpochPayouts(
-        epoch.epoch,
-        request.query.limit,
-        request.query.offset,
-      )
-      return { epoch: epochView(epoch), payouts: payouts.map(payoutView) }
-    },
+    (request) =>
+      cache.get(request.url, async () => {
+        const epoch = await store.rewards.getEpoch(request.params.epoch)
+        if (!epoch) throw new NotFoundError(`epoch ${request.params.epoch} is not closed`, { field: 'epoch' })
+        const payouts = await store.rewards.listEpochPayouts(
+          epoch.epoch,
+          request.query.limit,
+          request.query.offset,
+        )
+        return { epoch: epochView(epoch), payouts: payouts.map(payoutView) }
+      }),
   )
 
   app.get(
@@ -115,11 +124,12 @@ export function registerRewardRoutes(app: App, { store }: RewardRouteComponents)
         response: { 200: DeviceRewardList, ...errors },
       },
     },
-    async (request) => {
-      const device = await store.getDevice(request.params.id)
-      if (!device) throw new NotFoundError(`no device ${request.params.id}`, { field: 'id' })
-      const payouts = await store.rewards.listDevicePayouts(device.id, devicePayoutsShown)
-      return { deviceId: device.id, payouts: payouts.map(payoutView) }
-    },
+    (request) =>
+      cache.get(request.url, async () => {
+        const device = await store.getDevice(request.params.id)
+        if (!device) throw new NotFoundError(`no device ${request.params.id}`, { field: 'id' })
+        const payouts = await store.rewards.listDevicePayouts(device.id, devicePayoutsShown)
+        return { deviceId: device.id, payouts: payouts.map(payoutView) }
+      }),
   )
 }
