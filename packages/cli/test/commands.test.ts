@@ -412,3 +412,89 @@ describe('gpumesh job submit', () => {
     assert.match(followed.stderr, /succeeded \(exit code 0\)/)
   })
 })
+
+describe('gpumesh rewards', () => {
+  const payout = {
+    epoch: 12,
+    deviceId: head,
+    hostname: 'rig-1',
+    pool: 'gpu',
+    eligible: true,
+    ineligibleReasonCode: null,
+    ineligibleReason: null,
+    factors: {
+      hiredPpm: 500_000,
+      uptimePpm: 1_000_000,
+      bandwidthTier: 'high',
+      bandwidthMilli: 1200,
+      gpus: [{ modelKey: 'h100', count: 1, multiplierMilli: 2000 }],
+      hardwareMilli: 2000,
+      hiredMilli: 1500,
+    },
+    score: '3600000000000000',
+    share: '0.642857142',
+    amountUnits: '578571428',
+    amountGmt: '578.571428',
+    transferId: `reward:12:${head}`,
+  }
+  const epoch = {
+    epoch: 12,
+    startsAtMs: t0,
+    endsAtMs: t0 + 3_600_000,
+    closedAtMs: t0 + 3_660_000,
+    emissionUnits: '1000000000',
+    emissionGmt: '1000.000000',
+    paidUnits: '899999999',
+    paidGmt: '899.999999',
+    devicesConsidered: 3,
+    devicesEligible: 2,
+    devicesPaid: 2,
+    policyVersion: 'rewards-2026-12',
+    pools: [
+      {
+        pool: 'gpu',
+        shareBp: 9000,
+        emissionUnits: '900000000',
+        paidUnits: '899999999',
+        totalScore: '1',
+        devicesPaid: 2,
+      },
+    ],
+  }
+
+  it("shows an epoch's payouts with every factor, without an API key", async () => {
+    handler = () => ({
+      body: {
+        epoch,
+        payouts: [
+          payout,
+          {
+            ...payout,
+            deviceId: worker,
+            eligible: false,
+            ineligibleReasonCode: 'offline',
+            amountGmt: '0.000000',
+          },
+        ],
+      },
+    })
+    const run = await gpumesh('rewards', 'show', '12', '--api-key', '')
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(requests[0]?.path, '/v1/rewards/epochs/12')
+    assert.match(run.stdout, /emitted 1000\.000000 GMT, paid 899\.999999 GMT to 2 of 3 devices/)
+    assert.match(
+      run.stdout,
+      new RegExp(
+        `${head}[│ ]+gpu[│ ]+yes[│ ]+100\.0%[│ ]+50\.0%[│ ]+high[│ ]+2000[│ ]+0\.642857142[│ ]+578\.571428`,
+      ),
+    )
+    assert.match(run.stdout, new RegExp(`${worker}[│ ]+gpu[│ ]+no: offline`))
+  })
+
+  it('checks the epoch number before calling anyone', async () => {
+    const run = await gpumesh('rewards', 'show', 'latest')
+    assert.notEqual(run.code, 0)
+    assert.match(run.stderr, /EPOCH must be a whole number/)
+    assert.equal(requests.length, 0)
+  })
+})

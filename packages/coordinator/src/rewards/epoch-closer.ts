@@ -54,6 +54,8 @@ export type EpochCloser = {
   close(epoch: number): Promise<EpochCloseResult>
 }
 
+/** Transfers per ledger batch when paying an epoch. */
+const payoutBatchSize = 2_000
 const mintTransferId = (epoch: number) => `reward-mint:${epoch}`
 export const rewardTransferId = (epoch: number, deviceId: string) => `reward:${epoch}:${deviceId}`
 
@@ -69,7 +71,9 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
       [ledgerAccounts.rewards(), ledgerAccounts.settlement(), ...accountIds.map(ledgerAccounts.earnings)],
       nowMs,
     )
-    // The epoch's emission is minted into the pool, and the payouts leave it, in one atomic batch.
+    // The emission is minted into the pool first, then the payouts leave it. Batches of a few thousand are
+    // each atomic, and the epoch counts as paid only once all are in: after a crash, closing again replays
+    // every batch and the ledger answers `exists` for what was already committed.
     const batch: TransferRequest[] = []
     if (emissionUnits > 0n)
       batch.push({
@@ -93,8 +97,8 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
         reference: payout.deviceId,
       })
     }
-    if (batch.length > 0) {
-      const results = await store.ledger.createTransfers(batch, nowMs)
+    for (let offset = 0; offset < batch.length; offset += payoutBatchSize) {
+      const results = await store.ledger.createTransfers(batch.slice(offset, offset + payoutBatchSize), nowMs)
       const refused = results.filter((result) => result !== 'ok' && result !== 'exists')
       if (refused.length > 0)
         throw new Error(`epoch ${epoch} payouts refused by the ledger: ${[...new Set(refused)].join(', ')}`)
@@ -113,6 +117,8 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
     }
     let stored = await store.rewards.getEpoch(epoch)
     let computed = false
+    /** What this process stored, when it stored the plan: no need to read it back to pay it. */
+    let planned: PaidAmount[] | undefined
     if (!stored) {
       const startsAtMs = epochStartMs(policy, epoch)
       const endsAtMs = startsAtMs + policy.epochLengthMs
@@ -175,6 +181,10 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
         },
         payouts,
       )
+      if (computed)
+        planned = payouts
+          .filter((payout) => payout.amountUnits > 0n)
+          .map(({ deviceId, accountId, amountUnits }) => ({ deviceId, accountId, amountUnits }))
       // Another coordinator stored it first: pay what it stored, not what this one computed.
       stored = await store.rewards.getEpoch(epoch)
       if (!stored) throw new Error(`epoch ${epoch} plan was not stored`)
@@ -182,7 +192,11 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
     }
     if (stored.paidAtMs !== null)
       return { epoch, computed, transfers: 0, paidUnits: stored.paidUnits, phasesMs }
-    const transfers = await pay(epoch, stored.emissionUnits, await store.rewards.listPaidAmounts(epoch))
+    const transfers = await pay(
+      epoch,
+      stored.emissionUnits,
+      planned ?? (await store.rewards.listPaidAmounts(epoch)),
+    )
     phaseDone('pay')
     log.info(
       {
