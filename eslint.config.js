@@ -30,7 +30,16 @@ const pureRestriction = {
 }
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', '.tools/**', '.venv/**', '.gpumesh/**', 'bench/results/**'] },
+  {
+    ignores: [
+      'node_modules/**',
+      '.tools/**',
+      '.venv/**',
+      '.gpumesh/**',
+      'bench/results/**',
+      'packages/console/dist/**',
+    ],
+  },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {
@@ -92,6 +101,39 @@ export default tseslint.config(
             {
               group: ['@gpumesh/cli', '@gpumesh/testing'],
               message: 'only tests, sim and bench import testing; nothing imports the CLI',
+            },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The web console (.ts and .tsx, typed by packages/console/tsconfig.json): a browser app over the SDK.
+    // Protocol schemas are TypeBox values; the console imports only their types, so TypeBox stays out of the
+    // bundle.
+    files: ['packages/console/**/*.ts', 'packages/console/**/*.tsx'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': [
+        'error',
+        {
+          paths: [
+            {
+              name: '@gpumesh/protocol',
+              allowTypeImports: true,
+              message: 'the console imports protocol types only (values would bundle TypeBox)',
+            },
+          ],
+          patterns: [
+            {
+              group: [
+                'node:*',
+                '@gpumesh/store',
+                '@gpumesh/coordinator',
+                '@gpumesh/worker',
+                '@gpumesh/cli',
+                '@gpumesh/testing',
+              ],
+              message: 'the console is a browser app over the SDK (style.md §1)',
             },
           ],
         },

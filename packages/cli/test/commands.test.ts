@@ -485,7 +485,7 @@ describe('gpumesh rewards', () => {
     assert.match(
       run.stdout,
       new RegExp(
-        `${head}[│ ]+gpu[│ ]+yes[│ ]+100\.0%[│ ]+50\.0%[│ ]+high[│ ]+2000[│ ]+0\.642857142[│ ]+578\.571428`,
+        `${head}[│ ]+gpu[│ ]+yes[│ ]+100\\.0%[│ ]+50\\.0%[│ ]+high[│ ]+2000[│ ]+0\\.642857142[│ ]+578\\.571428`,
       ),
     )
     assert.match(run.stdout, new RegExp(`${worker}[│ ]+gpu[│ ]+no: offline`))

@@ -200,6 +200,13 @@ for (const backend of storeBackends) {
       assert.equal(summary.ledger.rewardEarningsUnits, (earnedA + earnedB).toString())
       assert.equal(summary.clusters.total, 1)
       assert.ok(summary.computeHours.totalNodeHours > 0.016 && summary.computeHours.totalNodeHours < 0.018)
+      assert.equal(summary.computeHours.daily.length, 30)
+      assert.deepEqual(
+        summary.computeHours.daily.slice(0, -1).filter((day: any) => day.nodeHours !== 0),
+        [],
+        'no service before today',
+      )
+      assert.equal(summary.computeHours.daily.at(-1).nodeHours, summary.computeHours.totalNodeHours)
       const device = (await call('GET', `/v1/explorer/devices/${spotFailed.deviceId}`)).body
       assert.deepEqual(
         device.verifications.map((row: any) => row.outcome),

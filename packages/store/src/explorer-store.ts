@@ -205,8 +205,10 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
       )
       const daily = await driver.query<{ day: bigint; node_ms: string; gpu_ms: string }>(
         `SELECT day.start AS day,
-           coalesce(sum(least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start)), 0)::text AS node_ms,
-           coalesce(sum((least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start)) * ${gpuCount}), 0)::text AS gpu_ms
+           coalesce(sum(least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start))
+             FILTER (WHERE s.device_id IS NOT NULL), 0)::text AS node_ms,
+           coalesce(sum((least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start)) * ${gpuCount})
+             FILTER (WHERE s.device_id IS NOT NULL), 0)::text AS gpu_ms
          FROM generate_series($2::bigint, $1::bigint, ${msPerDay}::bigint) AS day(start)
          LEFT JOIN cluster_node_service s
            ON s.started_at_ms < day.start + ${msPerDay} AND coalesce(s.ended_at_ms, $1) > day.start

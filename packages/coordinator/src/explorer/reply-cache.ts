@@ -15,7 +15,7 @@ type Entry = { computedAtMs: number; value: Promise<unknown>; refreshing?: Promi
 export function createReplyCache(
   clock: Clock,
   ttlMs: number,
-  maxStaleMs = 10 * ttlMs,
+  maxStaleMs = 3 * ttlMs,
   maxEntries = 2_000,
 ): ReplyCache {
   const entries = new Map<string, Entry>()
