@@ -60,7 +60,20 @@ describe(
     const pageErrors: string[] = []
 
     const snap = async (page: Page, name: string) => {
+      // From the top: a full-page capture of a scrolled page draws the sticky header where it was scrolled to.
+      await page.evaluate('window.scrollTo(0, 0)')
       await page.screenshot({ path: join(screenshots, `${name}.png`), fullPage: true })
+    }
+    /** Runs a test's steps in a page; if one fails, the page as it was is saved beside the others. */
+    const inPage = async (page: Page, name: string, steps: () => Promise<void>) => {
+      try {
+        await steps()
+      } catch (error) {
+        await snap(page, `failed-${name}`).catch(() => undefined)
+        throw error
+      } finally {
+        await page.context().close()
+      }
     }
     const openAs = async (key: string | undefined, viewport = { width: 1366, height: 900 }) => {
       const context: BrowserContext = await browser.newContext({ viewport })
@@ -182,119 +195,121 @@ describe(
 
     it('a renter funds the wallet, searches, deploys, runs a job, reads its logs, terminates and sees the charge', async () => {
       const page = await openAs(renterKey)
-      await page.goto(`${baseUrl}/wallet`)
-      await page.getByTestId('faucet-amount').fill('100')
-      await page.getByTestId('faucet-submit').click()
-      await eventually(
-        async () => (await page.getByTestId('wallet-balance').textContent())?.trim() === '100.000000',
-        'balance 100',
-        15_000,
-      )
-      await snap(page, '01-renter-wallet-funded')
-
-      await page.goto(`${baseUrl}/rent`)
-      await page.getByTestId('search-offers').click()
-      await eventually(
-        async () => (await page.getByTestId('offer-row').count()) === workerCount,
-        'two offers listed',
-        15_000,
-      )
-      await snap(page, '02-renter-offers')
-
-      // A form error is shown next to its field, before anything is sent.
-      await page.getByTestId('deploy-nodes').fill('0')
-      await page.getByTestId('deploy-submit').click()
-      await page.locator('[data-testid="field-error"][data-field="nodes"]').waitFor({ timeout: 5_000 })
-      await snap(page, '03-renter-deploy-field-error')
-
-      await page.getByTestId('deploy-nodes').fill('2')
-      await page.getByTestId('deploy-gpus-per-node').fill('0')
-      await page.getByTestId('deploy-hours').fill('1')
-      await page.getByTestId('deploy-submit').click()
-      await page.waitForURL(/\/clusters\/[^/]+$/, { timeout: 30_000 })
-      const clusterId = page.url().split('/').pop()!
-      clusterIds.push(clusterId)
-      await eventually(
-        async () => (await page.getByTestId('cluster-phase').textContent())?.trim() === 'ready',
-        'the console to show the cluster ready',
-        240_000,
-      )
-      assert.equal(await page.locator('[data-testid="cluster-node"][data-phase="ray_joined"]').count(), 2)
-      await snap(page, '04-renter-cluster-ready')
-
-      await page
-        .getByTestId('job-entrypoint')
-        .fill(
-          `python -c "import ray; ray.init(); print('alive nodes:', sum(1 for n in ray.nodes() if n['Alive']))"`,
+      await inPage(page, 'renter', async () => {
+        await page.goto(`${baseUrl}/wallet`)
+        await page.getByTestId('faucet-amount').fill('300')
+        await page.getByTestId('faucet-submit').click()
+        await eventually(
+          async () => (await page.getByTestId('wallet-balance').textContent())?.trim() === '300.000000',
+          'balance 300',
+          15_000,
         )
-      await page.getByTestId('job-submit').click()
-      await page.locator('[data-testid="job-row"][data-status="succeeded"]').waitFor({ timeout: 120_000 })
-      await eventually(
-        async () => /alive nodes: 2/.test((await page.getByTestId('job-logs').textContent()) ?? ''),
-        'the job log in the page',
-        30_000,
-      )
-      await snap(page, '05-renter-job-logs')
+        await snap(page, '01-renter-wallet-funded')
 
-      await page.getByTestId('cluster-terminate').click()
-      await page.getByTestId('cluster-terminate-confirm').click()
-      await eventually(
-        async () => (await page.getByTestId('cluster-phase').textContent())?.trim() === 'terminated',
-        'terminated',
-        60_000,
-      )
-      const charged = api(`/v1/clusters/${clusterId}`, { key: renterKey }).body.billing.chargedGmt as string
-      assert.ok(parseGmtToUnits(charged)! > 0n, 'the cluster was charged')
-      await page.goto(`${baseUrl}/wallet`)
-      const expected = (parseGmtToUnits('100')! - parseGmtToUnits(charged)!).toString().padStart(7, '0')
-      const expectedGmt = `${expected.slice(0, -6)}.${expected.slice(-6)}`
-      await eventually(
-        async () => (await page.getByTestId('wallet-balance').textContent())?.trim() === expectedGmt,
-        `wallet balance 100 − ${charged} = ${expectedGmt}`,
-        15_000,
-      )
-      assert.equal((await page.getByTestId('wallet-held').textContent())?.trim(), '0.000000')
-      assert.ok((await page.getByTestId('wallet-history-row').count()) >= 2, 'the deposit and the charges')
-      await snap(page, '06-renter-wallet-charged')
-      await page.context().close()
+        await page.goto(`${baseUrl}/rent`)
+        await page.getByTestId('search-offers').click()
+        await eventually(
+          async () => (await page.getByTestId('offer-row').count()) === workerCount,
+          'two offers listed',
+          15_000,
+        )
+        await snap(page, '02-renter-offers')
+
+        // A form error is shown next to its field, before anything is sent.
+        await page.getByTestId('deploy-nodes').fill('0')
+        await page.getByTestId('deploy-submit').click()
+        await page.locator('[data-testid="field-error"][data-field="nodes"]').waitFor({ timeout: 5_000 })
+        await snap(page, '03-renter-deploy-field-error')
+
+        await page.getByTestId('deploy-nodes').fill('2')
+        await page.getByTestId('deploy-gpus-per-node').fill('0')
+        await page.getByTestId('deploy-hours').fill('1')
+        await page.getByTestId('deploy-submit').click()
+        await page.waitForURL(/\/clusters\/[^/]+$/, { timeout: 30_000 })
+        const clusterId = page.url().split('/').pop()!
+        clusterIds.push(clusterId)
+        await eventually(
+          async () => (await page.getByTestId('cluster-phase').textContent())?.trim() === 'ready',
+          'the console to show the cluster ready',
+          240_000,
+        )
+        assert.equal(await page.locator('[data-testid="cluster-node"][data-phase="ray_joined"]').count(), 2)
+        await snap(page, '04-renter-cluster-ready')
+
+        await page
+          .getByTestId('job-entrypoint')
+          .fill(
+            `python -c "import ray; ray.init(); print('alive nodes:', sum(1 for n in ray.nodes() if n['Alive']))"`,
+          )
+        await page.getByTestId('job-submit').click()
+        await page.locator('[data-testid="job-row"][data-status="succeeded"]').waitFor({ timeout: 120_000 })
+        await eventually(
+          async () => /alive nodes: 2/.test((await page.getByTestId('job-logs').textContent()) ?? ''),
+          'the job log in the page',
+          30_000,
+        )
+        await snap(page, '05-renter-job-logs')
+
+        await page.getByTestId('cluster-terminate').click()
+        await page.getByTestId('cluster-terminate-confirm').click()
+        await eventually(
+          async () => (await page.getByTestId('cluster-phase').textContent())?.trim() === 'terminated',
+          'terminated',
+          60_000,
+        )
+        const charged = api(`/v1/clusters/${clusterId}`, { key: renterKey }).body.billing.chargedGmt as string
+        assert.ok(parseGmtToUnits(charged)! > 0n, 'the cluster was charged')
+        await page.goto(`${baseUrl}/wallet`)
+        const expected = (parseGmtToUnits('300')! - parseGmtToUnits(charged)!).toString().padStart(7, '0')
+        const expectedGmt = `${expected.slice(0, -6)}.${expected.slice(-6)}`
+        await eventually(
+          async () => (await page.getByTestId('wallet-balance').textContent())?.trim() === expectedGmt,
+          `wallet balance 300 − ${charged} = ${expectedGmt}`,
+          15_000,
+        )
+        assert.equal((await page.getByTestId('wallet-held').textContent())?.trim(), '0.000000')
+        assert.ok((await page.getByTestId('wallet-history-row').count()) >= 2, 'the deposit and the charges')
+        await snap(page, '06-renter-wallet-charged')
+      })
     })
 
     it('a supplier sees a device, its verification and an epoch reward with its breakdown', async () => {
       const page = await openAs(supplierKey)
-      await page.goto(`${baseUrl}/supplier/devices`)
-      await eventually(
-        async () => (await page.getByTestId('device-row').count()) === workerCount,
-        'two devices',
-        15_000,
-      )
-      assert.match((await page.getByTestId('device-verification').first().textContent()) ?? '', /verified/)
-      await snap(page, '07-supplier-devices')
+      await inPage(page, 'supplier', async () => {
+        await page.goto(`${baseUrl}/supplier/devices`)
+        await eventually(
+          async () => (await page.getByTestId('device-row').count()) === workerCount,
+          'two devices',
+          15_000,
+        )
+        assert.match((await page.getByTestId('device-verification').first().textContent()) ?? '', /verified/)
+        await snap(page, '07-supplier-devices')
 
-      const deviceId = deviceIds[0]!
-      // Epochs are 15 s here: wait for one the device was online and verified through, and paid.
-      await eventually(
-        () =>
-          (api(`/v1/rewards/devices/${deviceId}`).body.payouts as any[]).find(
-            (payout) => BigInt(payout.amountUnits) > 0n,
-          ),
-        'a paid epoch reward',
-        90_000,
-      )
-      await page.goto(`${baseUrl}/supplier/devices/${deviceId}`)
-      await page.getByTestId('verification-row').first().waitFor()
-      assert.match((await page.getByTestId('verification-row').first().textContent()) ?? '', /passed/)
-      const paid = (api(`/v1/rewards/devices/${deviceId}`).body.payouts as any[]).find(
-        (payout) => BigInt(payout.amountUnits) > 0n,
-      )
-      const row = page.locator(`[data-testid="reward-row"][data-epoch="${paid.epoch}"]`)
-      await row.waitFor({ timeout: 15_000 })
-      assert.match((await row.textContent()) ?? '', new RegExp(paid.amountGmt.replace('.', '\\.')))
-      await row.click()
-      const breakdown = page.getByTestId('reward-breakdown').first()
-      await breakdown.waitFor({ timeout: 5_000 })
-      assert.match((await breakdown.textContent()) ?? '', new RegExp(paid.share.replace('.', '\\.')))
-      await snap(page, '08-supplier-device-reward')
-      await page.context().close()
+        const deviceId = deviceIds[0]!
+        // Epochs are 15 s here: wait for one the device was online and verified through, and paid.
+        await eventually(
+          () =>
+            (api(`/v1/rewards/devices/${deviceId}`).body.payouts as any[]).find(
+              (payout) => BigInt(payout.amountUnits) > 0n,
+            ),
+          'a paid epoch reward',
+          90_000,
+        )
+        await page.goto(`${baseUrl}/supplier/devices/${deviceId}`)
+        await page.getByTestId('verification-row').first().waitFor()
+        assert.match((await page.getByTestId('verification-row').first().textContent()) ?? '', /passed/)
+        const paid = (api(`/v1/rewards/devices/${deviceId}`).body.payouts as any[]).find(
+          (payout) => BigInt(payout.amountUnits) > 0n,
+        )
+        const row = page.locator(`[data-testid="reward-row"][data-epoch="${paid.epoch}"]`)
+        await row.waitFor({ timeout: 15_000 })
+        assert.match((await row.textContent()) ?? '', new RegExp(paid.amountGmt.replace('.', '\\.')))
+        await row.click()
+        const breakdown = page.getByTestId('reward-breakdown').first()
+        await breakdown.waitFor({ timeout: 5_000 })
+        assert.match((await breakdown.textContent()) ?? '', new RegExp(paid.share.replace('.', '\\.')))
+        await snap(page, '08-supplier-device-reward')
+      })
     })
 
     it('a logged-out visitor sees the explorer with the true totals, and nothing private', async () => {
@@ -322,9 +337,19 @@ describe(
         await page.getByTestId('login-api-key').waitFor({ timeout: 10_000 })
         await page.context().close()
       }
-      // One account never sees another's: the renter reads no supplier device, the supplier no cluster.
+      // One account never sees another's: the renter reads no supplier device, another renter no cluster.
       assert.equal(api(`/v1/devices/${deviceIds[0]}`, { key: renterKey }).status >= 400, true)
-      assert.equal(api(`/v1/clusters/${clusterIds[0]}`, { key: supplierKey }).status, 404)
+      const otherRenterKey = api('/v1/accounts', {
+        method: 'POST',
+        body: { name: 'Other', roles: ['renter'] },
+      }).body.apiKey.key
+      assert.equal(api(`/v1/clusters/${clusterIds[0]}`, { key: otherRenterKey }).status, 404)
+      assert.deepEqual(api('/v1/clusters', { key: otherRenterKey }).body.clusters, [])
+      assert.equal(
+        api(`/v1/clusters/${clusterIds[0]}`, { key: supplierKey }).status,
+        403,
+        'a supplier key rents nothing',
+      )
       assert.deepEqual(pageErrors, [], 'no errors in any page console')
     })
   },
