@@ -42,6 +42,8 @@ const { values: flags } = parseArgs({
     concurrency: { type: 'string', default: '8' },
     store: { type: 'string', default: 'postgres' },
     'max-minutes': { type: 'string', default: '15' },
+    /** Seed, close the epoch, and keep the PostgreSQL database for a closer look (its URL is printed). */
+    'close-only-keep-db': { type: 'boolean', default: false },
   },
 })
 const deviceCount = Number(flags.devices)
@@ -171,6 +173,15 @@ try {
         .join(', ')}` +
       `\nsecond close of the same epoch: ${ms(againMs)}, computed again: ${second.computed}; ledger verifies: ${verification.ok}`,
   )
+
+  if (flags['close-only-keep-db'] && database) {
+    console.log(`kept database: ${database.connectionString}`)
+    database = undefined
+    await coordinator.stop()
+    coordinator = undefined
+    await store.close()
+    process.exit(0)
+  }
 
   const devicePaths = Array.from(
     { length: 200 },

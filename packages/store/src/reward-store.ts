@@ -194,28 +194,31 @@ const insertChunkRows = 10_000
 export function createRewardStore(driver: SqlDriver): RewardStore {
   return {
     async epochInputs(startMs, endMs, closeAtMs, verificationValidMs) {
-      // Every device that was enrolled before the epoch ended and seen after it started, or online now.
-      const candidates = `SELECT id FROM devices
-        WHERE enrolled_at_ms < $2 AND (state = 'online' OR last_seen_at_ms >= $1 OR state_changed_at_ms >= $1)`
+      // Every device that was enrolled before the epoch ended and seen after it started, or online now, with
+      // its GPU models (grouped once: a subquery per device took 2 s for 100,000 devices).
       const devices = await driver.query<{
         id: string
         account_id: string
         hostname: string
         state: string
+        state_changed_at_ms: bigint
         bandwidth_tier: BandwidthTier | null
         gpu_model_keys: string[] | null
       }>(
-        `SELECT d.id, d.account_id, d.hostname, d.state, d.bandwidth_tier,
-           (SELECT array_agg(g.model_key ORDER BY g.gpu_index) FROM device_gpus g WHERE g.device_id = d.id) AS gpu_model_keys
-         FROM devices d WHERE d.id IN (${candidates}) ORDER BY d.id`,
+        `WITH gpus AS (SELECT device_id, array_agg(model_key ORDER BY gpu_index) AS keys FROM device_gpus GROUP BY device_id)
+         SELECT d.id, d.account_id, d.hostname, d.state, d.state_changed_at_ms, d.bandwidth_tier, g.keys AS gpu_model_keys
+         FROM devices d LEFT JOIN gpus g ON g.device_id = d.id
+         WHERE d.enrolled_at_ms < $2 AND (d.state = 'online' OR d.last_seen_at_ms >= $1 OR d.state_changed_at_ms >= $1)
+         ORDER BY d.id`,
         [startMs, endMs],
       )
-      // The state each device was in when the epoch started, then every change inside it.
+      // The state each device was in when the epoch started. A device whose state last changed before then is
+      // still in it (every change sets state_changed_at_ms with its event); only the others are looked up.
       const before = await driver.query<{ device_id: string; state: string }>(
         `SELECT d.id AS device_id, prev.state FROM devices d
          CROSS JOIN LATERAL (SELECT e.state FROM device_events e WHERE e.device_id = d.id AND e.at_ms < $1
                              ORDER BY e.id DESC LIMIT 1) prev
-         WHERE d.id IN (${candidates})`,
+         WHERE d.state_changed_at_ms >= $1 AND d.enrolled_at_ms < $2`,
         [startMs, endMs],
       )
       const changes = await driver.query<{ device_id: string; state: string; at_ms: bigint }>(
@@ -244,14 +247,16 @@ export function createRewardStore(driver: SqlDriver): RewardStore {
         [startMs, closeAtMs],
       )
 
-      const stateAtStart = new Map(before.map((row) => [row.device_id, row.state]))
+      const changedSince = new Map(before.map((row) => [row.device_id, row.state]))
+      const stateAtStartOf = (device: (typeof devices)[number]) =>
+        Number(device.state_changed_at_ms) < startMs ? device.state : changedSince.get(device.id)
       const changesOf = groupBy(changes, (row) => row.device_id)
       const hiredOf = groupBy(hired, (row) => row.device_id)
       const passedAt = new Map(passed.map((row) => [row.device_id, Number(row.at_ms)]))
       const failedOf = new Map(failed.map((row) => [row.device_id, row]))
       return devices.map((device) => {
         const onlineIntervals: [number, number][] = []
-        let onlineSince = stateAtStart.get(device.id) === 'online' ? startMs : null
+        let onlineSince = stateAtStartOf(device) === 'online' ? startMs : null
         for (const change of changesOf.get(device.id) ?? []) {
           const atMs = Number(change.at_ms)
           if (change.state === 'online') onlineSince ??= atMs

@@ -55,7 +55,7 @@ export type EpochCloser = {
 }
 
 /** Transfers per ledger batch when paying an epoch. */
-const payoutBatchSize = 2_000
+const payoutBatchSize = 10_000
 const mintTransferId = (epoch: number) => `reward-mint:${epoch}`
 export const rewardTransferId = (epoch: number, deviceId: string) => `reward:${epoch}:${deviceId}`
 
@@ -71,7 +71,7 @@ export function createEpochCloser(components: EpochCloserComponents, init: Epoch
       [ledgerAccounts.rewards(), ledgerAccounts.settlement(), ...accountIds.map(ledgerAccounts.earnings)],
       nowMs,
     )
-    // The emission is minted into the pool first, then the payouts leave it. Batches of a few thousand are
+    // The emission is minted into the pool first, then the payouts leave it. Batches of 10,000 are
     // each atomic, and the epoch counts as paid only once all are in: after a crash, closing again replays
     // every batch and the ledger answers `exists` for what was already committed.
     const batch: TransferRequest[] = []
