@@ -345,6 +345,27 @@ describe(
       }).body.apiKey.key
       assert.equal(api(`/v1/clusters/${clusterIds[0]}`, { key: otherRenterKey }).status, 404)
       assert.deepEqual(api('/v1/clusters', { key: otherRenterKey }).body.clusters, [])
+      const errorsBeforeOther = pageErrors.length
+      const other = await openAs(otherRenterKey)
+      await inPage(other, 'other-renter', async () => {
+        await other.goto(`${baseUrl}/clusters/${clusterIds[0]}`)
+        await other.getByText(`no cluster ${clusterIds[0]}`).first().waitFor({ timeout: 10_000 })
+        assert.equal(
+          await other.getByTestId('cluster-phase').count(),
+          0,
+          "another renter's cluster is not shown",
+        )
+        await snap(other, '10-other-renter-cannot-see-cluster')
+        await other.goto(`${baseUrl}/clusters`)
+        await other
+          .getByRole('heading', { name: /clusters/i })
+          .first()
+          .waitFor()
+        assert.equal(await other.getByTestId('cluster-row').count(), 0)
+      })
+      // The browser logs the refused read of the other account's cluster (HTTP 404): that one was expected.
+      const unexpected = pageErrors.splice(errorsBeforeOther).filter((line) => !/status of 404/.test(line))
+      pageErrors.push(...unexpected)
       assert.equal(
         api(`/v1/clusters/${clusterIds[0]}`, { key: supplierKey }).status,
         403,

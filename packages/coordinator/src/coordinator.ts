@@ -343,7 +343,21 @@ export async function buildCoordinator(
       spotCheck: init.verificationEnabled ? (fraction) => verifier.spotCheck(fraction) : undefined,
     },
     {
-      policy: { ...defaultRewardPolicy, epochLengthMs: init.rewardEpochMs },
+      policy: {
+        ...defaultRewardPolicy,
+        epochLengthMs: init.rewardEpochMs,
+        emission: {
+          ...defaultRewardPolicy.emission,
+          capUnits: parseGmtToUnits(init.rewardEmissionCapGmt) ?? defaultRewardPolicy.emission.capUnits,
+          firstMonthUnits:
+            parseGmtToUnits(init.rewardFirstMonthGmt) ?? defaultRewardPolicy.emission.firstMonthUnits,
+          monthlyRetainBp: BigInt(init.rewardMonthlyRetainBp),
+        },
+        poolShareBp: {
+          gpu: BigInt(init.rewardGpuPoolShareBp),
+          cpu: 10_000n - BigInt(init.rewardGpuPoolShareBp),
+        },
+      },
       closeDelayMs: init.rewardCloseDelayMs,
       spotCheckFraction: init.rewardSpotCheckFraction,
     },

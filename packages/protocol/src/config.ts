@@ -5,6 +5,9 @@ import { countryPattern, regionPattern } from './hardware.ts'
 // Settings for the two daemons. A config file (JSON) and CLI flags are merged, flags winning, and the
 // result passes this schema before anything starts, so a typo names its field instead of being ignored.
 
+/** A GMT amount in settings: at most 6 decimals and 10^12 GMT. */
+const gmtPattern = '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6})?$'
+
 export const CoordinatorSettings = Type.Object(
   {
     host: Type.String({ minLength: 1, maxLength: 255, default: '127.0.0.1' }),
@@ -56,6 +59,13 @@ export const CoordinatorSettings = Type.Object(
     rewardsEnabled: Type.Boolean({ default: true }),
     /** Length of a reward epoch (an hour; shorter on a test network). */
     rewardEpochMs: Type.Integer({ minimum: 10_000, maximum: 7 * 86_400_000, default: 3_600_000 }),
+    /** The emission schedule: never more than this in total, in GMT. */
+    rewardEmissionCapGmt: Type.String({ pattern: gmtPattern, default: '300000000' }),
+    /** What the first month after genesis emits, in GMT; each month after emits rewardMonthlyRetainBp of the one before. */
+    rewardFirstMonthGmt: Type.String({ pattern: gmtPattern, default: '5000000' }),
+    rewardMonthlyRetainBp: Type.Integer({ minimum: 0, maximum: 10_000, default: 9_880 }),
+    /** The GPU pool's share of each epoch's emission; the CPU pool has the rest. */
+    rewardGpuPoolShareBp: Type.Integer({ minimum: 0, maximum: 10_000, default: 9_000 }),
     /** An epoch is closed this long after it ends: heartbeats are flushed and spot checks have answered. */
     rewardCloseDelayMs: Type.Integer({ minimum: 0, maximum: 3_600_000, default: 60_000 }),
     /** Share of connected devices given a proof-of-compute spot check when an epoch ends. */

@@ -35,6 +35,10 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     // The tests about rewards switch them on and drive epochs by hand or with short epochs.
     rewardsEnabled: false,
     rewardEpochMs: 3_600_000,
+    rewardEmissionCapGmt: '300000000',
+    rewardFirstMonthGmt: '5000000',
+    rewardMonthlyRetainBp: 9_880,
+    rewardGpuPoolShareBp: 9_000,
     rewardCloseDelayMs: 0,
     rewardSpotCheckFraction: 0,
     explorerCacheMs: 0,

@@ -105,27 +105,41 @@ function ByModel({ summary }: { summary: ExplorerSummary }) {
 function ByCountry({ summary }: { summary: ExplorerSummary }) {
   const countries = [...summary.byCountry].sort((a, b) => b.gpus - a.gpus || b.devices - a.devices)
   return (
-    <TableScroll>
-      <table>
-        <thead>
-          <tr>
-            <th>Country</th>
-            <th className="numeric">Devices</th>
-            <th className="numeric">GPUs</th>
-          </tr>
-        </thead>
-        <tbody>
-          {countries.length === 0 ? <EmptyRow columns={3}>No devices connected yet.</EmptyRow> : null}
-          {countries.map((country) => (
-            <tr key={country.country} data-testid="country-row">
-              <td>{country.country}</td>
-              <td className="numeric">{country.devices}</td>
-              <td className="numeric">{country.gpus}</td>
+    <>
+      {countries.length > 0 ? (
+        <BarChart
+          label="Connected devices and GPUs by country"
+          labels={countries.slice(0, 20).map((country) => country.country)}
+          series={[
+            { label: 'devices', values: countries.slice(0, 20).map((country) => country.devices) },
+            { label: 'GPUs', values: countries.slice(0, 20).map((country) => country.gpus) },
+          ]}
+          horizontal
+          height={Math.max(140, 28 * Math.min(20, countries.length) + 60)}
+        />
+      ) : null}
+      <TableScroll>
+        <table>
+          <thead>
+            <tr>
+              <th>Country</th>
+              <th className="numeric">Devices</th>
+              <th className="numeric">GPUs</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
-    </TableScroll>
+          </thead>
+          <tbody>
+            {countries.length === 0 ? <EmptyRow columns={3}>No devices connected yet.</EmptyRow> : null}
+            {countries.map((country) => (
+              <tr key={country.country} data-testid="country-row">
+                <td>{country.country}</td>
+                <td className="numeric">{country.devices}</td>
+                <td className="numeric">{country.gpus}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </TableScroll>
+    </>
   )
 }
 
