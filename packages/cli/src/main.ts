@@ -14,6 +14,7 @@ import {
 import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerPricingCommands } from './commands/pricing.ts'
+import { registerModelCommands } from './commands/models.ts'
 import { registerRewardCommands } from './commands/rewards.ts'
 import { registerUpCommand } from './commands/up.ts'
 import { registerWorkerCommands } from './commands/worker.ts'
@@ -39,6 +40,7 @@ registerWalletCommands(program)
 registerEarningsCommands(program)
 registerPricingCommands(program)
 registerRewardCommands(program)
+registerModelCommands(program)
 
 try {
   await program.parseAsync(process.argv)

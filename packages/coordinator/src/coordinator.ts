@@ -37,6 +37,8 @@ import { defaultRewardPolicy } from '@gpumesh/rewards'
 import { createEpochCloser, type EpochCloser } from './rewards/epoch-closer.ts'
 import { registerRewardRoutes } from './rewards/routes.ts'
 import { registerExplorerRoutes } from './explorer/routes.ts'
+import { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
+import { registerModelStoreRoutes } from './models/routes.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
@@ -64,6 +66,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   /** Set false in tests that drive `tick()` by hand. */
   readonly runBackgroundLoops?: boolean
   readonly logger?: boolean | object
+  /** Where model artifacts are kept; absent: `<dataDir>/artifacts`. */
+  readonly artifactStore?: ArtifactStore
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
 }
@@ -335,6 +339,11 @@ export async function buildCoordinator(
   await registerSpeedtestRoutes(app, { store, clock })
   registerRewardRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
   registerExplorerRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
+  registerModelStoreRoutes(app, {
+    store,
+    clock,
+    artifacts: init.artifactStore ?? directoryArtifactStore(join(init.dataDir, 'artifacts')),
+  })
   const rewards = createEpochCloser(
     {
       store,

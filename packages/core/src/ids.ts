@@ -7,6 +7,7 @@ export const IdPrefix = {
   device: 'dev',
   cluster: 'cls',
   job: 'job',
+  model: 'mdl',
 } as const
 export type IdPrefix = (typeof IdPrefix)[keyof typeof IdPrefix]
 

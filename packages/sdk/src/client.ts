@@ -53,6 +53,10 @@ import type {
   ExplorerDevicesQuery,
   ExplorerDevicePage,
   ExplorerDeviceDetail,
+  CreateModelBody,
+  ModelView,
+  ModelList,
+  ArtifactStored,
 } from '@gpumesh/protocol'
 
 // A typed client of the coordinator's /v1 API. Request and reply types come from the same protocol
@@ -187,6 +191,22 @@ export class GpumeshClient {
   explorerDevice = (id: string) =>
     this.#request<ExplorerDeviceDetail>('GET', `/v1/explorer/devices/${encodeURIComponent(id)}`)
 
+  createModel = (body: CreateModelBody) => this.#request<ModelView>('POST', '/v1/store/models', body)
+  /** Uploads an artifact's bytes; refused unless they hash to `sha256`. */
+  uploadArtifact = (sha256: string, bytes: Uint8Array, timeoutMs = 600_000) =>
+    this.#request<ArtifactStored>('PUT', `/v1/store/artifacts/${sha256}`, bytes, { timeoutMs })
+  listModels = () => this.#request<ModelList>('GET', '/v1/store/models')
+  getModel = (name: string, version: string) =>
+    this.#request<ModelView>(
+      'GET',
+      `/v1/store/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`,
+    )
+  removeModel = (name: string, version: string) =>
+    this.#request<ModelView>(
+      'DELETE',
+      `/v1/store/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`,
+    )
+
   /** A long poll may rightly take `waitMs`; the usual timeout then covers the rest of the exchange. */
   #longPollTimeoutMs(waitMs: number | undefined): number {
     return this.#timeoutMs + (waitMs ?? 0)
@@ -200,11 +220,12 @@ export class GpumeshClient {
   ): Promise<T> {
     const headers: Record<string, string> = {}
     if (this.#apiKey) headers['authorization'] = `Bearer ${this.#apiKey}`
-    if (body !== undefined) headers['content-type'] = 'application/json'
+    const raw = body instanceof Uint8Array
+    if (body !== undefined) headers['content-type'] = raw ? 'application/octet-stream' : 'application/json'
     const response = await fetch(`${this.baseUrl}${path}`, {
       method,
       headers,
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+      ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
       signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
     })
     const text = await response.text()

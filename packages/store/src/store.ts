@@ -1,3 +1,4 @@
+import { createModelRegistry, type ModelRegistry } from './model-store.ts'
 import { createRewardStore, type RewardStore } from './reward-store.ts'
 import { createExplorerStore, type ExplorerStore } from './explorer-store.ts'
 import type {
@@ -64,6 +65,7 @@ export interface Store {
   readonly ledger: LedgerStore
   readonly rewards: RewardStore
   readonly explorer: ExplorerStore
+  readonly models: ModelRegistry
   createAccount(account: AccountRecord): Promise<void>
   getAccount(id: string): Promise<AccountRecord | undefined>
   countAccountsWithRole(role: Role): Promise<number>
@@ -284,6 +286,7 @@ class SqlStore implements Store {
   readonly ledger: LedgerStore
   readonly rewards: RewardStore
   readonly explorer: ExplorerStore
+  readonly models: ModelRegistry
   readonly #driver: SqlDriver
 
   constructor(driver: SqlDriver) {
@@ -292,6 +295,7 @@ class SqlStore implements Store {
     this.ledger = createLedgerStore(driver)
     this.rewards = createRewardStore(driver)
     this.explorer = createExplorerStore(driver)
+    this.models = createModelRegistry(driver)
   }
 
   async createAccount(account: AccountRecord): Promise<void> {

@@ -1,0 +1,162 @@
+import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
+import { createHash, randomBytes } from 'node:crypto'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { after, before, describe, it } from 'node:test'
+import { directoryArtifactStore, type Coordinator } from '@gpumesh/coordinator'
+import type { Store } from '@gpumesh/store'
+import { apiCaller, insertOperatorKey, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+
+// The model store through its API and `gpumesh model`: a model directory is pushed (described, then only the
+// missing artifacts uploaded), becomes ready once every artifact is stored, and its artifacts come back byte
+// for byte. Bytes that do not hash to the name they are sent under are refused and nothing is kept; a second
+// push of the same version is refused; a model sharing stored artifacts is ready at once; only operators push.
+
+const cli = join(import.meta.dirname, '../../cli/src/main.ts')
+const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
+
+function gpumesh(
+  baseUrl: string,
+  key: string,
+  ...args: string[]
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [cli, ...args],
+      {
+        env: {
+          ...process.env,
+          GPUMESH_COORDINATOR: baseUrl,
+          GPUMESH_API_KEY: key,
+          GPUMESH_CONFIG_DIR: join(tmpdir(), 'gpumesh-none'),
+        },
+        timeout: 60_000,
+      },
+      (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+    )
+  })
+}
+
+for (const backend of storeBackends) {
+  describe(`model store on ${backend.name}`, () => {
+    let store: Store
+    let cleanup: () => Promise<void>
+    let coordinator: Coordinator
+    let baseUrl: string
+    let operatorKey: string
+    let supplierKey: string
+    const scratch = mkdtempSync(join(tmpdir(), 'gpumesh-models-'))
+    const modelDir = join(scratch, 'tiny')
+    const weights = randomBytes(300_000)
+    const call = apiCaller(() => baseUrl)
+
+    before(async () => {
+      ;({ store, cleanup } = await backend.open())
+      coordinator = await startTestCoordinator(store, {
+        artifactStore: directoryArtifactStore(join(scratch, 'artifacts')),
+      })
+      baseUrl = await coordinator.listen()
+      operatorKey = await insertOperatorKey(store)
+      supplierKey = (await call('POST', '/v1/accounts', undefined, { name: 's', roles: ['supplier'] })).body
+        .apiKey.key
+      mkdirSync(modelDir)
+      writeFileSync(
+        join(modelDir, 'config.json'),
+        JSON.stringify({
+          format: 'gpumesh-model/1',
+          name: 'tiny-test',
+          version: '1.0.0',
+          tasks: ['chat', 'completion'],
+          architecture: 'char-transformer',
+          license: 'CC0-1.0',
+          context_length: 128,
+          max_output_tokens: 64,
+        }),
+      )
+      writeFileSync(join(modelDir, 'model.safetensors'), weights)
+    })
+    after(async () => {
+      await coordinator?.stop()
+      await cleanup?.()
+      rmSync(scratch, { recursive: true, force: true })
+    })
+
+    it('pushes a model directory, uploads its artifacts and serves them back byte for byte', async () => {
+      const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', modelDir)
+      assert.equal(pushed.code, 0, pushed.stderr)
+      assert.match(pushed.stdout, /tiny-test 1\.0\.0 \(mdl_[a-z0-9]{20}\): ready/)
+      assert.match(pushed.stderr, /uploading model\.safetensors \(0\.3 MiB\)/)
+      const listed = (await call('GET', '/v1/store/models')).body.models
+      assert.equal(listed.length, 1)
+      assert.deepEqual(
+        listed[0].artifacts.map((artifact: any) => [artifact.path, artifact.stored]),
+        [
+          ['config.json', true],
+          ['model.safetensors', true],
+        ],
+      )
+      assert.equal(listed[0].requiredVramMib, 1, 'twice the weights, rounded up to a MiB')
+      const download = await fetch(`${baseUrl}/v1/store/artifacts/${sha256(weights)}`)
+      assert.equal(download.status, 200)
+      assert.deepEqual(Buffer.from(await download.arrayBuffer()), weights)
+      const shown = await gpumesh(baseUrl, '', 'model', 'show', 'tiny-test:1.0.0')
+      assert.equal(shown.code, 0, shown.stderr)
+      assert.match(shown.stdout, new RegExp(sha256(weights)))
+    })
+
+    it('refuses bytes that do not hash to their name, and keeps nothing', async () => {
+      const claimed = sha256(randomBytes(32))
+      const response = await fetch(`${baseUrl}/v1/store/artifacts/${claimed}`, {
+        method: 'PUT',
+        headers: { authorization: `Bearer ${operatorKey}`, 'content-type': 'application/octet-stream' },
+        body: randomBytes(1000),
+      })
+      assert.equal(response.status, 400)
+      const body = (await response.json()) as any
+      assert.equal(body.details.issues[0].field, 'body')
+      assert.match(body.message, /hash to [0-9a-f]{64}, not/)
+      assert.equal((await fetch(`${baseUrl}/v1/store/artifacts/${claimed}`)).status, 404)
+    })
+
+    it('refuses the same version twice, pushes from suppliers, and malformed descriptions, naming the field', async () => {
+      const again = await gpumesh(baseUrl, operatorKey, 'model', 'push', modelDir)
+      assert.notEqual(again.code, 0)
+      assert.match(again.stderr, /tiny-test 1\.0\.0 is already in the store/)
+      const description = {
+        name: 'tiny-test',
+        version: '1.0.1',
+        tasks: ['completion'],
+        format: 'gpumesh-model/1',
+        runtime: 'char-transformer',
+        license: 'CC0-1.0',
+        requiredVramMib: 1,
+        contextTokens: 128,
+        maxOutputTokens: 64,
+        artifacts: [{ path: 'model.safetensors', sha256: sha256(weights), sizeBytes: weights.length }],
+      }
+      assert.equal((await call('POST', '/v1/store/models', supplierKey, description)).status, 403)
+      const bad = await call('POST', '/v1/store/models', operatorKey, { ...description, name: 'Tiny Test' })
+      assert.equal(bad.status, 400)
+      assert.equal(bad.body.details.issues[0].field, 'name')
+      // Its only artifact is stored already: the new version is ready without an upload.
+      const shared = await call('POST', '/v1/store/models', operatorKey, description)
+      assert.equal(shared.status, 201, JSON.stringify(shared.body))
+      assert.equal(shared.body.state, 'ready')
+    })
+
+    it('removes a version; the artifacts another version names stay', async () => {
+      const removed = await gpumesh(baseUrl, operatorKey, 'model', 'rm', 'tiny-test:1.0.0')
+      assert.equal(removed.code, 0, removed.stderr)
+      const listed = (await call('GET', '/v1/store/models')).body.models
+      assert.deepEqual(
+        listed.map((model: any) => model.version),
+        ['1.0.1'],
+      )
+      assert.equal((await fetch(`${baseUrl}/v1/store/artifacts/${sha256(weights)}`)).status, 200)
+      assert.equal((await call('GET', '/v1/store/models/tiny-test/1.0.0')).status, 404)
+    })
+  })
+}
