@@ -69,3 +69,31 @@ export function useFormSubmission(): FormSubmission {
   }, [])
   return { fieldErrors, banner, busy, error, submit, clear, reset }
 }
+
+/** What ties an input to one value of a form: its API field name, that field's error, the value and its setter. */
+export type FieldBinding<Value> = {
+  readonly field: string
+  readonly error: string | undefined
+  readonly value: Value
+  onChange(value: Value): void
+}
+
+/**
+ * Binds inputs to a form's values: `bind(name)` gives a `TextField` or `SelectField` its value, its error and
+ * a setter that goes through `set`. `field` is the API's name for the input where it differs from `name`.
+ */
+export function bindFields<Values extends object>(
+  values: Values,
+  set: (change: Partial<Values>) => void,
+  fieldErrors: FieldErrors = {},
+) {
+  return <Name extends keyof Values & string>(
+    name: Name,
+    field: string = name,
+  ): FieldBinding<Values[Name]> => ({
+    field,
+    error: fieldErrors[field],
+    value: values[name],
+    onChange: (value) => set({ [name]: value } as unknown as Partial<Values>),
+  })
+}

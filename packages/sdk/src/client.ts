@@ -225,7 +225,7 @@ export class GpumeshClient {
     const response = await fetch(`${this.baseUrl}${path}`, {
       method,
       headers,
-      ...(body === undefined ? {} : { body: raw ? body : JSON.stringify(body) }),
+      ...(body === undefined ? {} : { body: raw ? (body as Uint8Array<ArrayBuffer>) : JSON.stringify(body) }),
       signal: AbortSignal.timeout(options.timeoutMs ?? this.#timeoutMs),
     })
     const text = await response.text()

@@ -1,7 +1,7 @@
 import type { HardwareInventory } from '@gpumesh/protocol'
 import { formatDayLabel, formatMib, formatPercent, formatTflops, formatTime } from '../format.ts'
 import { BarChart } from './charts.tsx'
-import { Badge, EmptyRow, TableScroll } from './ui.tsx'
+import { Badge, DataTable, numeric } from './ui.tsx'
 
 // Parts of a device's page that the public explorer and the supplier's own view share.
 
@@ -57,37 +57,25 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
         </dd>
       </dl>
       {inventory.gpus.length > 0 ? (
-        <TableScroll>
-          <table>
-            <thead>
-              <tr>
-                <th>#</th>
-                <th>GPU</th>
-                <th>Model key</th>
-                <th className="numeric">VRAM</th>
-                <th>Architecture</th>
-                <th>PCIe</th>
-                <th>MIG</th>
-              </tr>
-            </thead>
-            <tbody>
-              {inventory.gpus.map((gpu) => (
-                <tr key={gpu.uuid}>
-                  <td>{gpu.index}</td>
-                  <td>{gpu.productName}</td>
-                  <td>{gpu.modelKey}</td>
-                  <td className="numeric">{formatMib(gpu.vramMib)}</td>
-                  <td>{gpu.architecture ?? '—'}</td>
-                  <td>
-                    {gpu.pcieGeneration ? `Gen ${gpu.pcieGeneration}` : '—'}
-                    {gpu.pcieWidthLanes ? ` ×${gpu.pcieWidthLanes}` : ''}
-                  </td>
-                  <td>{gpu.migMode}</td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableScroll>
+        <DataTable
+          columns={['#', 'GPU', 'Model key', numeric('VRAM'), 'Architecture', 'PCIe', 'MIG']}
+          rows={inventory.gpus}
+        >
+          {(gpu) => (
+            <tr key={gpu.uuid}>
+              <td>{gpu.index}</td>
+              <td>{gpu.productName}</td>
+              <td>{gpu.modelKey}</td>
+              <td className="numeric">{formatMib(gpu.vramMib)}</td>
+              <td>{gpu.architecture ?? '—'}</td>
+              <td>
+                {gpu.pcieGeneration ? `Gen ${gpu.pcieGeneration}` : '—'}
+                {gpu.pcieWidthLanes ? ` ×${gpu.pcieWidthLanes}` : ''}
+              </td>
+              <td>{gpu.migMode}</td>
+            </tr>
+          )}
+        </DataTable>
       ) : (
         <p className="muted">No GPU: this device offers CPU compute.</p>
       )}
@@ -140,36 +128,26 @@ export type VerificationRow = {
 /** Proof-of-compute challenges, newest first, each with why it passed or failed. */
 export function VerificationTable({ rows }: { rows: readonly VerificationRow[] }) {
   return (
-    <TableScroll>
-      <table>
-        <thead>
-          <tr>
-            <th>Issued</th>
-            <th>Outcome</th>
-            <th>Reason</th>
-            <th className="numeric">Measured</th>
-            <th>Backend</th>
-          </tr>
-        </thead>
-        <tbody>
-          {rows.length === 0 ? <EmptyRow columns={5}>No proof-of-compute challenge yet.</EmptyRow> : null}
-          {rows.map((row, index) => (
-            <tr key={`${row.issuedAtMs}:${index}`} data-testid="verification-row" data-outcome={row.outcome}>
-              <td className="nowrap">{formatTime(row.issuedAtMs)}</td>
-              <td>
-                <Badge>{row.outcome}</Badge>
-              </td>
-              <td>
-                {row.reason}
-                {row.reasonCode ? <span className="muted code"> {row.reasonCode}</span> : null}
-              </td>
-              <td className="numeric nowrap">{formatTflops(row.effectiveTflops)}</td>
-              <td>{row.backend ?? '—'}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </TableScroll>
+    <DataTable
+      columns={['Issued', 'Outcome', 'Reason', numeric('Measured'), 'Backend']}
+      rows={rows}
+      empty="No proof-of-compute challenge yet."
+    >
+      {(row, index) => (
+        <tr key={`${row.issuedAtMs}:${index}`} data-testid="verification-row" data-outcome={row.outcome}>
+          <td className="nowrap">{formatTime(row.issuedAtMs)}</td>
+          <td>
+            <Badge>{row.outcome}</Badge>
+          </td>
+          <td>
+            {row.reason}
+            {row.reasonCode ? <span className="muted code"> {row.reasonCode}</span> : null}
+          </td>
+          <td className="numeric nowrap">{formatTflops(row.effectiveTflops)}</td>
+          <td>{row.backend ?? '—'}</td>
+        </tr>
+      )}
+    </DataTable>
   )
 }
 

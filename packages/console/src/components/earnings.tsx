@@ -2,7 +2,7 @@ import type { EarningsLine } from '@gpumesh/protocol'
 import { formatDayLabel, gmtToNumber, lastUtcDays } from '../format.ts'
 import { amountsBySourceAndDay } from '../series.ts'
 import { BarChart } from './charts.tsx'
-import { EmptyRow, TableScroll } from './ui.tsx'
+import { DataTable, numeric } from './ui.tsx'
 
 // A supplier's earnings statement lines (device, UTC day, source), as a chart and as the exact table.
 
@@ -42,48 +42,43 @@ export function EarningsTable({
   const sorted = [...lines].sort(
     (a, b) => b.day.localeCompare(a.day) || (a.deviceId ?? '').localeCompare(b.deviceId ?? ''),
   )
-  const columns = showDevice ? 5 : 4
   return (
-    <TableScroll>
-      <table>
-        <thead>
-          <tr>
-            <th>Day (UTC)</th>
-            {showDevice ? <th>Device</th> : null}
-            <th>Source</th>
-            <th className="numeric">Amount (GMT)</th>
-            <th className="numeric">Transfers</th>
-          </tr>
-        </thead>
-        <tbody>
-          {sorted.length === 0 ? <EmptyRow columns={columns}>No earnings in this period.</EmptyRow> : null}
-          {sorted.map((line) => (
-            <tr
-              key={`${line.day}:${line.deviceId ?? ''}:${line.source}`}
-              data-testid="earnings-row"
-              data-device-id={line.deviceId ?? ''}
-              data-day={line.day}
-              data-source={line.source}
-            >
-              <td className="nowrap">{line.day}</td>
-              {showDevice ? (
-                <td>
-                  {line.deviceId ? (
-                    (hostnameOf?.(line.deviceId) ?? line.deviceId)
-                  ) : (
-                    <span className="muted">not tied to a device</span>
-                  )}
-                </td>
-              ) : null}
-              <td>{line.source}</td>
-              <td className="numeric" data-testid="earnings-amount">
-                {line.amountGmt}
-              </td>
-              <td className="numeric">{line.transfers}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </TableScroll>
+    <DataTable
+      columns={[
+        'Day (UTC)',
+        ...(showDevice ? ['Device'] : []),
+        'Source',
+        numeric('Amount (GMT)'),
+        numeric('Transfers'),
+      ]}
+      rows={sorted}
+      empty="No earnings in this period."
+    >
+      {(line) => (
+        <tr
+          key={`${line.day}:${line.deviceId ?? ''}:${line.source}`}
+          data-testid="earnings-row"
+          data-device-id={line.deviceId ?? ''}
+          data-day={line.day}
+          data-source={line.source}
+        >
+          <td className="nowrap">{line.day}</td>
+          {showDevice ? (
+            <td>
+              {line.deviceId ? (
+                (hostnameOf?.(line.deviceId) ?? line.deviceId)
+              ) : (
+                <span className="muted">not tied to a device</span>
+              )}
+            </td>
+          ) : null}
+          <td>{line.source}</td>
+          <td className="numeric" data-testid="earnings-amount">
+            {line.amountGmt}
+          </td>
+          <td className="numeric">{line.transfers}</td>
+        </tr>
+      )}
+    </DataTable>
   )
 }

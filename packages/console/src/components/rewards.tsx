@@ -1,6 +1,6 @@
 import type { RewardPayoutView } from '@gpumesh/protocol'
 import { formatMilli, formatPpm } from '../format.ts'
-import { Badge, EmptyRow, TableScroll } from './ui.tsx'
+import { Badge, DataTable, numeric } from './ui.tsx'
 
 // Epoch rewards per device, each with the measured factors it was computed from (docs/rewards.md):
 // score = hardware × hired × bandwidth × uptime; amount = pool emission × score ÷ pool total score.
@@ -44,55 +44,46 @@ export function RewardsTable({
   payouts: readonly RewardPayoutView[]
   showDevice?: boolean
 }) {
-  const columns = showDevice ? 6 : 5
   return (
-    <TableScroll>
-      <table>
-        <thead>
-          <tr>
-            <th>Epoch</th>
-            {showDevice ? <th>Device</th> : null}
-            <th>Pool</th>
-            <th>Eligible</th>
-            <th className="numeric">Amount (GMT)</th>
-            <th>Factors</th>
-          </tr>
-        </thead>
-        <tbody>
-          {payouts.length === 0 ? (
-            <EmptyRow columns={columns}>
-              No rewards yet: a device is paid at the close of each epoch it was eligible in.
-            </EmptyRow>
-          ) : null}
-          {payouts.map((payout) => (
-            <tr
-              key={`${payout.epoch}:${payout.deviceId}:${payout.pool}`}
-              data-testid="reward-row"
-              data-epoch={payout.epoch}
-            >
-              <td>#{payout.epoch}</td>
-              {showDevice ? <td>{payout.hostname}</td> : null}
-              <td>{payout.pool}</td>
-              <td>
-                {payout.eligible ? (
-                  <Badge tone="good">eligible</Badge>
-                ) : (
-                  <>
-                    <Badge tone="warn">not eligible</Badge>
-                    <div className="reason">{payout.ineligibleReason ?? payout.ineligibleReasonCode}</div>
-                  </>
-                )}
-              </td>
-              <td className="numeric" data-testid="reward-amount">
-                {payout.amountGmt}
-              </td>
-              <td>
-                <Breakdown payout={payout} />
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </TableScroll>
+    <DataTable
+      columns={[
+        'Epoch',
+        ...(showDevice ? ['Device'] : []),
+        'Pool',
+        'Eligible',
+        numeric('Amount (GMT)'),
+        'Factors',
+      ]}
+      rows={payouts}
+      empty="No rewards yet: a device is paid at the close of each epoch it was eligible in."
+    >
+      {(payout) => (
+        <tr
+          key={`${payout.epoch}:${payout.deviceId}:${payout.pool}`}
+          data-testid="reward-row"
+          data-epoch={payout.epoch}
+        >
+          <td>#{payout.epoch}</td>
+          {showDevice ? <td>{payout.hostname}</td> : null}
+          <td>{payout.pool}</td>
+          <td>
+            {payout.eligible ? (
+              <Badge tone="good">eligible</Badge>
+            ) : (
+              <>
+                <Badge tone="warn">not eligible</Badge>
+                <div className="reason">{payout.ineligibleReason ?? payout.ineligibleReasonCode}</div>
+              </>
+            )}
+          </td>
+          <td className="numeric" data-testid="reward-amount">
+            {payout.amountGmt}
+          </td>
+          <td>
+            <Breakdown payout={payout} />
+          </td>
+        </tr>
+      )}
+    </DataTable>
   )
 }

@@ -1,4 +1,5 @@
-import { useState, type ReactNode } from 'react'
+import { useState, type HTMLAttributes, type InputHTMLAttributes, type ReactNode } from 'react'
+import { Link, useLocation } from 'wouter'
 import { describeError } from '../errors.ts'
 
 // Small building blocks every page shares. Field errors always render as
@@ -82,6 +83,97 @@ export function Field({
       {hint && !error ? <span className="field-hint">{hint}</span> : null}
       <FieldError field={field} message={error} />
     </label>
+  )
+}
+
+type FieldFrame = {
+  label: ReactNode
+  field: string
+  error: string | undefined
+  hint?: ReactNode
+  className?: string
+}
+
+/** A labelled text input (a `Field` holding one `<input>`); `onChange` gets the new text. */
+export function TextField({
+  label,
+  field,
+  error,
+  hint,
+  className,
+  value,
+  onChange,
+  testId,
+  ...input
+}: FieldFrame & {
+  value: string
+  onChange(value: string): void
+  testId: string
+} & Omit<InputHTMLAttributes<HTMLInputElement>, 'value' | 'onChange' | 'className'>) {
+  return (
+    <Field label={label} field={field} error={error} hint={hint} className={className}>
+      <input
+        {...input}
+        value={value}
+        data-testid={testId}
+        onChange={(event) => onChange(event.target.value)}
+      />
+    </Field>
+  )
+}
+
+export type Choice<T extends string> = { readonly value: T; readonly label: string }
+
+/** A labelled `<select>` over a fixed list of choices. */
+export function SelectField<T extends string>({
+  label,
+  field,
+  error,
+  hint,
+  className,
+  value,
+  choices,
+  onChange,
+  testId,
+}: FieldFrame & {
+  value: T
+  choices: readonly Choice<T>[]
+  onChange(value: T): void
+  testId: string
+}) {
+  return (
+    <Field label={label} field={field} error={error} hint={hint} className={className}>
+      <select value={value} data-testid={testId} onChange={(event) => onChange(event.target.value as T)}>
+        {choices.map((choice) => (
+          <option key={choice.value} value={choice.value}>
+            {choice.label}
+          </option>
+        ))}
+      </select>
+    </Field>
+  )
+}
+
+/** A form's submit button, which says it is working while the request runs. */
+export function SubmitButton({
+  label,
+  busyLabel,
+  busy,
+  testId,
+  disabled = false,
+  className = 'button button-primary',
+}: {
+  label: string
+  busyLabel: string
+  busy: boolean
+  testId: string
+  disabled?: boolean
+  className?: string
+}) {
+  return (
+    <button type="submit" className={className} data-testid={testId} disabled={disabled || busy}>
+      {busy ? busyLabel : label}
+    </button>
   )
 }
 
@@ -234,6 +326,126 @@ export function EmptyRow({ columns, children }: { columns: number; children: Rea
     <tr className="empty-row">
       <td colSpan={columns}>{children}</td>
     </tr>
+  )
+}
+
+/** A table column heading; `numeric` ones are right-aligned, like their cells. */
+export type Column = string | { readonly label: ReactNode; readonly numeric: true }
+
+export function numeric(label: ReactNode): Column {
+  return { label, numeric: true }
+}
+
+/** A scrolling table: one heading per column, one row per item, and `empty` across the table when there is none. */
+export function DataTable<Row>({
+  columns,
+  rows,
+  empty,
+  className,
+  children,
+}: {
+  columns: readonly Column[]
+  rows: readonly Row[]
+  empty?: ReactNode
+  className?: string
+  children(row: Row, index: number): ReactNode
+}) {
+  return (
+    <TableScroll>
+      <table className={className}>
+        <thead>
+          <tr>
+            {columns.map((column, index) =>
+              typeof column === 'string' ? (
+                <th key={index}>{column}</th>
+              ) : (
+                <th key={index} className="numeric">
+                  {column.label}
+                </th>
+              ),
+            )}
+          </tr>
+        </thead>
+        <tbody>
+          {rows.length === 0 && empty !== undefined ? (
+            <EmptyRow columns={columns.length}>{empty}</EmptyRow>
+          ) : null}
+          {rows.map(children)}
+        </tbody>
+      </table>
+    </TableScroll>
+  )
+}
+
+/**
+ * A table row that opens `href`. Its name cell holds a real link (keyboard, middle click); a click elsewhere
+ * on the row follows it too.
+ */
+export function LinkedRow({
+  href,
+  children,
+  ...attributes
+}: { href: string; children: ReactNode } & Omit<HTMLAttributes<HTMLTableRowElement>, 'onClick'>) {
+  const [, navigate] = useLocation()
+  return (
+    <tr
+      {...attributes}
+      onClick={(event) => {
+        if (!(event.target as HTMLElement).closest('a')) navigate(href)
+      }}
+    >
+      {children}
+    </tr>
+  )
+}
+
+/** The first cell of a row naming a thing: its name (or a link to it), with its id small beneath. */
+export function NameCell({ id, href, children }: { id: string; href?: string; children: ReactNode }) {
+  return (
+    <td>
+      {href ? <Link href={href}>{children}</Link> : children}
+      <div className="muted code">{id}</div>
+    </td>
+  )
+}
+
+/** A row of buttons choosing one of a few options (a period, a window). */
+export function SegmentedChoice<T extends string | number>({
+  label,
+  options,
+  value,
+  onChange,
+  optionLabel,
+}: {
+  label: string
+  options: readonly T[]
+  value: T
+  onChange(value: T): void
+  optionLabel(option: T): string
+}) {
+  return (
+    <div className="segmented" role="group" aria-label={label}>
+      {options.map((option) => (
+        <button
+          key={option}
+          type="button"
+          className={option === value ? 'segmented-active' : ''}
+          aria-pressed={option === value}
+          onClick={() => onChange(option)}
+        >
+          {optionLabel(option)}
+        </button>
+      ))}
+    </div>
+  )
+}
+
+/** The trail back from a detail page to its list. */
+export function Breadcrumb({ href, children }: { href: string; children: ReactNode }) {
+  return (
+    <p className="breadcrumb">
+      <Link href={href}>{children}</Link>
+    </p>
   )
 }
 

@@ -1,18 +1,20 @@
 import type { ClusterEventView, ClusterNodeView, ClusterView, JobView } from '@gpumesh/protocol'
 import { useCallback, useEffect, useRef, useState, type FormEvent } from 'react'
-import { Link } from 'wouter'
 import {
   Badge,
+  Breadcrumb,
   ConfirmAction,
-  EmptyRow,
+  DataTable,
   ErrorBanner,
   Field,
   Loading,
   Notice,
+  numeric,
   PageHeader,
   Section,
   Stat,
-  TableScroll,
+  SubmitButton,
+  TextField,
   toneOf,
 } from '../components/ui.tsx'
 import { describeError, isNotFound } from '../errors.ts'
@@ -66,45 +68,41 @@ function NodeProgress({ node }: { node: ClusterNodeView }) {
 
 function Nodes({ cluster }: { cluster: ClusterView }) {
   return (
-    <TableScroll>
-      <table>
-        <thead>
-          <tr>
-            <th>Node</th>
-            <th>Role</th>
-            <th>Progress</th>
-            <th>Phase and reason</th>
-            <th>Overlay address</th>
-            <th className="numeric">$ / h</th>
-            <th className="numeric">Served</th>
-          </tr>
-        </thead>
-        <tbody>
-          {cluster.nodes.length === 0 ? <EmptyRow columns={7}>No node reserved yet.</EmptyRow> : null}
-          {cluster.nodes.map((node) => (
-            <tr
-              key={`${node.deviceId}:${node.joinedAtMs}`}
-              data-testid="cluster-node"
-              data-phase={node.phase}
-              data-device-id={node.deviceId}
-            >
-              <td className="code">{node.deviceId}</td>
-              <td>{node.role}</td>
-              <td>
-                <NodeProgress node={node} />
-              </td>
-              <td>
-                <Badge>{node.phase}</Badge>
-                {node.phaseReason ? <div className="reason">{node.phaseReason}</div> : null}
-              </td>
-              <td className="code">{node.overlayAddress ?? '—'}</td>
-              <td className="numeric">{node.pricePerHourUsd}</td>
-              <td className="numeric nowrap">{formatDuration(node.servedMs)}</td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
-    </TableScroll>
+    <DataTable
+      columns={[
+        'Node',
+        'Role',
+        'Progress',
+        'Phase and reason',
+        'Overlay address',
+        numeric('$ / h'),
+        numeric('Served'),
+      ]}
+      rows={cluster.nodes}
+      empty="No node reserved yet."
+    >
+      {(node) => (
+        <tr
+          key={`${node.deviceId}:${node.joinedAtMs}`}
+          data-testid="cluster-node"
+          data-phase={node.phase}
+          data-device-id={node.deviceId}
+        >
+          <td className="code">{node.deviceId}</td>
+          <td>{node.role}</td>
+          <td>
+            <NodeProgress node={node} />
+          </td>
+          <td>
+            <Badge>{node.phase}</Badge>
+            {node.phaseReason ? <div className="reason">{node.phaseReason}</div> : null}
+          </td>
+          <td className="code">{node.overlayAddress ?? '—'}</td>
+          <td className="numeric">{node.pricePerHourUsd}</td>
+          <td className="numeric nowrap">{formatDuration(node.servedMs)}</td>
+        </tr>
+      )}
+    </DataTable>
   )
 }
 
@@ -171,21 +169,27 @@ function Manage({ cluster, onChange }: { cluster: ClusterView; onChange(cluster:
   return (
     <div className="manage">
       <form className="inline-form" onSubmit={(event) => void extend(event)} noValidate>
-        <Field label="Extend by (hours)" field="hours" error={form.fieldErrors['hours']}>
-          <input
-            inputMode="decimal"
-            value={hours}
-            data-testid="cluster-extend-hours"
-            disabled={ended}
-            onChange={(event) => {
-              setHours(event.target.value)
-              form.clear(['hours'])
-            }}
-          />
-        </Field>
-        <button type="submit" className="button" data-testid="cluster-extend" disabled={ended || form.busy}>
-          {form.busy ? 'Extending…' : 'Extend'}
-        </button>
+        <TextField
+          label="Extend by (hours)"
+          field="hours"
+          error={form.fieldErrors['hours']}
+          inputMode="decimal"
+          value={hours}
+          testId="cluster-extend-hours"
+          disabled={ended}
+          onChange={(value) => {
+            setHours(value)
+            form.clear(['hours'])
+          }}
+        />
+        <SubmitButton
+          label="Extend"
+          busyLabel="Extending…"
+          busy={form.busy}
+          testId="cluster-extend"
+          disabled={ended}
+          className="button"
+        />
       </form>
       <ErrorBanner message={form.banner ?? undefined} />
       <ConfirmAction
@@ -333,75 +337,64 @@ function Jobs({ cluster }: { cluster: ClusterView }) {
           />
         </Field>
         <ErrorBanner message={form.banner ?? undefined} />
-        <button
-          type="submit"
-          className="button button-primary"
-          data-testid="job-submit"
-          disabled={form.busy || ended}
-        >
-          {form.busy ? 'Submitting…' : 'Submit job'}
-        </button>
+        <SubmitButton
+          label="Submit job"
+          busyLabel="Submitting…"
+          busy={form.busy}
+          testId="job-submit"
+          disabled={ended}
+        />
       </form>
       {jobsError !== undefined ? <ErrorBanner error={jobsError} /> : null}
       {jobs === null ? (
         <Loading what="Loading jobs" />
       ) : (
-        <TableScroll>
-          <table className="clickable-rows">
-            <thead>
-              <tr>
-                <th>Job</th>
-                <th>Status</th>
-                <th>Entrypoint</th>
-                <th>Started</th>
-                <th>Finished</th>
-                <th />
-              </tr>
-            </thead>
-            <tbody>
-              {jobs.length === 0 ? <EmptyRow columns={6}>No jobs yet.</EmptyRow> : null}
-              {jobs.map((job) => (
-                <tr
-                  key={job.id}
-                  data-testid="job-row"
-                  data-job-id={job.id}
-                  data-status={job.status}
-                  className={job.id === selected?.id ? 'row-selected' : ''}
-                  onClick={() => setSelectedJobId(job.id)}
-                >
-                  <td className="code">{job.id}</td>
-                  <td>
-                    <Badge>{job.status}</Badge>
-                    {job.exitCode !== null ? <span className="muted"> exit {job.exitCode}</span> : null}
-                    {job.message ? <div className="reason">{job.message}</div> : null}
-                  </td>
-                  <td className="code truncate" title={job.entrypoint}>
-                    {job.entrypoint}
-                  </td>
-                  <td className="nowrap">{formatTime(job.createdAtMs)}</td>
-                  <td className="nowrap">{formatTime(job.finishedAtMs)}</td>
-                  <td>
-                    {!isTerminalJob(job) ? (
-                      <button
-                        type="button"
-                        className="button button-small"
-                        data-testid="job-stop"
-                        onClick={(event) => {
-                          event.stopPropagation()
-                          client
-                            .stopJob(cluster.id, job.id)
-                            .then(updateJob, (error: unknown) => setJobsError(error))
-                        }}
-                      >
-                        Stop
-                      </button>
-                    ) : null}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </TableScroll>
+        <DataTable
+          className="clickable-rows"
+          columns={['Job', 'Status', 'Entrypoint', 'Started', 'Finished', '']}
+          rows={jobs}
+          empty="No jobs yet."
+        >
+          {(job) => (
+            <tr
+              key={job.id}
+              data-testid="job-row"
+              data-job-id={job.id}
+              data-status={job.status}
+              className={job.id === selected?.id ? 'row-selected' : ''}
+              onClick={() => setSelectedJobId(job.id)}
+            >
+              <td className="code">{job.id}</td>
+              <td>
+                <Badge>{job.status}</Badge>
+                {job.exitCode !== null ? <span className="muted"> exit {job.exitCode}</span> : null}
+                {job.message ? <div className="reason">{job.message}</div> : null}
+              </td>
+              <td className="code truncate" title={job.entrypoint}>
+                {job.entrypoint}
+              </td>
+              <td className="nowrap">{formatTime(job.createdAtMs)}</td>
+              <td className="nowrap">{formatTime(job.finishedAtMs)}</td>
+              <td>
+                {!isTerminalJob(job) ? (
+                  <button
+                    type="button"
+                    className="button button-small"
+                    data-testid="job-stop"
+                    onClick={(event) => {
+                      event.stopPropagation()
+                      client
+                        .stopJob(cluster.id, job.id)
+                        .then(updateJob, (error: unknown) => setJobsError(error))
+                    }}
+                  >
+                    Stop
+                  </button>
+                ) : null}
+              </td>
+            </tr>
+          )}
+        </DataTable>
       )}
       {selected ? (
         <JobLogs key={selected.id} clusterId={cluster.id} job={selected} onJob={updateJob} />
@@ -468,11 +461,7 @@ export function ClusterPage({ clusterId }: { clusterId: string }) {
     }
   }, [client, clusterId])
 
-  const breadcrumb = (
-    <p className="breadcrumb">
-      <Link href="/clusters">← My clusters</Link>
-    </p>
-  )
+  const breadcrumb = <Breadcrumb href="/clusters">← My clusters</Breadcrumb>
   if (!cluster) {
     return (
       <>

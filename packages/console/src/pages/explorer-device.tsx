@@ -1,5 +1,4 @@
 import type { ExplorerDeviceDetail } from '@gpumesh/protocol'
-import { Link } from 'wouter'
 import { BarChart } from '../components/charts.tsx'
 import {
   asInventory,
@@ -9,7 +8,7 @@ import {
   VerificationTable,
 } from '../components/device-parts.tsx'
 import { RewardsTable } from '../components/rewards.tsx'
-import { Badge, ErrorBanner, Loading, PageHeader, Section, Stat } from '../components/ui.tsx'
+import { Badge, Breadcrumb, ErrorBanner, Loading, PageHeader, Section, Stat } from '../components/ui.tsx'
 import { isNotFound } from '../errors.ts'
 import {
   formatAgo,
@@ -121,9 +120,7 @@ export function ExplorerDevicePage({ deviceId }: { deviceId: string }) {
   const detail = useResource(() => publicClient.explorerDevice(deviceId), [deviceId])
   return (
     <>
-      <p className="breadcrumb">
-        <Link href="/">← Network explorer</Link>
-      </p>
+      <Breadcrumb href="/">← Network explorer</Breadcrumb>
       {detail.data ? (
         <DeviceDetail detail={detail.data} />
       ) : detail.error !== undefined ? (

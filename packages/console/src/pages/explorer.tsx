@@ -1,8 +1,20 @@
 import type { ExplorerDevicesQuery, ExplorerSummary, PriceIndexReply } from '@gpumesh/protocol'
 import { useState } from 'react'
-import { Link, useLocation } from 'wouter'
 import { BarChart, LineChart } from '../components/charts.tsx'
-import { Badge, EmptyRow, Loaded, PageHeader, Section, Stat, TableScroll } from '../components/ui.tsx'
+import {
+  Badge,
+  DataTable,
+  LinkedRow,
+  Loaded,
+  NameCell,
+  numeric,
+  PageHeader,
+  Section,
+  SegmentedChoice,
+  SelectField,
+  Stat,
+  type Choice,
+} from '../components/ui.tsx'
 import {
   formatDayLabel,
   formatHours,
@@ -11,6 +23,7 @@ import {
   formatTime,
   unitsToGmt,
 } from '../format.ts'
+import { bindFields } from '../form.ts'
 import { useInterval, useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
 
@@ -118,27 +131,19 @@ function ByCountry({ summary }: { summary: ExplorerSummary }) {
           height={Math.max(140, 28 * Math.min(20, countries.length) + 60)}
         />
       ) : null}
-      <TableScroll>
-        <table>
-          <thead>
-            <tr>
-              <th>Country</th>
-              <th className="numeric">Devices</th>
-              <th className="numeric">GPUs</th>
-            </tr>
-          </thead>
-          <tbody>
-            {countries.length === 0 ? <EmptyRow columns={3}>No devices connected yet.</EmptyRow> : null}
-            {countries.map((country) => (
-              <tr key={country.country} data-testid="country-row">
-                <td>{country.country}</td>
-                <td className="numeric">{country.devices}</td>
-                <td className="numeric">{country.gpus}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </TableScroll>
+      <DataTable
+        columns={['Country', numeric('Devices'), numeric('GPUs')]}
+        rows={countries}
+        empty="No devices connected yet."
+      >
+        {(country) => (
+          <tr key={country.country} data-testid="country-row">
+            <td>{country.country}</td>
+            <td className="numeric">{country.devices}</td>
+            <td className="numeric">{country.gpus}</td>
+          </tr>
+        )}
+      </DataTable>
     </>
   )
 }
@@ -234,43 +239,39 @@ function RecentEpochs() {
     <Section title="Recent reward epochs" testId="epochs">
       <Loaded resource={epochs} what="Loading epochs">
         {({ epochs: rows }) => (
-          <TableScroll>
-            <table>
-              <thead>
-                <tr>
-                  <th>Epoch</th>
-                  <th>Window</th>
-                  <th className="numeric">Emission (GMT)</th>
-                  <th className="numeric">Paid (GMT)</th>
-                  <th className="numeric">Devices paid</th>
-                  <th className="numeric">Eligible / considered</th>
-                  <th>Pools</th>
-                </tr>
-              </thead>
-              <tbody>
-                {rows.length === 0 ? <EmptyRow columns={7}>No epoch has closed yet.</EmptyRow> : null}
-                {rows.map((epoch) => (
-                  <tr key={epoch.epoch} data-testid="epoch-row" data-epoch={epoch.epoch}>
-                    <td>#{epoch.epoch}</td>
-                    <td className="nowrap">
-                      {formatTime(epoch.startsAtMs)} – {formatTime(epoch.endsAtMs).slice(11)}
-                    </td>
-                    <td className="numeric">{epoch.emissionGmt}</td>
-                    <td className="numeric">{epoch.paidGmt}</td>
-                    <td className="numeric">{epoch.devicesPaid}</td>
-                    <td className="numeric">
-                      {epoch.devicesEligible} / {epoch.devicesConsidered}
-                    </td>
-                    <td className="nowrap">
-                      {epoch.pools
-                        .map((pool) => `${pool.pool} ${formatPercent(pool.shareBp / 10_000, 0)}`)
-                        .join(' · ')}
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </TableScroll>
+          <DataTable
+            columns={[
+              'Epoch',
+              'Window',
+              numeric('Emission (GMT)'),
+              numeric('Paid (GMT)'),
+              numeric('Devices paid'),
+              numeric('Eligible / considered'),
+              'Pools',
+            ]}
+            rows={rows}
+            empty="No epoch has closed yet."
+          >
+            {(epoch) => (
+              <tr key={epoch.epoch} data-testid="epoch-row" data-epoch={epoch.epoch}>
+                <td>#{epoch.epoch}</td>
+                <td className="nowrap">
+                  {formatTime(epoch.startsAtMs)} – {formatTime(epoch.endsAtMs).slice(11)}
+                </td>
+                <td className="numeric">{epoch.emissionGmt}</td>
+                <td className="numeric">{epoch.paidGmt}</td>
+                <td className="numeric">{epoch.devicesPaid}</td>
+                <td className="numeric">
+                  {epoch.devicesEligible} / {epoch.devicesConsidered}
+                </td>
+                <td className="nowrap">
+                  {epoch.pools
+                    .map((pool) => `${pool.pool} ${formatPercent(pool.shareBp / 10_000, 0)}`)
+                    .join(' · ')}
+                </td>
+              </tr>
+            )}
+          </DataTable>
         )}
       </Loaded>
     </Section>
@@ -278,10 +279,14 @@ function RecentEpochs() {
 }
 
 type DeviceFilters = { modelKey: string; country: string; state: '' | 'online' | 'offline' }
+const stateChoices: readonly Choice<DeviceFilters['state']>[] = [
+  { value: '', label: 'Any' },
+  { value: 'online', label: 'Online' },
+  { value: 'offline', label: 'Offline' },
+]
 
 function ExplorerDevices({ summary }: { summary: ExplorerSummary | undefined }) {
   const { publicClient } = useSession()
-  const [, navigate] = useLocation()
   const [filters, setFilters] = useState<DeviceFilters>({ modelKey: '', country: '', state: '' })
   const [offset, setOffset] = useState(0)
   const query: Partial<ExplorerDevicesQuery> = {
@@ -296,116 +301,98 @@ function ExplorerDevices({ summary }: { summary: ExplorerSummary | undefined }) 
     setFilters((current) => ({ ...current, ...next }))
     setOffset(0)
   }
-  const models = summary?.byModel ?? []
-  const countries =
-    summary?.byCountry.map((country) => country.country).filter((code) => /^[A-Z]{2}$/.test(code)) ?? []
+  const bind = bindFields(filters, change)
+  const modelChoices: Choice<string>[] = [
+    { value: '', label: 'Any' },
+    ...(summary?.byModel ?? []).map((model) => ({
+      value: model.modelKey,
+      label: model.modelKey === 'cpu' ? 'CPU only' : model.name,
+    })),
+  ]
+  const countryChoices: Choice<string>[] = [
+    { value: '', label: 'Any' },
+    ...(summary?.byCountry ?? [])
+      .map((country) => country.country)
+      .filter((code) => /^[A-Z]{2}$/.test(code))
+      .map((code) => ({ value: code, label: code })),
+  ]
 
   return (
     <Section title="Devices" testId="explorer-devices">
       <div className="filters">
-        <label className="field field-inline">
-          <span className="field-label">Model</span>
-          <select
-            value={filters.modelKey}
-            data-testid="explorer-filter-model"
-            onChange={(event) => change({ modelKey: event.target.value })}
-          >
-            <option value="">Any</option>
-            {models.map((model) => (
-              <option key={model.modelKey} value={model.modelKey}>
-                {model.modelKey === 'cpu' ? 'CPU only' : model.name}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label className="field field-inline">
-          <span className="field-label">Country</span>
-          <select
-            value={filters.country}
-            data-testid="explorer-filter-country"
-            onChange={(event) => change({ country: event.target.value })}
-          >
-            <option value="">Any</option>
-            {countries.map((country) => (
-              <option key={country} value={country}>
-                {country}
-              </option>
-            ))}
-          </select>
-        </label>
-        <label className="field field-inline">
-          <span className="field-label">State</span>
-          <select
-            value={filters.state}
-            data-testid="explorer-filter-state"
-            onChange={(event) => change({ state: event.target.value as DeviceFilters['state'] })}
-          >
-            <option value="">Any</option>
-            <option value="online">Online</option>
-            <option value="offline">Offline</option>
-          </select>
-        </label>
+        <SelectField
+          label="Model"
+          {...bind('modelKey')}
+          className="field-inline"
+          choices={modelChoices}
+          testId="explorer-filter-model"
+        />
+        <SelectField
+          label="Country"
+          {...bind('country')}
+          className="field-inline"
+          choices={countryChoices}
+          testId="explorer-filter-country"
+        />
+        <SelectField
+          label="State"
+          {...bind('state')}
+          className="field-inline"
+          choices={stateChoices}
+          testId="explorer-filter-state"
+        />
       </div>
       <Loaded resource={devices} what="Loading devices">
         {(page) => (
           <>
-            <TableScroll>
-              <table className="clickable-rows">
-                <thead>
-                  <tr>
-                    <th>Device</th>
-                    <th>State</th>
-                    <th>Verification</th>
-                    <th>Hardware</th>
-                    <th>Location</th>
-                    <th>Bandwidth</th>
-                    <th className="numeric">Measured FP32</th>
-                    <th className="numeric">Reliability</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {page.devices.length === 0 ? (
-                    <EmptyRow columns={8}>No device matches these filters.</EmptyRow>
-                  ) : null}
-                  {page.devices.map((device) => (
-                    <tr
-                      key={device.id}
-                      data-testid="explorer-device-row"
-                      data-device-id={device.id}
-                      onClick={(event) => {
-                        // The hostname is a real link (keyboard, middle click); a click elsewhere on the row follows it too.
-                        if (!(event.target as HTMLElement).closest('a'))
-                          navigate(`/explorer/devices/${encodeURIComponent(device.id)}`)
-                      }}
-                    >
-                      <td>
-                        <Link href={`/explorer/devices/${encodeURIComponent(device.id)}`}>
-                          {device.hostname}
-                        </Link>
-                        <div className="muted code">{device.id}</div>
-                      </td>
-                      <td>
-                        <Badge>{device.state}</Badge> {device.hired ? <Badge tone="info">hired</Badge> : null}
-                      </td>
-                      <td>
-                        <Badge>{device.verificationState}</Badge>
-                      </td>
-                      <td className="nowrap">
-                        {device.gpuCount > 0
-                          ? `${device.gpuCount}× ${device.gpuModelKey ?? 'GPU'}`
-                          : 'CPU only'}
-                      </td>
-                      <td className="nowrap">
-                        {[device.region, device.country].filter(Boolean).join(' · ') || '—'}
-                      </td>
-                      <td>{device.bandwidthTier ?? '—'}</td>
-                      <td className="numeric nowrap">{formatTflops(device.measuredFp32Tflops)}</td>
-                      <td className="numeric">{formatPercent(device.reliability)}</td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableScroll>
+            <DataTable
+              className="clickable-rows"
+              columns={[
+                'Device',
+                'State',
+                'Verification',
+                'Hardware',
+                'Location',
+                'Bandwidth',
+                numeric('Measured FP32'),
+                numeric('Reliability'),
+              ]}
+              rows={page.devices}
+              empty="No device matches these filters."
+            >
+              {(device) => {
+                const href = `/explorer/devices/${encodeURIComponent(device.id)}`
+                return (
+                  <LinkedRow
+                    key={device.id}
+                    href={href}
+                    data-testid="explorer-device-row"
+                    data-device-id={device.id}
+                  >
+                    <NameCell id={device.id} href={href}>
+                      {device.hostname}
+                    </NameCell>
+                    <td>
+                      <Badge>{device.state}</Badge> {device.hired ? <Badge tone="info">hired</Badge> : null}
+                    </td>
+                    <td>
+                      <Badge>{device.verificationState}</Badge>
+                    </td>
+                    <td className="nowrap">
+                      {device.gpuCount > 0
+                        ? `${device.gpuCount}× ${device.gpuModelKey ?? 'GPU'}`
+                        : 'CPU only'}
+                    </td>
+                    <td className="nowrap">
+                      {[device.region, device.country].filter(Boolean).join(' · ') || '—'}
+                    </td>
+                    <td>{device.bandwidthTier ?? '—'}</td>
+                    <td className="numeric nowrap">{formatTflops(device.measuredFp32Tflops)}</td>
+                    <td className="numeric">{formatPercent(device.reliability)}</td>
+                  </LinkedRow>
+                )
+              }}
+            </DataTable>
             <div className="pager">
               <span className="muted">
                 {page.total === 0
@@ -447,19 +434,13 @@ function PriceIndex() {
       title="Price index"
       className="span-2"
       actions={
-        <div className="segmented" role="group" aria-label="Window">
-          {priceWindows.map((window) => (
-            <button
-              key={window}
-              type="button"
-              className={window === days ? 'segmented-active' : ''}
-              aria-pressed={window === days}
-              onClick={() => setDays(window)}
-            >
-              {window}d
-            </button>
-          ))}
-        </div>
+        <SegmentedChoice
+          label="Window"
+          options={priceWindows}
+          value={days}
+          onChange={(window) => setDays(window)}
+          optionLabel={(window) => `${window}d`}
+        />
       }
     >
       <p className="muted">

@@ -6,15 +6,16 @@ import {
   CheckField,
   ConfirmAction,
   CopyButton,
-  EmptyRow,
+  DataTable,
   ErrorBanner,
-  Field,
   FieldError,
   Loaded,
+  NameCell,
   Notice,
   PageHeader,
   Section,
-  TableScroll,
+  SubmitButton,
+  TextField,
 } from '../components/ui.tsx'
 import { useFormSubmission } from '../form.ts'
 import { formatTime } from '../format.ts'
@@ -74,21 +75,18 @@ export function KeysPage() {
       <div className="grid-2">
         <Section title="New key">
           <form onSubmit={(event) => void submit(event)} noValidate>
-            <Field
+            <TextField
               label="Name"
               field="name"
               error={form.fieldErrors['name']}
               hint="what it is for, e.g. ci-runner"
-            >
-              <input
-                value={name}
-                data-testid="key-name"
-                onChange={(event) => {
-                  setName(event.target.value)
-                  form.clear(['name'])
-                }}
-              />
-            </Field>
+              value={name}
+              testId="key-name"
+              onChange={(value) => {
+                setName(value)
+                form.clear(['name'])
+              }}
+            />
             <fieldset className="field">
               <legend className="field-label">Roles</legend>
               <div className="check-row">
@@ -106,14 +104,7 @@ export function KeysPage() {
               <FieldError field="roles" message={form.fieldErrors['roles']} />
             </fieldset>
             <ErrorBanner message={form.banner ?? undefined} />
-            <button
-              type="submit"
-              className="button button-primary"
-              data-testid="key-create"
-              disabled={form.busy}
-            >
-              {form.busy ? 'Creating…' : 'Create key'}
-            </button>
+            <SubmitButton label="Create key" busyLabel="Creating…" busy={form.busy} testId="key-create" />
           </form>
         </Section>
         <Section title="Secret">
@@ -136,66 +127,53 @@ export function KeysPage() {
       <Section title="Keys">
         <Loaded resource={keys} what="Loading keys">
           {({ apiKeys }) => (
-            <TableScroll>
-              <table>
-                <thead>
-                  <tr>
-                    <th>Name</th>
-                    <th>Roles</th>
-                    <th>Status</th>
-                    <th>Created</th>
-                    <th>Last used</th>
-                    <th />
-                  </tr>
-                </thead>
-                <tbody>
-                  {apiKeys.length === 0 ? <EmptyRow columns={6}>No keys.</EmptyRow> : null}
-                  {apiKeys.map((key) => (
-                    <tr
-                      key={key.id}
-                      data-testid="key-row"
-                      data-key-id={key.id}
-                      data-revoked={key.revokedAtMs !== null}
-                    >
-                      <td>
-                        {key.name}
-                        {key.id === currentKeyId ? <span className="muted"> (this browser)</span> : null}
-                        <div className="muted code">{key.id}</div>
-                      </td>
-                      <td>{key.roles.join(', ')}</td>
-                      <td>
-                        {key.revokedAtMs !== null ? (
-                          <>
-                            <Badge>revoked</Badge>{' '}
-                            <span className="muted">{formatTime(key.revokedAtMs)}</span>
-                          </>
-                        ) : (
-                          <Badge>active</Badge>
-                        )}
-                      </td>
-                      <td className="nowrap">{formatTime(key.createdAtMs)}</td>
-                      <td className="nowrap">{formatTime(key.lastUsedAtMs)}</td>
-                      <td>
-                        {key.revokedAtMs === null ? (
-                          <ConfirmAction
-                            label="Revoke"
-                            question={
-                              key.id === currentKeyId
-                                ? 'Revoke the key this browser uses? You will be logged out.'
-                                : `Revoke ${key.name}?`
-                            }
-                            confirmLabel="Yes, revoke"
-                            testId="key-revoke"
-                            confirmTestId="key-revoke-confirm"
-                            onConfirm={() => revoke(key.id)}
-                          />
-                        ) : null}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableScroll>
+            <DataTable
+              columns={['Name', 'Roles', 'Status', 'Created', 'Last used', '']}
+              rows={apiKeys}
+              empty="No keys."
+            >
+              {(key) => (
+                <tr
+                  key={key.id}
+                  data-testid="key-row"
+                  data-key-id={key.id}
+                  data-revoked={key.revokedAtMs !== null}
+                >
+                  <NameCell id={key.id}>
+                    {key.name}
+                    {key.id === currentKeyId ? <span className="muted"> (this browser)</span> : null}
+                  </NameCell>
+                  <td>{key.roles.join(', ')}</td>
+                  <td>
+                    {key.revokedAtMs !== null ? (
+                      <>
+                        <Badge>revoked</Badge> <span className="muted">{formatTime(key.revokedAtMs)}</span>
+                      </>
+                    ) : (
+                      <Badge>active</Badge>
+                    )}
+                  </td>
+                  <td className="nowrap">{formatTime(key.createdAtMs)}</td>
+                  <td className="nowrap">{formatTime(key.lastUsedAtMs)}</td>
+                  <td>
+                    {key.revokedAtMs === null ? (
+                      <ConfirmAction
+                        label="Revoke"
+                        question={
+                          key.id === currentKeyId
+                            ? 'Revoke the key this browser uses? You will be logged out.'
+                            : `Revoke ${key.name}?`
+                        }
+                        confirmLabel="Yes, revoke"
+                        testId="key-revoke"
+                        confirmTestId="key-revoke-confirm"
+                        onConfirm={() => revoke(key.id)}
+                      />
+                    ) : null}
+                  </td>
+                </tr>
+              )}
+            </DataTable>
           )}
         </Loaded>
       </Section>

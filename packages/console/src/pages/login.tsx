@@ -6,11 +6,12 @@ import {
   CheckField,
   CopyButton,
   ErrorBanner,
-  Field,
   FieldError,
   Notice,
   PageHeader,
   Section,
+  SubmitButton,
+  TextField,
 } from '../components/ui.tsx'
 import { isUnauthenticated, type FieldErrors } from '../errors.ts'
 import { useFormSubmission } from '../form.ts'
@@ -64,29 +65,24 @@ function LoginForm({ onLoggedIn }: { onLoggedIn(me: MeReply): void }) {
 
   return (
     <form onSubmit={(event) => void submit(event)} noValidate>
-      <Field
+      <TextField
         label="API key"
         field="apiKey"
         error={fieldErrors['apiKey']}
         hint="Starts with gmk_. Kept in this browser only."
-      >
-        <input
-          type="password"
-          autoComplete="off"
-          spellCheck={false}
-          placeholder="gmk_…"
-          value={apiKey}
-          data-testid="login-api-key"
-          onChange={(event) => {
-            setApiKey(event.target.value)
-            setFieldErrors({})
-          }}
-        />
-      </Field>
+        type="password"
+        autoComplete="off"
+        spellCheck={false}
+        placeholder="gmk_…"
+        value={apiKey}
+        testId="login-api-key"
+        onChange={(value) => {
+          setApiKey(value)
+          setFieldErrors({})
+        }}
+      />
       <ErrorBanner error={error} />
-      <button type="submit" className="button button-primary" data-testid="login-submit" disabled={busy}>
-        {busy ? 'Checking…' : 'Log in'}
-      </button>
+      <SubmitButton label="Log in" busyLabel="Checking…" busy={busy} testId="login-submit" />
     </form>
   )
 }
@@ -115,17 +111,18 @@ function SignupForm({ onCreated }: { onCreated(reply: CreateAccountReply): Promi
 
   return (
     <form onSubmit={(event) => void submit(event)} noValidate>
-      <Field label="Account name" field="name" error={form.fieldErrors['name']}>
-        <input
-          value={name}
-          placeholder="e.g. ada-lab"
-          data-testid="signup-name"
-          onChange={(event) => {
-            setName(event.target.value)
-            form.clear(['name'])
-          }}
-        />
-      </Field>
+      <TextField
+        label="Account name"
+        field="name"
+        error={form.fieldErrors['name']}
+        value={name}
+        placeholder="e.g. ada-lab"
+        testId="signup-name"
+        onChange={(value) => {
+          setName(value)
+          form.clear(['name'])
+        }}
+      />
       <fieldset className="field">
         <legend className="field-label">Roles</legend>
         <div className="check-row">
@@ -145,9 +142,13 @@ function SignupForm({ onCreated }: { onCreated(reply: CreateAccountReply): Promi
         <FieldError field="roles" message={form.fieldErrors['roles']} />
       </fieldset>
       <ErrorBanner message={form.banner ?? undefined} />
-      <button type="submit" className="button" data-testid="signup-submit" disabled={form.busy}>
-        {form.busy ? 'Creating…' : 'Create account'}
-      </button>
+      <SubmitButton
+        label="Create account"
+        busyLabel="Creating…"
+        busy={form.busy}
+        testId="signup-submit"
+        className="button"
+      />
     </form>
   )
 }

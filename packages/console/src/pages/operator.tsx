@@ -1,6 +1,16 @@
 import { useState, type FormEvent } from 'react'
-import { Badge, ErrorBanner, Field, Loaded, Notice, PageHeader, Section, Stat } from '../components/ui.tsx'
-import { useFormSubmission } from '../form.ts'
+import {
+  Badge,
+  ErrorBanner,
+  Loaded,
+  Notice,
+  PageHeader,
+  Section,
+  Stat,
+  SubmitButton,
+  TextField,
+} from '../components/ui.tsx'
+import { bindFields, useFormSubmission } from '../form.ts'
 import { useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
 import { checks, newRequestId, validateForm } from '../validation.ts'
@@ -64,6 +74,7 @@ function Credit() {
     setRequestId(newRequestId())
     form.clear(Object.keys(change))
   }
+  const bind = bindFields(values, set, form.fieldErrors)
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
@@ -93,46 +104,19 @@ function Credit() {
   return (
     <Section title="Credit an account">
       <form className="form-grid" onSubmit={(event) => void submit(event)} noValidate>
-        <Field label="Account id" field="accountId" error={form.fieldErrors['accountId']}>
-          <input
-            value={values.accountId}
-            placeholder="acc_…"
-            data-testid="credit-account"
-            onChange={(event) => set({ accountId: event.target.value })}
-          />
-        </Field>
-        <Field label="Amount (GMT)" field="amountGmt" error={form.fieldErrors['amountGmt']}>
-          <input
-            inputMode="decimal"
-            value={values.amountGmt}
-            data-testid="credit-amount"
-            onChange={(event) => set({ amountGmt: event.target.value })}
-          />
-        </Field>
-        <Field
+        <TextField label="Account id" {...bind('accountId')} placeholder="acc_…" testId="credit-account" />
+        <TextField label="Amount (GMT)" {...bind('amountGmt')} inputMode="decimal" testId="credit-amount" />
+        <TextField
           label="Reason"
-          field="reason"
-          error={form.fieldErrors['reason']}
+          {...bind('reason')}
           hint="kept with the transfer, with your key"
           className="form-wide"
-        >
-          <input
-            value={values.reason}
-            data-testid="credit-reason"
-            onChange={(event) => set({ reason: event.target.value })}
-          />
-        </Field>
+          testId="credit-reason"
+        />
         <div className="form-wide">
           <ErrorBanner message={form.banner ?? undefined} />
           {done ? <Notice tone="success">{done}</Notice> : null}
-          <button
-            type="submit"
-            className="button button-primary"
-            data-testid="credit-submit"
-            disabled={form.busy}
-          >
-            {form.busy ? 'Crediting…' : 'Credit'}
-          </button>
+          <SubmitButton label="Credit" busyLabel="Crediting…" busy={form.busy} testId="credit-submit" />
         </div>
       </form>
     </Section>

@@ -10,19 +10,24 @@ import type {
 import { GpumeshApiError } from '@gpumesh/sdk'
 import { useEffect, useState, type FormEvent } from 'react'
 import { Link, useLocation } from 'wouter'
+import { PriceFactorList } from '../components/price-factors.tsx'
 import {
   Badge,
   CheckField,
-  EmptyRow,
+  DataTable,
   ErrorBanner,
-  Field,
   Loading,
+  numeric,
   PageHeader,
   Section,
-  TableScroll,
+  SelectField,
+  Stat,
+  SubmitButton,
+  TextField,
+  type Choice,
 } from '../components/ui.tsx'
 import { describeError, fieldErrorsOf } from '../errors.ts'
-import { useFormSubmission } from '../form.ts'
+import { bindFields, useFormSubmission } from '../form.ts'
 import { formatMib, formatPercent, formatTflops } from '../format.ts'
 import { useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
@@ -43,6 +48,10 @@ import {
 
 const bandwidthTiers = ['low', 'medium', 'high'] as const
 type BandwidthChoice = '' | (typeof bandwidthTiers)[number]
+const bandwidthChoices: readonly Choice<BandwidthChoice>[] = [
+  { value: '', label: 'any' },
+  ...bandwidthTiers.map((tier) => ({ value: tier, label: tier })),
+]
 const quoteDelayMs = 400
 
 function ModelOptions({ id }: { id: string }) {
@@ -70,6 +79,12 @@ type OfferFilters = {
   verifiedOnly: boolean
   sort: 'price' | 'performance' | 'reliability'
 }
+
+const sortChoices: readonly Choice<OfferFilters['sort']>[] = [
+  { value: 'price', label: 'price' },
+  { value: 'performance', label: 'performance' },
+  { value: 'reliability', label: 'reliability' },
+]
 
 const offerFilterSpec: Record<string, FieldSpec> = {
   gpuModel: { checks: [checks.maxLength(64)] },
@@ -118,6 +133,7 @@ function OfferSearch({ onUse }: { onUse(offer: Offer): void }) {
     setFilters((current) => ({ ...current, ...change }))
     form.clear(Object.keys(change))
   }
+  const bind = bindFields(filters, set, form.fieldErrors)
 
   const search = async (event?: FormEvent) => {
     event?.preventDefault()
@@ -148,80 +164,48 @@ function OfferSearch({ onUse }: { onUse(offer: Offer): void }) {
   return (
     <Section title="Offers" testId="offers">
       <form className="filters" onSubmit={(event) => void search(event)} noValidate>
-        <Field label="GPU model" field="gpuModel" error={form.fieldErrors['gpuModel']}>
-          <input
-            list="offer-models"
-            value={filters.gpuModel}
-            placeholder="any, e.g. a100"
-            data-testid="filter-model"
-            onChange={(event) => set({ gpuModel: event.target.value })}
-          />
-        </Field>
+        <TextField
+          label="GPU model"
+          {...bind('gpuModel')}
+          list="offer-models"
+          placeholder="any, e.g. a100"
+          testId="filter-model"
+        />
         <ModelOptions id="offer-models" />
-        <Field label="Min GPUs per node" field="minGpus" error={form.fieldErrors['minGpus']}>
-          <input
-            inputMode="numeric"
-            value={filters.minGpus}
-            placeholder="any"
-            data-testid="filter-count"
-            onChange={(event) => set({ minGpus: event.target.value })}
-          />
-        </Field>
-        <Field label="Min VRAM per GPU (GB)" field="minVramGb" error={form.fieldErrors['minVramGb']}>
-          <input
-            inputMode="decimal"
-            value={filters.minVramGb}
-            placeholder="any"
-            data-testid="filter-vram"
-            onChange={(event) => set({ minVramGb: event.target.value })}
-          />
-        </Field>
-        <Field label="Region" field="region" error={form.fieldErrors['region']}>
-          <input
-            value={filters.region}
-            placeholder="any, e.g. eu-west"
-            data-testid="filter-region"
-            onChange={(event) => set({ region: event.target.value })}
-          />
-        </Field>
-        <Field label="Min bandwidth" field="minBandwidthTier" error={form.fieldErrors['minBandwidthTier']}>
-          <select
-            value={filters.minBandwidthTier}
-            data-testid="filter-bandwidth"
-            onChange={(event) => set({ minBandwidthTier: event.target.value as BandwidthChoice })}
-          >
-            <option value="">any</option>
-            {bandwidthTiers.map((tier) => (
-              <option key={tier} value={tier}>
-                {tier}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field
+        <TextField
+          label="Min GPUs per node"
+          {...bind('minGpus')}
+          inputMode="numeric"
+          placeholder="any"
+          testId="filter-count"
+        />
+        <TextField
+          label="Min VRAM per GPU (GB)"
+          {...bind('minVramGb')}
+          inputMode="decimal"
+          placeholder="any"
+          testId="filter-vram"
+        />
+        <TextField
+          label="Region"
+          {...bind('region')}
+          placeholder="any, e.g. eu-west"
+          testId="filter-region"
+        />
+        <SelectField
+          label="Min bandwidth"
+          {...bind('minBandwidthTier')}
+          choices={bandwidthChoices}
+          testId="filter-bandwidth"
+        />
+        <TextField
           label="Max $ / GPU-hour"
-          field="maxPricePerGpuHourUsd"
-          error={form.fieldErrors['maxPricePerGpuHourUsd']}
-        >
-          <input
-            inputMode="decimal"
-            value={filters.maxPricePerGpuHourUsd}
-            placeholder="any, e.g. 2.50"
-            data-testid="filter-max-price"
-            onChange={(event) => set({ maxPricePerGpuHourUsd: event.target.value })}
-          />
-        </Field>
-        <Field label="Sort by" field="sort" error={form.fieldErrors['sort']}>
-          <select
-            value={filters.sort}
-            data-testid="filter-sort"
-            onChange={(event) => set({ sort: event.target.value as OfferFilters['sort'] })}
-          >
-            <option value="price">price</option>
-            <option value="performance">performance</option>
-            <option value="reliability">reliability</option>
-          </select>
-        </Field>
+          {...bind('maxPricePerGpuHourUsd')}
+          inputMode="decimal"
+          placeholder="any, e.g. 2.50"
+          testId="filter-max-price"
+        />
+        <SelectField label="Sort by" {...bind('sort')} choices={sortChoices} testId="filter-sort" />
         <div className="filters-actions">
           <CheckField
             label="Verified only"
@@ -229,14 +213,7 @@ function OfferSearch({ onUse }: { onUse(offer: Offer): void }) {
             onChange={(on) => set({ verifiedOnly: on })}
             testId="filter-verified"
           />
-          <button
-            type="submit"
-            className="button button-primary"
-            data-testid="search-offers"
-            disabled={form.busy}
-          >
-            {form.busy ? 'Searching…' : 'Search'}
-          </button>
+          <SubmitButton label="Search" busyLabel="Searching…" busy={form.busy} testId="search-offers" />
         </div>
       </form>
       <ErrorBanner message={form.banner ?? undefined} />
@@ -245,73 +222,67 @@ function OfferSearch({ onUse }: { onUse(offer: Offer): void }) {
           <p className="muted">
             {page.total} offer{page.total === 1 ? '' : 's'} match.
           </p>
-          <TableScroll>
-            <table>
-              <thead>
-                <tr>
-                  <th>Device</th>
-                  <th>Hardware</th>
-                  <th className="numeric">VRAM / GPU</th>
-                  <th className="numeric">CPU · RAM</th>
-                  <th>Location</th>
-                  <th>Bandwidth</th>
-                  <th className="numeric">$ / GPU-h</th>
-                  <th className="numeric">$ / h</th>
-                  <th className="numeric">Performance</th>
-                  <th className="numeric">Reliability</th>
-                  <th>Verified</th>
-                  <th />
-                </tr>
-              </thead>
-              <tbody>
-                {page.offers.length === 0 ? (
-                  <EmptyRow columns={12}>No offer matches these filters.</EmptyRow>
-                ) : null}
-                {page.offers.map((offer) => (
-                  <tr key={offer.deviceId} data-testid="offer-row" data-device-id={offer.deviceId}>
-                    <td className="code">{offer.deviceId}</td>
-                    <td className="nowrap">
-                      {offer.gpuCount > 0 ? `${offer.gpuCount}× ${offer.gpuModelName}` : offer.gpuModelName}
-                    </td>
-                    <td className="numeric">{offer.gpuCount > 0 ? formatMib(offer.vramMibPerGpu) : '—'}</td>
-                    <td className="numeric nowrap">
-                      {offer.cpuCores} · {formatMib(offer.memoryMib)}
-                    </td>
-                    <td className="nowrap">
-                      {offer.region} · {offer.country}
-                    </td>
-                    <td>{offer.bandwidthTier ?? '—'}</td>
-                    <td className="numeric" data-testid="offer-price">
-                      {offer.pricePerGpuHourUsd}
-                      {offer.pricingMode === 'auto' ? <span className="muted"> auto</span> : null}
-                    </td>
-                    <td className="numeric">{offer.pricePerHourUsd}</td>
-                    <td className="numeric nowrap" title={`source: ${offer.performance.source}`}>
-                      {offer.performance.measuredFp32Tflops !== null
-                        ? `${formatTflops(offer.performance.measuredFp32Tflops)} FP32`
-                        : offer.performance.fp16TensorTflopsPerGpu !== null
-                          ? `${offer.performance.fp16TensorTflopsPerGpu} FP16 (sheet)`
-                          : '—'}
-                    </td>
-                    <td className="numeric">{formatPercent(offer.reliability)}</td>
-                    <td>
-                      <Badge>{offer.verificationState}</Badge>
-                    </td>
-                    <td>
-                      <button
-                        type="button"
-                        className="button button-small"
-                        data-testid="offer-use"
-                        onClick={() => onUse(offer)}
-                      >
-                        Use
-                      </button>
-                    </td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </TableScroll>
+          <DataTable
+            columns={[
+              'Device',
+              'Hardware',
+              numeric('VRAM / GPU'),
+              numeric('CPU · RAM'),
+              'Location',
+              'Bandwidth',
+              numeric('$ / GPU-h'),
+              numeric('$ / h'),
+              numeric('Performance'),
+              numeric('Reliability'),
+              'Verified',
+              '',
+            ]}
+            rows={page.offers}
+            empty="No offer matches these filters."
+          >
+            {(offer) => (
+              <tr key={offer.deviceId} data-testid="offer-row" data-device-id={offer.deviceId}>
+                <td className="code">{offer.deviceId}</td>
+                <td className="nowrap">
+                  {offer.gpuCount > 0 ? `${offer.gpuCount}× ${offer.gpuModelName}` : offer.gpuModelName}
+                </td>
+                <td className="numeric">{offer.gpuCount > 0 ? formatMib(offer.vramMibPerGpu) : '—'}</td>
+                <td className="numeric nowrap">
+                  {offer.cpuCores} · {formatMib(offer.memoryMib)}
+                </td>
+                <td className="nowrap">
+                  {offer.region} · {offer.country}
+                </td>
+                <td>{offer.bandwidthTier ?? '—'}</td>
+                <td className="numeric" data-testid="offer-price">
+                  {offer.pricePerGpuHourUsd}
+                  {offer.pricingMode === 'auto' ? <span className="muted"> auto</span> : null}
+                </td>
+                <td className="numeric">{offer.pricePerHourUsd}</td>
+                <td className="numeric nowrap" title={`source: ${offer.performance.source}`}>
+                  {offer.performance.measuredFp32Tflops !== null
+                    ? `${formatTflops(offer.performance.measuredFp32Tflops)} FP32`
+                    : offer.performance.fp16TensorTflopsPerGpu !== null
+                      ? `${offer.performance.fp16TensorTflopsPerGpu} FP16 (sheet)`
+                      : '—'}
+                </td>
+                <td className="numeric">{formatPercent(offer.reliability)}</td>
+                <td>
+                  <Badge>{offer.verificationState}</Badge>
+                </td>
+                <td>
+                  <button
+                    type="button"
+                    className="button button-small"
+                    data-testid="offer-use"
+                    onClick={() => onUse(offer)}
+                  >
+                    Use
+                  </button>
+                </td>
+              </tr>
+            )}
+          </DataTable>
           {page.nextCursor ? (
             <div className="pager">
               <button
@@ -450,28 +421,19 @@ function Plan({ plan }: { plan: ClusterPlan }) {
           </p>
         ) : null}
         {plan.market.length > 0 ? (
-          <TableScroll>
-            <table>
-              <thead>
-                <tr>
-                  <th>Model on offer</th>
-                  <th className="numeric">Nodes</th>
-                  <th className="numeric">GPUs</th>
-                  <th className="numeric">From $ / GPU-h</th>
-                </tr>
-              </thead>
-              <tbody>
-                {plan.market.map((row) => (
-                  <tr key={row.gpuModel}>
-                    <td>{row.gpuModel}</td>
-                    <td className="numeric">{row.nodes}</td>
-                    <td className="numeric">{row.gpus}</td>
-                    <td className="numeric">{row.minPricePerGpuHourUsd}</td>
-                  </tr>
-                ))}
-              </tbody>
-            </table>
-          </TableScroll>
+          <DataTable
+            columns={['Model on offer', numeric('Nodes'), numeric('GPUs'), numeric('From $ / GPU-h')]}
+            rows={plan.market}
+          >
+            {(row) => (
+              <tr key={row.gpuModel}>
+                <td>{row.gpuModel}</td>
+                <td className="numeric">{row.nodes}</td>
+                <td className="numeric">{row.gpus}</td>
+                <td className="numeric">{row.minPricePerGpuHourUsd}</td>
+              </tr>
+            )}
+          </DataTable>
         ) : (
           <p className="muted">Nothing is on offer right now.</p>
         )}
@@ -482,20 +444,18 @@ function Plan({ plan }: { plan: ClusterPlan }) {
   return (
     <div data-testid="quote-placeable">
       <div className="stat-row stat-row-wrap">
-        <div className="stat">
-          <span className="stat-label">Per hour</span>
-          <span className="stat-value" data-testid="quote-price-per-hour">
-            ${plan.pricePerHourUsd}
-          </span>
-          {quote ? <span className="stat-sub muted">{quote.pricePerHourGmt} GMT</span> : null}
-        </div>
-        <div className="stat">
-          <span className="stat-label">Total for {plan.request.durationHours} h</span>
-          <span className="stat-value" data-testid="quote-total">
-            ${plan.totalUsd}
-          </span>
-          {quote ? <span className="stat-sub muted">{quote.totalGmt} GMT held at deploy</span> : null}
-        </div>
+        <Stat
+          label="Per hour"
+          value={`$${plan.pricePerHourUsd}`}
+          sub={quote ? `${quote.pricePerHourGmt} GMT` : null}
+          testId="quote-price-per-hour"
+        />
+        <Stat
+          label={`Total for ${plan.request.durationHours} h`}
+          value={`$${plan.totalUsd}`}
+          sub={quote ? `${quote.totalGmt} GMT held at deploy` : null}
+          testId="quote-total"
+        />
       </div>
       <p className="muted">
         {plan.request.nodes} node(s) × {plan.request.gpusPerNode} GPU(s)
@@ -523,15 +483,7 @@ function Plan({ plan }: { plan: ClusterPlan }) {
                 <span className="muted"> / GPU-h · ${node.pricePerHourUsd} / h</span>
               </span>
             </div>
-            <ol className="factors">
-              {node.factors.map((factor, index) => (
-                <li key={`${factor.factor}:${index}`} data-testid="quote-factor" data-factor={factor.factor}>
-                  <strong>{factor.factor}</strong>
-                  {factor.multiplier ? <span> ×{factor.multiplier}</span> : null} → ${factor.priceAfterUsd}
-                  <span className="muted"> {factor.detail}</span>
-                </li>
-              ))}
-            </ol>
+            <PriceFactorList factors={node.factors} testId="quote-factor" />
           </div>
         ))}
       </div>
@@ -553,6 +505,7 @@ function DeployForm({
     setValues((current) => ({ ...current, ...change }))
     form.clear(Object.keys(change))
   }
+  const bind = bindFields(values, set, form.fieldErrors)
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
@@ -567,101 +520,51 @@ function DeployForm({
   return (
     <Section title="Deploy a cluster" testId="deploy">
       <form className="form-grid" onSubmit={(event) => void submit(event)} noValidate>
-        <Field label="Nodes" field="nodes" error={form.fieldErrors['nodes']}>
-          <input
-            inputMode="numeric"
-            value={values.nodes}
-            data-testid="deploy-nodes"
-            onChange={(event) => set({ nodes: event.target.value })}
-          />
-        </Field>
-        <Field
+        <TextField label="Nodes" {...bind('nodes')} inputMode="numeric" testId="deploy-nodes" />
+        <TextField
           label="GPUs per node"
-          field="gpusPerNode"
-          error={form.fieldErrors['gpusPerNode']}
+          {...bind('gpusPerNode')}
           hint="0 for CPU-only nodes"
-        >
-          <input
-            inputMode="numeric"
-            value={values.gpusPerNode}
-            data-testid="deploy-gpus-per-node"
-            onChange={(event) => set({ gpusPerNode: event.target.value })}
-          />
-        </Field>
-        <Field
+          inputMode="numeric"
+          testId="deploy-gpus-per-node"
+        />
+        <TextField
           label="GPU model"
-          field="gpuModel"
+          {...bind('gpuModel')}
           error={form.fieldErrors['gpuModel'] ?? form.fieldErrors['gpus']}
-        >
-          <input
-            list="deploy-models"
-            value={values.gpuModel}
-            placeholder="any"
-            data-testid="deploy-gpu-model"
-            onChange={(event) => set({ gpuModel: event.target.value })}
-          />
-        </Field>
+          list="deploy-models"
+          placeholder="any"
+          testId="deploy-gpu-model"
+        />
         <ModelOptions id="deploy-models" />
-        <Field
+        <TextField
           label="Hours"
-          field="durationHours"
-          error={form.fieldErrors['durationHours']}
+          {...bind('durationHours')}
           hint={`up to ${maxClusterDurationHours}`}
-        >
-          <input
-            inputMode="decimal"
-            value={values.durationHours}
-            data-testid="deploy-hours"
-            onChange={(event) => set({ durationHours: event.target.value })}
-          />
-        </Field>
-        <Field label="Region" field="region" error={form.fieldErrors['region']}>
-          <input
-            value={values.region}
-            placeholder="any"
-            data-testid="deploy-region"
-            onChange={(event) => set({ region: event.target.value })}
-          />
-        </Field>
-        <Field
+          inputMode="decimal"
+          testId="deploy-hours"
+        />
+        <TextField label="Region" {...bind('region')} placeholder="any" testId="deploy-region" />
+        <SelectField
           label="Bandwidth, at least"
-          field="minBandwidthTier"
-          error={form.fieldErrors['minBandwidthTier']}
-        >
-          <select
-            value={values.minBandwidthTier}
-            data-testid="deploy-bandwidth"
-            onChange={(event) => set({ minBandwidthTier: event.target.value as BandwidthChoice })}
-          >
-            <option value="">any</option>
-            {bandwidthTiers.map((tier) => (
-              <option key={tier} value={tier}>
-                {tier}
-              </option>
-            ))}
-          </select>
-        </Field>
-        <Field
+          {...bind('minBandwidthTier')}
+          choices={bandwidthChoices}
+          testId="deploy-bandwidth"
+        />
+        <TextField
           label="Max $ per GPU-hour"
-          field="maxPricePerGpuHourUsd"
-          error={form.fieldErrors['maxPricePerGpuHourUsd']}
-        >
-          <input
-            inputMode="decimal"
-            value={values.maxPricePerGpuHourUsd}
-            placeholder="no limit"
-            data-testid="deploy-max-price"
-            onChange={(event) => set({ maxPricePerGpuHourUsd: event.target.value })}
-          />
-        </Field>
-        <Field label="Name" field="name" error={form.fieldErrors['name']} hint="optional">
-          <input
-            value={values.name}
-            placeholder="e.g. llm-finetune"
-            data-testid="deploy-name"
-            onChange={(event) => set({ name: event.target.value })}
-          />
-        </Field>
+          {...bind('maxPricePerGpuHourUsd')}
+          inputMode="decimal"
+          placeholder="no limit"
+          testId="deploy-max-price"
+        />
+        <TextField
+          label="Name"
+          {...bind('name')}
+          hint="optional"
+          placeholder="e.g. llm-finetune"
+          testId="deploy-name"
+        />
         <div className="form-wide">
           <CheckField
             label="Only devices that passed proof-of-compute"
@@ -682,14 +585,7 @@ function DeployForm({
               ) : null}
             </div>
           ) : null}
-          <button
-            type="submit"
-            className="button button-primary"
-            data-testid="deploy-submit"
-            disabled={form.busy}
-          >
-            {form.busy ? 'Deploying…' : 'Deploy'}
-          </button>
+          <SubmitButton label="Deploy" busyLabel="Deploying…" busy={form.busy} testId="deploy-submit" />
         </div>
       </form>
     </Section>

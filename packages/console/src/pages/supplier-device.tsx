@@ -9,18 +9,20 @@ import {
 } from '../components/device-parts.tsx'
 import { EarningsChart, EarningsTable } from '../components/earnings.tsx'
 import { RewardsTable } from '../components/rewards.tsx'
+import { PriceFactorList } from '../components/price-factors.tsx'
 import {
   Badge,
-  EmptyRow,
+  Breadcrumb,
+  DataTable,
   ErrorBanner,
-  Field,
   Loaded,
   Loading,
   Notice,
   PageHeader,
   Section,
   Stat,
-  TableScroll,
+  SubmitButton,
+  TextField,
 } from '../components/ui.tsx'
 import { isNotFound } from '../errors.ts'
 import { useFormSubmission } from '../form.ts'
@@ -39,17 +41,7 @@ const refreshMs = 15_000
 
 function Factors({ factors }: { factors: readonly PriceFactorView[] }) {
   if (factors.length === 0) return <p className="muted">No factors: the device has no price.</p>
-  return (
-    <ol className="factors">
-      {factors.map((factor, index) => (
-        <li key={`${factor.factor}:${index}`} data-testid="price-factor" data-factor={factor.factor}>
-          <strong>{factor.factor}</strong>
-          {factor.multiplier ? <span> ×{factor.multiplier}</span> : null} → ${factor.priceAfterUsd}
-          <span className="muted"> {factor.detail}</span>
-        </li>
-      ))}
-    </ol>
-  )
+  return <PriceFactorList factors={factors} testId="price-factor" />
 }
 
 function Pricing({ deviceId }: { deviceId: string }) {
@@ -134,31 +126,21 @@ function PricingForm({
           </div>
         </fieldset>
         <div className="inline-form">
-          <Field
+          <TextField
             label={mode === 'fixed' ? '$ per GPU-hour' : 'Minimum $ per GPU-hour'}
             field={priceField}
             error={form.fieldErrors[priceField]}
             hint={mode === 'auto' ? 'optional: the engine never quotes below it' : undefined}
-          >
-            <input
-              inputMode="decimal"
-              value={price}
-              placeholder="e.g. 1.80"
-              data-testid="pricing-price"
-              onChange={(event) => {
-                setPrice(event.target.value)
-                form.clear([priceField])
-              }}
-            />
-          </Field>
-          <button
-            type="submit"
-            className="button button-primary"
-            data-testid="pricing-submit"
-            disabled={form.busy}
-          >
-            {form.busy ? 'Saving…' : 'Save pricing'}
-          </button>
+            inputMode="decimal"
+            value={price}
+            placeholder="e.g. 1.80"
+            testId="pricing-price"
+            onChange={(value) => {
+              setPrice(value)
+              form.clear([priceField])
+            }}
+          />
+          <SubmitButton label="Save pricing" busyLabel="Saving…" busy={form.busy} testId="pricing-submit" />
         </div>
         <ErrorBanner message={form.banner ?? undefined} />
         {saved ? <Notice tone="success">Saved: the marketplace now lists the new price.</Notice> : null}
@@ -201,11 +183,7 @@ export function SupplierDevicePage({ deviceId }: { deviceId: string }) {
   }, refreshMs)
   useTitle(device.data ? device.data.hostname : 'Device')
 
-  const breadcrumb = (
-    <p className="breadcrumb">
-      <Link href="/supplier/devices">← My devices</Link>
-    </p>
-  )
+  const breadcrumb = <Breadcrumb href="/supplier/devices">← My devices</Breadcrumb>
   if (!device.data) {
     return (
       <>
@@ -324,33 +302,23 @@ export function SupplierDevicePage({ deviceId }: { deviceId: string }) {
       <Section title="State changes">
         <Loaded resource={events} what="Loading events">
           {(reply) => (
-            <TableScroll>
-              <table>
-                <thead>
-                  <tr>
-                    <th>When</th>
-                    <th>State</th>
-                    <th>Reason</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {reply.events.length === 0 ? (
-                    <EmptyRow columns={3}>No state changes recorded.</EmptyRow>
-                  ) : null}
-                  {reply.events.map((event, index) => (
-                    <tr key={`${event.atMs}:${index}`} data-testid="device-event">
-                      <td className="nowrap">{formatTime(event.atMs)}</td>
-                      <td>
-                        <Badge>{event.state}</Badge>
-                      </td>
-                      <td>
-                        {event.reason} <span className="muted code">{event.reasonCode}</span>
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableScroll>
+            <DataTable
+              columns={['When', 'State', 'Reason']}
+              rows={reply.events}
+              empty="No state changes recorded."
+            >
+              {(event, index) => (
+                <tr key={`${event.atMs}:${index}`} data-testid="device-event">
+                  <td className="nowrap">{formatTime(event.atMs)}</td>
+                  <td>
+                    <Badge>{event.state}</Badge>
+                  </td>
+                  <td>
+                    {event.reason} <span className="muted code">{event.reasonCode}</span>
+                  </td>
+                </tr>
+              )}
+            </DataTable>
           )}
         </Loaded>
       </Section>

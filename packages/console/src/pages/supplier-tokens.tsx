@@ -4,16 +4,19 @@ import { Link } from 'wouter'
 import {
   Badge,
   CopyButton,
-  EmptyRow,
+  DataTable,
   ErrorBanner,
-  Field,
   Loaded,
+  NameCell,
   Notice,
   PageHeader,
   Section,
-  TableScroll,
+  SelectField,
+  SubmitButton,
+  TextField,
+  type Choice,
 } from '../components/ui.tsx'
-import { useFormSubmission } from '../form.ts'
+import { bindFields, useFormSubmission } from '../form.ts'
 import { formatTime } from '../format.ts'
 import { useNowMs, useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
@@ -32,6 +35,11 @@ type TokenForm = {
   pricing: 'fixed' | 'auto'
   price: string
 }
+
+const pricingChoices: readonly Choice<TokenForm['pricing']>[] = [
+  { value: 'fixed', label: 'fixed: my price' },
+  { value: 'auto', label: 'auto: the pricing engine' },
+]
 
 /** The worker's flags (packages/cli/src/commands/worker.ts), quoted for a POSIX shell where needed. */
 function workerCommand(coordinatorUrl: string, token: string, form: TokenForm): string {
@@ -81,6 +89,7 @@ export function SupplierTokensPage() {
     setValues((current) => ({ ...current, ...change }))
     form.clear(Object.keys(change).map((field) => (field === 'ttlHours' ? 'ttlSeconds' : field)))
   }
+  const bind = bindFields(values, set, form.fieldErrors)
 
   const submit = async (event: FormEvent) => {
     event.preventDefault()
@@ -113,83 +122,46 @@ export function SupplierTokensPage() {
       <div className="grid-2">
         <Section title="New enrollment token">
           <form className="form-grid" onSubmit={(event) => void submit(event)} noValidate>
-            <Field
+            <TextField
               label="Label"
-              field="label"
-              error={form.fieldErrors['label']}
+              {...bind('label')}
               hint="optional, e.g. rack-2 node 4"
-            >
-              <input
-                value={values.label}
-                data-testid="token-label"
-                onChange={(event) => set({ label: event.target.value })}
-              />
-            </Field>
-            <Field label="Valid for (hours)" field="ttlSeconds" error={form.fieldErrors['ttlSeconds']}>
-              <input
-                inputMode="numeric"
-                value={values.ttlHours}
-                data-testid="token-ttl-hours"
-                onChange={(event) => set({ ttlHours: event.target.value })}
-              />
-            </Field>
-            <Field
+              testId="token-label"
+            />
+            <TextField
+              label="Valid for (hours)"
+              {...bind('ttlHours', 'ttlSeconds')}
+              inputMode="numeric"
+              testId="token-ttl-hours"
+            />
+            <TextField
               label="Region"
-              field="region"
-              error={form.fieldErrors['region']}
+              {...bind('region')}
               hint="optional, e.g. eu-west"
-            >
-              <input
-                value={values.region}
-                data-testid="token-region"
-                onChange={(event) => set({ region: event.target.value })}
-              />
-            </Field>
-            <Field
-              label="Country"
-              field="country"
-              error={form.fieldErrors['country']}
-              hint="optional, e.g. DE"
-            >
-              <input
-                value={values.country}
-                data-testid="token-country"
-                onChange={(event) => set({ country: event.target.value })}
-              />
-            </Field>
-            <Field label="Pricing" field="pricing" error={undefined}>
-              <select
-                value={values.pricing}
-                data-testid="token-pricing"
-                onChange={(event) => set({ pricing: event.target.value as TokenForm['pricing'] })}
-              >
-                <option value="fixed">fixed: my price</option>
-                <option value="auto">auto: the pricing engine</option>
-              </select>
-            </Field>
-            <Field
+              testId="token-region"
+            />
+            <TextField label="Country" {...bind('country')} hint="optional, e.g. DE" testId="token-country" />
+            <SelectField
+              label="Pricing"
+              {...bind('pricing')}
+              choices={pricingChoices}
+              testId="token-pricing"
+            />
+            <TextField
               label={values.pricing === 'fixed' ? '$ per GPU-hour' : 'Minimum $ per GPU-hour'}
-              field="price"
-              error={form.fieldErrors['price']}
+              {...bind('price')}
               hint="optional, e.g. 1.80"
-            >
-              <input
-                inputMode="decimal"
-                value={values.price}
-                data-testid="token-price"
-                onChange={(event) => set({ price: event.target.value })}
-              />
-            </Field>
+              inputMode="decimal"
+              testId="token-price"
+            />
             <div className="form-wide">
               <ErrorBanner message={form.banner ?? undefined} />
-              <button
-                type="submit"
-                className="button button-primary"
-                data-testid="token-create"
-                disabled={form.busy}
-              >
-                {form.busy ? 'Creating…' : 'Create token'}
-              </button>
+              <SubmitButton
+                label="Create token"
+                busyLabel="Creating…"
+                busy={form.busy}
+                testId="token-create"
+              />
             </div>
           </form>
         </Section>
@@ -218,47 +190,31 @@ export function SupplierTokensPage() {
       <Section title="Tokens">
         <Loaded resource={tokens} what="Loading tokens">
           {({ enrollmentTokens }) => (
-            <TableScroll>
-              <table>
-                <thead>
-                  <tr>
-                    <th>Label</th>
-                    <th>Status</th>
-                    <th>Created</th>
-                    <th>Expires</th>
-                    <th>Device</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {enrollmentTokens.length === 0 ? <EmptyRow columns={5}>No tokens yet.</EmptyRow> : null}
-                  {enrollmentTokens.map((token) => (
-                    <tr key={token.id} data-testid="token-row" data-token-id={token.id}>
-                      <td>
-                        {token.label ?? <span className="muted">no label</span>}
-                        <div className="muted code">{token.id}</div>
-                      </td>
-                      <td>
-                        <Badge>{tokenStatus(token, nowMs)}</Badge>
-                      </td>
-                      <td className="nowrap">{formatTime(token.createdAtMs)}</td>
-                      <td className="nowrap">{formatTime(token.expiresAtMs)}</td>
-                      <td>
-                        {token.deviceId ? (
-                          <Link
-                            href={`/supplier/devices/${encodeURIComponent(token.deviceId)}`}
-                            className="code"
-                          >
-                            {token.deviceId}
-                          </Link>
-                        ) : (
-                          '—'
-                        )}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableScroll>
+            <DataTable
+              columns={['Label', 'Status', 'Created', 'Expires', 'Device']}
+              rows={enrollmentTokens}
+              empty="No tokens yet."
+            >
+              {(token) => (
+                <tr key={token.id} data-testid="token-row" data-token-id={token.id}>
+                  <NameCell id={token.id}>{token.label ?? <span className="muted">no label</span>}</NameCell>
+                  <td>
+                    <Badge>{tokenStatus(token, nowMs)}</Badge>
+                  </td>
+                  <td className="nowrap">{formatTime(token.createdAtMs)}</td>
+                  <td className="nowrap">{formatTime(token.expiresAtMs)}</td>
+                  <td>
+                    {token.deviceId ? (
+                      <Link href={`/supplier/devices/${encodeURIComponent(token.deviceId)}`} className="code">
+                        {token.deviceId}
+                      </Link>
+                    ) : (
+                      '—'
+                    )}
+                  </td>
+                </tr>
+              )}
+            </DataTable>
           )}
         </Loaded>
       </Section>

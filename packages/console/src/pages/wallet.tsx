@@ -1,101 +1,15 @@
 import type { WalletView } from '@gpumesh/protocol'
-import { useState, type FormEvent } from 'react'
-import {
-  EmptyRow,
-  ErrorBanner,
-  Field,
-  Loaded,
-  Notice,
-  PageHeader,
-  Section,
-  Stat,
-  TableScroll,
-} from '../components/ui.tsx'
-import { useFormSubmission } from '../form.ts'
+import { AmountForm } from '../components/amount-form.tsx'
+import { DataTable, Loaded, numeric, PageHeader, Section, Stat } from '../components/ui.tsx'
 import { formatTime } from '../format.ts'
 import { useInterval, useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
-import { checks, newRequestId, validateForm } from '../validation.ts'
 
 // The GMT wallet: balance, what is available, what running clusters hold; the development faucet, withdrawals
-// and the history. Each money form keeps one request id until it succeeds, so a retry after a lost answer is
-// a replay the coordinator answers once, not a second transfer.
+// and the history.
 
 const historyLimit = 100
 const walletRefreshMs = 15_000
-
-function AmountForm({
-  title,
-  hint,
-  submitLabel,
-  amountTestId,
-  submitTestId,
-  send,
-  onDone,
-  defaultAmount = '',
-}: {
-  title: string
-  hint: string
-  submitLabel: string
-  amountTestId: string
-  submitTestId: string
-  send(amountGmt: string, requestId: string): Promise<{ wallet: WalletView }>
-  onDone(wallet: WalletView): void
-  defaultAmount?: string
-}) {
-  const [amount, setAmount] = useState(defaultAmount)
-  const [requestId, setRequestId] = useState(newRequestId)
-  const [done, setDone] = useState<string | null>(null)
-  const form = useFormSubmission()
-
-  const submit = async (event: FormEvent) => {
-    event.preventDefault()
-    setDone(null)
-    const errors = validateForm(
-      { amountGmt: amount },
-      { amountGmt: { required: true, checks: [checks.positiveGmt] } },
-    )
-    await form.submit(errors, ['amountGmt'], async () => {
-      const receipt = await send(amount.trim(), requestId)
-      setRequestId(newRequestId())
-      setDone(`${amount.trim()} GMT: done.`)
-      onDone(receipt.wallet)
-    })
-  }
-
-  return (
-    <form onSubmit={(event) => void submit(event)} noValidate>
-      <h3>{title}</h3>
-      <p className="muted">{hint}</p>
-      <div className="inline-form">
-        <Field label="Amount (GMT)" field="amountGmt" error={form.fieldErrors['amountGmt']}>
-          <input
-            inputMode="decimal"
-            value={amount}
-            placeholder="e.g. 100"
-            data-testid={amountTestId}
-            onChange={(event) => {
-              setAmount(event.target.value)
-              // A different amount is a different request.
-              setRequestId(newRequestId())
-              form.clear(['amountGmt'])
-            }}
-          />
-        </Field>
-        <button
-          type="submit"
-          className="button button-primary"
-          data-testid={submitTestId}
-          disabled={form.busy}
-        >
-          {form.busy ? 'Working…' : submitLabel}
-        </button>
-      </div>
-      <ErrorBanner message={form.banner ?? undefined} />
-      {done ? <Notice tone="success">{done}</Notice> : null}
-    </form>
-  )
-}
 
 export function WalletPage() {
   useTitle('Wallet')
@@ -104,10 +18,15 @@ export function WalletPage() {
   const history = useResource(() => client.walletHistory({ limit: historyLimit }), [client])
   // Holds change as clusters are billed and end.
   useInterval(wallet.reload, walletRefreshMs)
-  const changed = (updated: WalletView) => {
-    wallet.set(updated)
-    history.reload()
-  }
+  /** A faucet claim or a withdrawal: the wallet it answers replaces the shown one, and history gains a line. */
+  const move =
+    (transfer: (body: { amountGmt: string; requestId: string }) => Promise<{ wallet: WalletView }>) =>
+    async (amountGmt: string, requestId: string) => {
+      const receipt = await transfer({ amountGmt, requestId })
+      wallet.set(receipt.wallet)
+      history.reload()
+      return `${amountGmt} GMT: done.`
+    }
 
   return (
     <>
@@ -134,66 +53,74 @@ export function WalletPage() {
       <div className="grid-2">
         <Section>
           <AmountForm
-            title="Faucet"
-            hint="Development networks hand out test GMT (up to a limit per claim). Production networks have no faucet."
-            submitLabel="Claim"
-            amountTestId="faucet-amount"
-            submitTestId="faucet-submit"
+            heading={
+              <>
+                <h3>Faucet</h3>
+                <p className="muted">
+                  Development networks hand out test GMT (up to a limit per claim). Production networks have
+                  no faucet.
+                </p>
+              </>
+            }
+            required
+            placeholder="e.g. 100"
             defaultAmount="100"
-            send={(amountGmt, requestId) => client.claimFaucet({ amountGmt, requestId })}
-            onDone={changed}
+            amountTestId="faucet-amount"
+            submitLabel="Claim"
+            busyLabel="Working…"
+            submitTestId="faucet-submit"
+            send={move((body) => client.claimFaucet(body))}
           />
         </Section>
         <Section>
           <AmountForm
-            title="Withdraw"
-            hint="Moves GMT out of the network through its settlement adapter. Only the available amount can leave."
-            submitLabel="Withdraw"
+            heading={
+              <>
+                <h3>Withdraw</h3>
+                <p className="muted">
+                  Moves GMT out of the network through its settlement adapter. Only the available amount can
+                  leave.
+                </p>
+              </>
+            }
+            required
+            placeholder="e.g. 100"
             amountTestId="withdraw-amount"
+            submitLabel="Withdraw"
+            busyLabel="Working…"
             submitTestId="withdraw-submit"
-            send={(amountGmt, requestId) => client.withdraw({ amountGmt, requestId })}
-            onDone={changed}
+            send={move((body) => client.withdraw(body))}
           />
         </Section>
       </div>
       <Section title="History" actions={<span className="muted">newest first, last {historyLimit}</span>}>
         <Loaded resource={history} what="Loading history">
           {({ transfers }) => (
-            <TableScroll>
-              <table>
-                <thead>
-                  <tr>
-                    <th>When</th>
-                    <th>What</th>
-                    <th className="numeric">Amount (GMT)</th>
-                    <th>Counterparty</th>
-                    <th>Reference</th>
-                  </tr>
-                </thead>
-                <tbody>
-                  {transfers.length === 0 ? <EmptyRow columns={5}>No transfers yet.</EmptyRow> : null}
-                  {transfers.map((transfer) => (
-                    <tr key={transfer.id} data-testid="wallet-history-row" data-code={transfer.code}>
-                      <td className="nowrap">{formatTime(transfer.createdAtMs)}</td>
-                      <td>
-                        {transfer.code}
-                        <span className="muted"> {transfer.kind}</span>
-                      </td>
-                      <td
-                        className={`numeric ${transfer.amountGmt.startsWith('-') ? 'amount-out' : 'amount-in'}`}
-                        data-testid="wallet-history-amount"
-                      >
-                        {transfer.amountGmt}
-                      </td>
-                      <td className="code">{transfer.counterparty}</td>
-                      <td className="truncate" title={transfer.reference ?? ''}>
-                        {transfer.reference ?? '—'}
-                      </td>
-                    </tr>
-                  ))}
-                </tbody>
-              </table>
-            </TableScroll>
+            <DataTable
+              columns={['When', 'What', numeric('Amount (GMT)'), 'Counterparty', 'Reference']}
+              rows={transfers}
+              empty="No transfers yet."
+            >
+              {(transfer) => (
+                <tr key={transfer.id} data-testid="wallet-history-row" data-code={transfer.code}>
+                  <td className="nowrap">{formatTime(transfer.createdAtMs)}</td>
+                  <td>
+                    {transfer.code}
+                    <span className="muted"> {transfer.kind}</span>
+                  </td>
+                  <td
+                    className={`numeric ${transfer.amountGmt.startsWith('-') ? 'amount-out' : 'amount-in'}`}
+                    data-testid="wallet-history-amount"
+                  >
+                    {transfer.amountGmt}
+                  </td>
+                  <td className="code">{transfer.counterparty}</td>
+                  <td className="truncate" title={transfer.reference ?? ''}>
+                    {transfer.reference ?? '—'}
+                  </td>
+                </tr>
+              )}
+            </DataTable>
           )}
         </Loaded>
       </Section>
