@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -147,12 +147,31 @@ for (const backend of storeBackends) {
       assert.equal(shared.body.state, 'ready')
     })
 
+    it('takes the tiny model the repository ships, with the hashes it was published with', async (t) => {
+      const shipped = join(import.meta.dirname, '../../../python/models/tiny-chat')
+      if (!existsSync(join(shipped, 'model.safetensors')))
+        return t.skip('python/models/tiny-chat is not here')
+      const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', shipped, '--json')
+      assert.equal(pushed.code, 0, pushed.stderr)
+      const model = JSON.parse(pushed.stdout)
+      assert.equal(model.state, 'ready')
+      assert.deepEqual(model.tasks, ['chat', 'completion', 'embeddings'])
+      const published = readFileSync(`${shipped}.sha256`, 'utf8')
+        .trim()
+        .split('\n')
+        .map((line) => line.split(/\s+/).reverse())
+      assert.deepEqual(
+        model.artifacts.map((artifact: any) => [artifact.path, artifact.sha256]),
+        published.sort(([a], [b]) => (a! < b! ? -1 : 1)),
+      )
+    })
+
     it('removes a version; the artifacts another version names stay', async () => {
       const removed = await gpumesh(baseUrl, operatorKey, 'model', 'rm', 'tiny-test:1.0.0')
       assert.equal(removed.code, 0, removed.stderr)
       const listed = (await call('GET', '/v1/store/models')).body.models
       assert.deepEqual(
-        listed.map((model: any) => model.version),
+        listed.filter((model: any) => model.name === 'tiny-test').map((model: any) => model.version),
         ['1.0.1'],
       )
       assert.equal((await fetch(`${baseUrl}/v1/store/artifacts/${sha256(weights)}`)).status, 200)

@@ -1,0 +1,2 @@
+"""gpumesh's model store runtime: the model directory format, a tiny character-level model, and its
+OpenAI-compatible Ray Serve application. See README.md beside this file."""
