@@ -9,7 +9,7 @@ import { GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
 import { printTable } from '../output.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
-import { startCoordinator, untilSignal } from './coordinator.ts'
+import { builtConsoleDir, startCoordinator, untilSignal } from './coordinator.ts'
 
 // `gpumesh up`: a whole local network on the embedded defaults — a coordinator on PGlite and a few worker
 // agents as separate processes — for trying gpumesh and for development.
@@ -154,6 +154,9 @@ export function registerUpCommand(program: Command): void {
         process.stdout.write(
           `\ngpumesh local network is up\n\n` +
             `  coordinator   ${running.url}   (store: embedded PGlite in ${join(dataDir, 'coordinator')})\n` +
+            (existsSync(join(builtConsoleDir, 'index.html'))
+              ? `  console       ${running.url}/   (the explorer; log in with a key below)\n`
+              : '') +
             `  API document  ${running.url}/v1/openapi.json\n` +
             `  workers       ${online} of ${workerCount} online${captures.length > 0 ? ' (replaying saved nvidia-smi captures)' : ' (probing this machine)'}\n` +
             `  supplier key  ${accounts.supplierKey}\n` +
