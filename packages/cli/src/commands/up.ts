@@ -8,6 +8,7 @@ import { CoordinatorSettings } from '@gpumesh/protocol'
 import { GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
 import { printTable } from '../output.ts'
+import { describeModelDirectory } from './models.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { builtConsoleDir, startCoordinator, untilSignal } from './coordinator.ts'
 
@@ -87,6 +88,7 @@ export function registerUpCommand(program: Command): void {
       )
       const client = new GpumeshClient({ baseUrl: running.url })
       const accounts = await localAccounts(client, dataDir)
+      const storedModel = await pushShippedModel(running.url, join(dataDir, 'coordinator', 'operator.key'))
       const supplier = new GpumeshClient({ baseUrl: running.url, apiKey: accounts.supplierKey })
       const captures = flags['sampleGpus'] ? sampleCaptures() : []
 
@@ -159,6 +161,7 @@ export function registerUpCommand(program: Command): void {
               : '') +
             `  API document  ${running.url}/v1/openapi.json\n` +
             `  workers       ${online} of ${workerCount} online${captures.length > 0 ? ' (replaying saved nvidia-smi captures)' : ' (probing this machine)'}\n` +
+            (storedModel ? `  model store   ${storedModel}\n` : '') +
             `  supplier key  ${accounts.supplierKey}\n` +
             `  renter key    ${accounts.renterKey}\n` +
             `  (keys saved in ${join(dataDir, 'accounts.json')})\n\n` +
@@ -188,6 +191,36 @@ export function registerUpCommand(program: Command): void {
         await stopAll()
       }
     })
+}
+
+/** The repository's own tiny model, put in the local network's model store once (see docs/models.md). */
+async function pushShippedModel(
+  coordinatorUrl: string,
+  operatorKeyPath: string,
+): Promise<string | undefined> {
+  const directory = join(repoRoot, 'python/models/tiny-chat')
+  if (!existsSync(join(directory, 'config.json')) || !existsSync(operatorKeyPath)) return undefined
+  const body = describeModelDirectory(directory)
+  const operator = new GpumeshClient({
+    baseUrl: coordinatorUrl,
+    apiKey: readFileSync(operatorKeyPath, 'utf8').trim(),
+  })
+  try {
+    const known = (await operator.listModels()).models.find(
+      (model) => model.name === body.name && model.version === body.version,
+    )
+    if (!known) {
+      const created = await operator.createModel(body)
+      for (const artifact of created.artifacts.filter((a) => !a.stored))
+        await operator.uploadArtifact(artifact.sha256, readFileSync(join(directory, artifact.path)))
+    }
+    return `${body.name} ${body.version} (gpumesh model ls)`
+  } catch (error) {
+    process.stderr.write(
+      `gpumesh up: could not put ${body.name} in the model store: ${(error as Error).message}\n`,
+    )
+    return undefined
+  }
 }
 
 async function localAccounts(client: GpumeshClient, dataDir: string): Promise<LocalAccounts> {
