@@ -14,6 +14,7 @@ import {
   type HostApi,
   type TestHost,
   type TestNetwork,
+  workerStartArgs,
 } from '@gpumesh/testing'
 import { removeClusterNodesOf } from '@gpumesh/worker'
 
@@ -101,31 +102,26 @@ describe(
       const child = network.spawnIn(
         workerHosts[index]!,
         process.execPath,
-        [
+        workerStartArgs({
           cli,
-          'worker',
-          'start',
-          '--coordinator',
-          baseUrl,
-          '--state-dir',
-          join(workDir, `worker-${index}`),
-          '--region',
-          'e2e',
-          '--country',
-          'DE',
-          '--price-per-gpu-hour',
+          coordinatorUrl: baseUrl,
+          stateDir: join(workDir, `worker-${index}`),
+          region: 'e2e',
+          country: 'DE',
           // Multiples of 0.36 USD an hour: at 100 GMT per USD, a whole number of units per millisecond
-          (0.36 * (index + 1)).toFixed(2),
-          '--speedtest-interval-ms',
-          '0',
-          '--cluster-node-cpus',
-          '2',
-          '--ray-object-store-memory-bytes',
-          String(100 * 1024 * 1024),
-          '--netns-mount-namespace',
-          `/proc/${process.pid}/ns/mnt`,
-          ...(token ? ['--token', token] : []),
-        ],
+          pricePerGpuHour: (0.36 * (index + 1)).toFixed(2),
+          token,
+          extraArgs: [
+            '--speedtest-interval-ms',
+            '0',
+            '--cluster-node-cpus',
+            '2',
+            '--ray-object-store-memory-bytes',
+            String(100 * 1024 * 1024),
+            '--netns-mount-namespace',
+            `/proc/${process.pid}/ns/mnt`,
+          ],
+        }),
         { logPrefix: `worker-${index}` },
       )
       workers.set(index, child)

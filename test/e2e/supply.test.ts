@@ -12,6 +12,7 @@ import {
   type HostApi,
   type TestHost,
   type TestNetwork,
+  workerStartArgs,
 } from '@gpumesh/testing'
 
 // The supply side end to end, on real processes and real network namespaces: a coordinator and three
@@ -54,27 +55,22 @@ describe(
       const child = network.spawnIn(
         host,
         process.execPath,
-        [
+        workerStartArgs({
           cli,
-          'worker',
-          'start',
-          '--coordinator',
-          baseUrl,
-          '--state-dir',
-          join(workDir, `worker-${index}`),
-          '--region',
-          'e2e',
-          '--country',
-          'DE',
-          '--price-per-gpu-hour',
-          `1.${index}0`,
-          '--nvidia-smi-xml',
-          capture,
-          // worker 0 runs the speedtest across its test host's link soon after start; the others never
-          '--speedtest-interval-ms',
-          index === 0 ? '3000' : '0',
-          ...(token ? ['--token', token] : []),
-        ],
+          coordinatorUrl: baseUrl,
+          stateDir: join(workDir, `worker-${index}`),
+          region: 'e2e',
+          country: 'DE',
+          pricePerGpuHour: `1.${index}0`,
+          token,
+          extraArgs: [
+            '--nvidia-smi-xml',
+            capture,
+            // worker 0 runs the speedtest across its test host's link soon after start; the others never
+            '--speedtest-interval-ms',
+            index === 0 ? '3000' : '0',
+          ],
+        }),
         { logPrefix: `worker-${index}` },
       )
       workers.set(index, child)

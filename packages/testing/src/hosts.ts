@@ -74,3 +74,37 @@ export async function startCoordinatorOnHost(
   )
   return baseUrl
 }
+
+export type WorkerStartInit = {
+  readonly cli: string
+  readonly coordinatorUrl: string
+  readonly stateDir: string
+  readonly region: string
+  readonly country: string
+  readonly pricePerGpuHour: string
+  /** Needed only the first time, to enroll. */
+  readonly token?: string
+  /** Further flags of `gpumesh worker start`, as they are. */
+  readonly extraArgs?: readonly string[]
+}
+
+/** The arguments of `node <cli> worker start …` for a worker agent on a test host. */
+export function workerStartArgs(init: WorkerStartInit): string[] {
+  return [
+    init.cli,
+    'worker',
+    'start',
+    '--coordinator',
+    init.coordinatorUrl,
+    '--state-dir',
+    init.stateDir,
+    '--region',
+    init.region,
+    '--country',
+    init.country,
+    '--price-per-gpu-hour',
+    init.pricePerGpuHour,
+    ...(init.extraArgs ?? []),
+    ...(init.token ? ['--token', init.token] : []),
+  ]
+}
