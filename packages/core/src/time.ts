@@ -27,3 +27,8 @@ export function seededRandom(seed: number): Random {
 export const millisecondsPerSecond = 1000
 export const millisecondsPerHour = 3_600_000
 export const millisecondsPerDay = 86_400_000
+
+/** The UTC day a time falls in, as "YYYY-MM-DD": how statements and charts name days. */
+export function formatUtcDay(ms: number): string {
+  return new Date(ms).toISOString().slice(0, 10)
+}

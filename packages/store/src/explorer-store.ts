@@ -1,3 +1,4 @@
+import { millisecondsPerDay } from '@gpumesh/core'
 import type { SqlDriver } from './driver.ts'
 
 // The public explorer's reads: network-wide aggregates in a few set-based statements each. The coordinator
@@ -75,7 +76,6 @@ export type ExplorerStore = {
   uptimeByDay(deviceId: string, sinceMs: number): Promise<{ dayStartMs: number; onlineMs: number }[]>
 }
 
-const msPerDay = 86_400_000
 const emptyCounts = (): SupplyCountRecord => ({ enrolled: 0, connected: 0, verified: 0, hired: 0 })
 
 type SupplyRow = {
@@ -193,7 +193,8 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
     },
 
     async computeServed(nowMs, days) {
-      const fromMs = Math.floor(nowMs / msPerDay) * msPerDay - (days - 1) * msPerDay
+      const fromMs =
+        Math.floor(nowMs / millisecondsPerDay) * millisecondsPerDay - (days - 1) * millisecondsPerDay
       // Each served node counts its GPUs (a node without GPUs counts as one).
       const gpuCount = `greatest(1, coalesce(g.n, 0))`
       const withGpus = `LEFT JOIN (SELECT device_id, count(*) AS n FROM device_gpus GROUP BY device_id) g ON g.device_id = s.device_id`
@@ -205,13 +206,13 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
       )
       const daily = await driver.query<{ day: bigint; node_ms: string; gpu_ms: string }>(
         `SELECT day.start AS day,
-           coalesce(sum(least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start))
+           coalesce(sum(least(coalesce(s.ended_at_ms, $1), day.start + ${millisecondsPerDay}) - greatest(s.started_at_ms, day.start))
              FILTER (WHERE s.device_id IS NOT NULL), 0)::text AS node_ms,
-           coalesce(sum((least(coalesce(s.ended_at_ms, $1), day.start + ${msPerDay}) - greatest(s.started_at_ms, day.start)) * ${gpuCount})
+           coalesce(sum((least(coalesce(s.ended_at_ms, $1), day.start + ${millisecondsPerDay}) - greatest(s.started_at_ms, day.start)) * ${gpuCount})
              FILTER (WHERE s.device_id IS NOT NULL), 0)::text AS gpu_ms
-         FROM generate_series($2::bigint, $1::bigint, ${msPerDay}::bigint) AS day(start)
+         FROM generate_series($2::bigint, $1::bigint, ${millisecondsPerDay}::bigint) AS day(start)
          LEFT JOIN cluster_node_service s
-           ON s.started_at_ms < day.start + ${msPerDay} AND coalesce(s.ended_at_ms, $1) > day.start
+           ON s.started_at_ms < day.start + ${millisecondsPerDay} AND coalesce(s.ended_at_ms, $1) > day.start
          ${withGpus}
          GROUP BY day.start ORDER BY day.start`,
         [nowMs, fromMs],
@@ -303,14 +304,13 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
     async listDevices(filter) {
       const conditions = [`d.state <> 'blocked'`]
       const params: (string | number)[] = []
-      if (filter.modelKey) {
+      if (filter.modelKey === 'cpu') {
+        conditions.push('NOT EXISTS (SELECT 1 FROM device_gpus g WHERE g.device_id = d.id)')
+      } else if (filter.modelKey) {
         params.push(filter.modelKey)
         conditions.push(
-          filter.modelKey === 'cpu'
-            ? 'NOT EXISTS (SELECT 1 FROM device_gpus g WHERE g.device_id = d.id)'
-            : `EXISTS (SELECT 1 FROM device_gpus g WHERE g.device_id = d.id AND g.model_key = $${params.length})`,
+          `EXISTS (SELECT 1 FROM device_gpus g WHERE g.device_id = d.id AND g.model_key = $${params.length})`,
         )
-        if (filter.modelKey === 'cpu') params.pop()
       }
       if (filter.country) {
         params.push(filter.country.toUpperCase())
@@ -343,7 +343,7 @@ export function createExplorerStore(driver: SqlDriver): ExplorerStore {
 
     async uptimeByDay(deviceId, sinceMs) {
       const rows = await driver.query<{ day: bigint; online_ms: string }>(
-        `SELECT (bucket_start_ms / ${msPerDay}) * ${msPerDay} AS day, sum(online_ms)::text AS online_ms
+        `SELECT (bucket_start_ms / ${millisecondsPerDay}) * ${millisecondsPerDay} AS day, sum(online_ms)::text AS online_ms
          FROM device_uptime_buckets WHERE device_id = $1 AND bucket_start_ms >= $2 GROUP BY 1 ORDER BY 1`,
         [deviceId, sinceMs],
       )

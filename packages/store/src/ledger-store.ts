@@ -1,3 +1,4 @@
+import { millisecondsPerDay } from '@gpumesh/core'
 import {
   expiryVoid,
   planBatch,
@@ -53,8 +54,6 @@ export type CreditSummary = {
   readonly amount: bigint
   readonly transfers: number
 }
-
-const msPerDay = 86_400_000
 
 export type LedgerVerification = {
   readonly ok: boolean
@@ -272,11 +271,11 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
          WHERE credit_account_id = $1 AND kind = 'single' AND created_at_ms >= $2
          GROUP BY reference, created_at_ms / $3, code
          ORDER BY day DESC, reference, code`,
-        [accountId, sinceMs, msPerDay],
+        [accountId, sinceMs, millisecondsPerDay],
       )
       return rows.map((row) => ({
         reference: row.reference,
-        dayStartMs: Number(row.day) * msPerDay,
+        dayStartMs: Number(row.day) * millisecondsPerDay,
         code: row.code,
         amount: BigInt(row.amount),
         transfers: Number(row.transfers),

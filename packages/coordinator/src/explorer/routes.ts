@@ -1,4 +1,12 @@
-import { formatMicroUsd, gpuModelById, NotFoundError, type Clock } from '@gpumesh/core'
+import {
+  formatMicroUsd,
+  formatUtcDay,
+  gpuModelById,
+  millisecondsPerDay,
+  millisecondsPerHour,
+  NotFoundError,
+  type Clock,
+} from '@gpumesh/core'
 import { ledgerAccounts } from '@gpumesh/ledger'
 import {
   ErrorReply,
@@ -9,9 +17,8 @@ import {
   IdParams,
   PriceIndexQuery,
   PriceIndexReply,
-  type ExplorerDeviceRow,
 } from '@gpumesh/protocol'
-import type { ExplorerDeviceRecord, Store } from '@gpumesh/store'
+import type { Store } from '@gpumesh/store'
 import type { App } from '../routes.ts'
 import { epochView, payoutView } from '../rewards/routes.ts'
 import { createReplyCache } from './reply-cache.ts'
@@ -27,16 +34,10 @@ export type ExplorerRouteComponents = {
 }
 
 const errors = { 400: ErrorReply, 404: ErrorReply }
-const msPerDay = 86_400_000
 const chartDays = 30
-const dayOf = (ms: number) => new Date(ms).toISOString().slice(0, 10)
-const hours = (ms: number) => Math.round((ms / 3_600_000) * 1000) / 1000
+const hours = (ms: number) => Math.round((ms / millisecondsPerHour) * 1000) / 1000
 const modelName = (modelKey: string) =>
   modelKey === 'cpu' ? 'CPU only' : (gpuModelById(modelKey)?.displayName ?? modelKey)
-
-function deviceRow(device: ExplorerDeviceRecord): ExplorerDeviceRow {
-  return { ...device }
-}
 
 export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: ExplorerRouteComponents): void {
   const cache = createReplyCache(clock, cacheMs)
@@ -70,7 +71,7 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
             totalNodeHours: hours(served.totalNodeMs),
             totalGpuHours: hours(served.totalGpuMs),
             daily: served.daily.map((day) => ({
-              day: dayOf(day.dayStartMs),
+              day: formatUtcDay(day.dayStartMs),
               nodeHours: hours(day.nodeMs),
               gpuHours: hours(day.gpuMs),
             })),
@@ -105,7 +106,7 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
     (request) =>
       cached(request, async () => {
         const nowMs = clock.nowMs()
-        const samples = await store.explorer.listPriceSamples(nowMs - request.query.days * msPerDay)
+        const samples = await store.explorer.listPriceSamples(nowMs - request.query.days * millisecondsPerDay)
         const models = new Map<string, PriceIndexReply['models'][number]>()
         for (const sample of samples) {
           let model = models.get(sample.modelKey)
@@ -143,7 +144,7 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
           limit,
           offset,
         })
-        return { generatedAtMs: clock.nowMs(), total: page.total, devices: page.devices.map(deviceRow) }
+        return { generatedAtMs: clock.nowMs(), total: page.total, devices: page.devices }
       }),
   )
 
@@ -164,8 +165,8 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
         const row = await store.explorer.getDevice(request.params.id)
         const device = row && (await store.getDevice(row.id))
         if (!row || !device) throw new NotFoundError(`no device ${request.params.id}`, { field: 'id' })
-        const todayStartMs = Math.floor(nowMs / msPerDay) * msPerDay
-        const sinceMs = todayStartMs - (chartDays - 1) * msPerDay
+        const todayStartMs = Math.floor(nowMs / millisecondsPerDay) * millisecondsPerDay
+        const sinceMs = todayStartMs - (chartDays - 1) * millisecondsPerDay
         const [speedtest] = await store.listSpeedtestResults(device.id, 1)
         const challenges = await store.listChallenges(device.id, 20)
         const uptime = new Map(
@@ -178,7 +179,7 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
         const payouts = await store.rewards.listDevicePayouts(device.id, 48)
         return {
           generatedAtMs: nowMs,
-          device: deviceRow(row),
+          device: row,
           enrolledAtMs: device.enrolledAtMs,
           lastSeenAtMs: device.lastSeenAtMs,
           inventory: device.inventory,
@@ -200,11 +201,11 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
             backend: challenge.backend,
           })),
           uptimeDaily: Array.from({ length: chartDays }, (_, index) => {
-            const dayStartMs = sinceMs + index * msPerDay
+            const dayStartMs = sinceMs + index * millisecondsPerDay
             // Today counts only the part of the day that has passed.
-            const dayLengthMs = Math.min(msPerDay, Math.max(1, nowMs - dayStartMs))
+            const dayLengthMs = Math.min(millisecondsPerDay, Math.max(1, nowMs - dayStartMs))
             return {
-              day: dayOf(dayStartMs),
+              day: formatUtcDay(dayStartMs),
               onlineRatio: Math.min(
                 1,
                 Math.round(((uptime.get(dayStartMs) ?? 0) / dayLengthMs) * 1000) / 1000,
@@ -214,7 +215,7 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
           earningsDaily: credits
             .filter((line) => line.reference === device.id)
             .map((line) => ({
-              day: dayOf(line.dayStartMs),
+              day: formatUtcDay(line.dayStartMs),
               source: line.code,
               units: line.amount.toString(),
             }))

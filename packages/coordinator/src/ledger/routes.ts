@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto'
 import {
   ConflictError,
   formatGmtUnits,
+  formatUtcDay,
+  millisecondsPerDay,
   GpumeshError,
   InsufficientFundsError,
   NotFoundError,
@@ -53,7 +55,6 @@ const secured = [{ apiKey: [] }]
 const maxHistory = 500
 /** Transfers one statement line lists at most: a device paid every minute has 1,440 a day. */
 const maxStatementTransfers = 2_000
-const msPerDay = 86_400_000
 
 /** A transfer as an account's statement shows it: positive into the account, negative out of it. */
 function transferView(transfer: Transfer, own: string) {
@@ -167,10 +168,10 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
     async (request) => {
       const { accountId } = await principalOf(request)
       const days = request.query.days ?? 30
-      const todayStartMs = Math.floor(clock.nowMs() / msPerDay) * msPerDay
+      const todayStartMs = Math.floor(clock.nowMs() / millisecondsPerDay) * millisecondsPerDay
       const summary = await store.ledger.creditsByReferenceAndDay(
         ledgerAccounts.earnings(accountId).id,
-        todayStartMs - (days - 1) * msPerDay,
+        todayStartMs - (days - 1) * millisecondsPerDay,
       )
       const lines = summary.filter(
         (line) => request.query.deviceId === undefined || line.reference === request.query.deviceId,
@@ -181,7 +182,7 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
         periodTotalGmt: formatGmtUnits(lines.reduce((sum, line) => sum + line.amount, 0n)),
         lines: lines.map((line) => ({
           deviceId: line.reference,
-          day: new Date(line.dayStartMs).toISOString().slice(0, 10),
+          day: formatUtcDay(line.dayStartMs),
           source: line.code,
           amountGmt: formatGmtUnits(line.amount),
           transfers: line.transfers,
@@ -211,7 +212,7 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
         {
           reference: request.query.deviceId ?? null,
           fromMs,
-          toMs: fromMs + msPerDay,
+          toMs: fromMs + millisecondsPerDay,
           ...(request.query.source === undefined ? {} : { code: request.query.source }),
         },
         maxStatementTransfers,
