@@ -3,7 +3,11 @@ import Type, { type Static } from 'typebox'
 // The model store's API: model versions and their content-addressed artifacts.
 
 const TimestampMs = Type.Integer({ minimum: 0 })
-export const Sha256Hex = Type.String({ pattern: '^[0-9a-f]{64}$', description: 'SHA-256, lowercase hex' })
+/** A SHA-256 as lowercase hex: how artifacts are named everywhere they are stored or fetched. */
+export const sha256HexPattern = '^[0-9a-f]{64}$'
+/** An artifact's file name in a model directory; no folders, so it can never point outside one. */
+export const artifactPathPattern = '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$'
+export const Sha256Hex = Type.String({ pattern: sha256HexPattern, description: 'SHA-256, lowercase hex' })
 export const ModelName = Type.String({ pattern: '^[a-z0-9][a-z0-9._-]{0,63}$' })
 export const ModelVersion = Type.String({ pattern: '^[0-9A-Za-z][0-9A-Za-z.+-]{0,63}$' })
 export const ModelTask = Type.Union([
@@ -17,7 +21,7 @@ export const maxArtifactBytes = 2 * 1024 * 1024 * 1024
 export const ModelArtifactSpec = Type.Object(
   {
     /** A file name in the model directory ("model.safetensors"); no folders. */
-    path: Type.String({ pattern: '^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$' }),
+    path: Type.String({ pattern: artifactPathPattern }),
     sha256: Sha256Hex,
     sizeBytes: Type.Integer({ minimum: 0, maximum: maxArtifactBytes }),
   },

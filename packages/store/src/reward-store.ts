@@ -1,21 +1,12 @@
 import type { BandwidthTier } from '@gpumesh/core'
+import type { EpochDeviceRecord } from '@gpumesh/rewards'
 import type { SqlDriver } from './driver.ts'
 
 // Reward epochs in the database: the measured records an epoch is computed from, and the stored plan (the
 // epoch and its payouts) that the ledger transfers are made from. The computation itself is @gpumesh/rewards.
 
-export type RewardEpochInputRecord = {
-  readonly deviceId: string
-  readonly accountId: string
-  readonly hostname: string
-  readonly blocked: boolean
-  readonly lastPassedVerificationAtMs: number | null
-  readonly failedSpotCheck: { readonly atMs: number; readonly reason: string } | null
-  readonly onlineIntervals: readonly [number, number][]
-  readonly hiredIntervals: readonly [number, number][]
-  readonly bandwidthTier: BandwidthTier | null
-  readonly gpuModelKeys: readonly string[]
-}
+/** What was measured about a device over an epoch (the rewards computation's input), and its hostname. */
+export type RewardEpochInputRecord = EpochDeviceRecord & { readonly hostname: string }
 
 export type RewardPoolRecord = {
   readonly pool: 'gpu' | 'cpu'

@@ -12,6 +12,7 @@ import { join } from 'node:path'
 import type { Readable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { Transform } from 'node:stream'
+import { sha256HexPattern } from '@gpumesh/protocol'
 
 // Model artifacts by content: a blob is stored under its SHA-256 and can only be stored by sending bytes that
 // hash to it. One interface, so an S3-compatible bucket can stand in for the directory.
@@ -33,7 +34,7 @@ export type ArtifactStore = {
   open(sha256: string): Promise<{ stream: Readable; sizeBytes: number } | undefined>
 }
 
-export const sha256Pattern = /^[0-9a-f]{64}$/
+const sha256Pattern = new RegExp(sha256HexPattern)
 
 /** A directory: blobs in `sha256/ab/abcdef…`, written to a temporary name and renamed once checked. */
 export function directoryArtifactStore(root: string): ArtifactStore {

@@ -3,6 +3,7 @@ import { createWriteStream, existsSync, linkSync, mkdirSync, rmSync, statSync } 
 import { join } from 'node:path'
 import { Readable, Transform } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
+import { artifactPathPattern, sha256HexPattern } from '@gpumesh/protocol'
 
 // A supplier's cache of model artifacts, by content hash. Each artifact is downloaded once, hashed while it
 // streams to disk, and kept only when it matches the hash the coordinator published; a model directory is
@@ -39,8 +40,8 @@ export type ArtifactCache = {
   ): Promise<{ directory: string; downloaded: number }>
 }
 
-const sha256Pattern = /^[0-9a-f]{64}$/
-const pathPattern = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/
+const sha256Pattern = new RegExp(sha256HexPattern)
+const pathPattern = new RegExp(artifactPathPattern)
 
 export function createArtifactCache(init: ArtifactCacheInit): ArtifactCache {
   const blobPath = (sha256: string) => join(init.cacheDir, 'sha256', sha256)
