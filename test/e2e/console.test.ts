@@ -263,7 +263,12 @@ describe(
           15_000,
         )
         assert.equal((await page.getByTestId('wallet-held').textContent())?.trim(), '0.000000')
-        assert.ok((await page.getByTestId('wallet-history-row').count()) >= 2, 'the deposit and the charges')
+        // The history is read apart from the balance: wait for it too.
+        await eventually(
+          async () => (await page.getByTestId('wallet-history-row').count()) >= 2,
+          'the deposit and the charges in the history',
+          15_000,
+        )
         await snap(page, '06-renter-wallet-charged')
       })
     })
@@ -277,7 +282,15 @@ describe(
           'two devices',
           15_000,
         )
-        assert.match((await page.getByTestId('device-verification').first().textContent()) ?? '', /verified/)
+        // Both devices, by their state rather than their wording ("unverified" contains "verified").
+        assert.deepEqual(
+          await Promise.all(
+            (await page.getByTestId('device-verification').all()).map((cell) =>
+              cell.getAttribute('data-verification'),
+            ),
+          ),
+          ['verified', 'verified'],
+        )
         await snap(page, '07-supplier-devices')
 
         const deviceId = deviceIds[0]!

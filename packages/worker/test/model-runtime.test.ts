@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict'
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 import { after, describe, it } from 'node:test'
@@ -42,12 +42,14 @@ describe(
       )
       assert.equal(selftest.ok, true, JSON.stringify(selftest))
       assert.ok(selftest.checks >= 5)
-      const units = execFileSync(python, [join(modelsDir, 'test_units.py')], {
+      // unittest reports on stderr: the count of tests run and OK, or what failed.
+      const units = spawnSync(python, [join(modelsDir, 'test_units.py')], {
         encoding: 'utf8',
         timeout: 120_000,
-        stdio: ['ignore', 'pipe', 'pipe'],
       })
-      assert.equal(typeof units, 'string')
+      assert.equal(units.status, 0, units.stderr)
+      assert.match(units.stderr, /Ran [1-9]\d* tests?/)
+      assert.match(units.stderr, /\nOK\s*$/)
     })
 
     it('serves the model with Ray Serve: OpenAI-shaped replies with exact token counts, and stops on SIGTERM', async () => {
