@@ -1,2 +1,3 @@
 export * from './policy.ts'
 export * from './quote.ts'
+export * from './inference.ts'
