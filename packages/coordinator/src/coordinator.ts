@@ -39,6 +39,11 @@ import { registerRewardRoutes } from './rewards/routes.ts'
 import { registerExplorerRoutes } from './explorer/routes.ts'
 import { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
 import { registerModelStoreRoutes } from './models/routes.ts'
+import { s3ArtifactStore } from './models/s3-artifact-store.ts'
+import { createModelServing, type ModelServing } from './serving/model-serving.ts'
+import { createInferenceBilling } from './serving/inference-billing.ts'
+import { registerInferenceGateway } from './serving/gateway.ts'
+import { registerServingRoutes } from './serving/routes.ts'
 import { defaultChallengePolicy, type ChallengePolicy } from '@gpumesh/verification'
 import { randomInt } from 'node:crypto'
 import { existsSync, readFileSync } from 'node:fs'
@@ -80,6 +85,10 @@ export type Coordinator = {
   readonly rtt: RttProber
   /** Closes reward epochs; its loop runs with the background loops, tests call it by hand. */
   readonly rewards: EpochCloser
+  /** Model replicas on idle devices; tests drive its tick by hand. */
+  readonly serving: ModelServing
+  /** Charges finished inference requests now. */
+  settleInference(): Promise<void>
   /** Records a price index sample per model now. */
   samplePriceIndex(): Promise<void>
   /** Starts listening; returns the base URL. */
@@ -192,6 +201,7 @@ export async function buildCoordinator(
   })
   await app.register(fastifyWebsocket, { options: { maxPayload: maxWorkerFrameBytes } })
 
+  const closers: (() => Promise<void>)[] = []
   let pendingChanges: DeviceStateChange[] = []
   let pendingFlush: HeartbeatFlushEntry[] = []
   const log = app.log
@@ -243,6 +253,7 @@ export async function buildCoordinator(
   const clusterEvents: WorkerLinkEvents = {
     onClusterReport: (deviceId, message) => clusters.onReport(deviceId, message),
     onRttReport: async (deviceId, message) => rtt.onRttReport(deviceId, message),
+    onModelReplicaReport: (deviceId, message) => serving.onReplicaReport(deviceId, message),
   }
 
   const links: WorkerLinks = new WorkerLinks({
@@ -257,7 +268,12 @@ export async function buildCoordinator(
       ...clusterEvents,
       onReport: async (deviceId, message) => {
         rtt.onReport(deviceId, message)
+        await serving.onReport(deviceId, message)
         if (init.verificationEnabled) await verifier.onReport(deviceId)
+      },
+      onDisconnected: async (deviceId, closeCode) => {
+        serving.onDisconnected(deviceId)
+        if (init.verificationEnabled) await verifier.onDisconnected(deviceId, closeCode)
       },
     },
   })
@@ -309,6 +325,9 @@ export async function buildCoordinator(
         await feed.pull()
       },
       ...(clusterBilling ? { billing: clusterBilling } : {}),
+      onDevicesReserved: (deviceIds, reason) => {
+        for (const deviceId of deviceIds) serving.evict(deviceId, reason)
+      },
     },
     {
       ...defaultReconcilePolicy,
@@ -342,8 +361,39 @@ export async function buildCoordinator(
   registerModelStoreRoutes(app, {
     store,
     clock,
-    artifacts: init.artifactStore ?? directoryArtifactStore(join(init.dataDir, 'artifacts')),
+    artifacts:
+      init.artifactStore ??
+      (init.artifactBucket
+        ? s3ArtifactStore(init.artifactBucket)
+        : directoryArtifactStore(join(init.dataDir, 'artifacts'))),
   })
+  const serving: ModelServing = createModelServing(
+    { store, clock, index, presence, links, log, gmtUnitsPerUsd },
+    {
+      drainMs: init.replicaDrainMs,
+      targetInFlightPerReplica: 4,
+      startTimeoutMs: 10 * 60_000,
+      requireVerified: init.verificationEnabled,
+    },
+  )
+  const inferenceBilling = createInferenceBilling(
+    { store, clock, log },
+    {
+      feeBasisPoints: init.platformFeeBasisPoints,
+      holdUnits: parseGmtToUnits(init.inferenceHoldGmt) ?? 5_000_000n,
+      holdTimeoutMs: 3_600_000,
+      idleReleaseMs: 5 * 60_000,
+    },
+  )
+  if (init.inferenceEnabled) {
+    const gateway = registerInferenceGateway(
+      app,
+      { store, clock, serving, billing: inferenceBilling },
+      { requestsPerMinute: init.inferenceRequestsPerMinute, maxAttempts: 3, firstByteTimeoutMs: 120_000 },
+    )
+    registerServingRoutes(app, { store, clock, serving, billing: inferenceBilling, gateway })
+    closers.push(() => gateway.close())
+  }
   const rewards = createEpochCloser(
     {
       store,
@@ -487,6 +537,7 @@ export async function buildCoordinator(
   await feed.resync()
   await updateMarket()
   await clusters.start()
+  await serving.start()
   await store.ledger.createAccounts(
     [
       ledgerAccounts.settlement(),
@@ -508,6 +559,10 @@ export async function buildCoordinator(
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
     every(init.priceIndexSampleMs, samplePriceIndex, 'price index sample')
+    if (init.inferenceEnabled) {
+      every(init.modelServingPlanMs, () => serving.tick(), 'model replica placement')
+      every(init.inferenceSettleMs, () => inferenceBilling.settle(), 'inference settlement')
+    }
     if (init.rewardsEnabled)
       every(Math.min(5_000, init.rewardEpochMs / 4), () => rewards.tick(), 'reward epochs')
     // Only PostgreSQL can commit a change sequence number below one already read (concurrent transactions);
@@ -535,6 +590,8 @@ export async function buildCoordinator(
     clusters,
     rtt,
     rewards,
+    serving,
+    settleInference: () => inferenceBilling.settle(),
     samplePriceIndex,
     async stop() {
       if (stopped) return
@@ -546,6 +603,11 @@ export async function buildCoordinator(
       await recordStateChanges(presence.disconnectAll(clock.nowMs(), 'coordinator shutting down'))
       links.closeAll(WorkerCloseCode.goingAway, 'coordinator shutting down')
       await links.drain()
+      // Finished requests are charged and every hold released before the store closes.
+      await inferenceBilling
+        .stop()
+        .catch((error: unknown) => log.error({ err: error }, 'final inference settlement failed'))
+      for (const close of closers) await close()
       await app.close()
       // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
       await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))

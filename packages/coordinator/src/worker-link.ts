@@ -10,6 +10,7 @@ import {
   type ChallengeOpeningMessage,
   type ClusterReportMessage,
   type CoordinatorMessage,
+  type ModelReplicaReportMessage,
   type ReportMessage,
   type RttReportMessage,
 } from '@gpumesh/protocol'
@@ -50,6 +51,7 @@ export type WorkerLinkEvents = {
   onDisconnected?(deviceId: string, closeCode: number): Promise<void>
   onClusterReport?(deviceId: string, message: ClusterReportMessage): Promise<void>
   onRttReport?(deviceId: string, message: RttReportMessage): Promise<void>
+  onModelReplicaReport?(deviceId: string, message: ModelReplicaReportMessage): Promise<void>
 }
 
 type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
@@ -272,6 +274,9 @@ export class WorkerLinks {
         return this.#components.events?.onClusterReport?.(session.deviceId, message)
       case 'rtt_report':
         return this.#components.events?.onRttReport?.(session.deviceId, message)
+      case 'model_replica_status':
+      case 'model_replicas_held':
+        return this.#components.events?.onModelReplicaReport?.(session.deviceId, message)
       case 'goodbye': {
         const change = presence.disconnect(session.deviceId, session.sessionId, clock.nowMs(), {
           kind: 'goodbye',

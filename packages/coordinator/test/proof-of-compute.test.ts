@@ -239,6 +239,7 @@ for (const backend of storeBackends) {
             clustersEnabled: false,
             clusterUser: '65534:65534',
             rttProbePort: 0,
+            servePort: 0,
             reconnectInitialDelayMs: 50,
             speedtestIntervalMs: 0,
             reconnectMaxDelayMs: 200,

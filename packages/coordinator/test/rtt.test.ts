@@ -84,6 +84,7 @@ describe('round trips through the coordinator', () => {
           clustersEnabled: false,
           clusterUser: '65534:65534',
           rttProbePort: 0,
+          servePort: 0,
           reconnectInitialDelayMs: 50,
           speedtestIntervalMs: 0,
           reconnectMaxDelayMs: 200,

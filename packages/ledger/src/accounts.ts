@@ -26,6 +26,13 @@ export const ledgerAccounts = {
     ownerId: clusterId,
     allowNegative: false,
   }),
+  /** What the inference gateway holds of one caller's funds while requests run and until they are charged. */
+  inferenceEscrow: (accountId: string): LedgerAccountSpec => ({
+    id: `escrow:inference:${accountId}`,
+    kind: 'escrow',
+    ownerId: accountId,
+    allowNegative: false,
+  }),
   /** A supplier's earnings. */
   earnings: (accountId: string): LedgerAccountSpec => ({
     id: `earnings:${accountId}`,

@@ -74,6 +74,37 @@ export const CoordinatorSettings = Type.Object(
     explorerCacheMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 5_000 }),
     /** How often the explorer's price index samples each model's median price. */
     priceIndexSampleMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 900_000 }),
+    /**
+     * Keep model artifacts in an S3-compatible bucket instead of `<dataDir>/artifacts`. Credentials come from
+     * the usual AWS environment (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, or an instance role).
+     */
+    artifactBucket: Type.Optional(
+      Type.Object(
+        {
+          bucket: Type.String({ minLength: 3, maxLength: 63 }),
+          region: Type.String({ minLength: 1, maxLength: 64, default: 'us-east-1' }),
+          /** For S3-compatible stores (MinIO, R2, Ceph): their URL. Absent: AWS S3. */
+          endpoint: Type.Optional(Type.String({ pattern: '^https?://', maxLength: 2048 })),
+          /** Keys start with this, e.g. "gpumesh/". */
+          prefix: Type.Optional(Type.String({ maxLength: 256 })),
+          /** Path-style URLs (most S3-compatible stores need them). */
+          forcePathStyle: Type.Optional(Type.Boolean()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+    /** The inference gateway: OpenAI-compatible endpoints served by replicas on idle devices. */
+    inferenceEnabled: Type.Boolean({ default: true }),
+    /** How often finished requests are charged, in one ledger batch per caller. */
+    inferenceSettleMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
+    /** Requests per minute one API key may make to the gateway. */
+    inferenceRequestsPerMinute: Type.Integer({ minimum: 1, maximum: 1_000_000, default: 600 }),
+    /** What the gateway holds from a caller's wallet at a time (topped up as it is used), in GMT. */
+    inferenceHoldGmt: Type.String({ pattern: gmtPattern, default: '5' }),
+    /** How often replicas are placed on idle devices and stopped where they are no longer wanted. */
+    modelServingPlanMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 2_000 }),
+    /** A replica being stopped (its device hired, its model less wanted) gets this long to finish its requests. */
+    replicaDrainMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
     logLevel: Type.Union(
       [
         Type.Literal('fatal'),
@@ -129,6 +160,15 @@ export const WorkerSettings = Type.Object(
     netnsMountNamespace: Type.Optional(Type.String({ pattern: '^/proc/[0-9]+/ns/mnt$' })),
     /** UDP port of the round-trip echo responder other workers measure this machine with; 0 = any free port. */
     rttProbePort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
+    /** Serve models while idle: the coordinator places replicas on this machine when nobody rents it. */
+    serveModels: Type.Optional(Type.Boolean()),
+    /** The lowest price per GPU-hour this machine serves models for; absent: its rental price. */
+    serveMinPricePerGpuHourUsd: Type.Optional(UsdAmount),
+    /** Address and port of the relay the gateway reaches replicas through; absent: meshEndpointHost, any port. */
+    serveHost: Type.Optional(
+      Type.String({ pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}$', description: 'IPv4 address' }),
+    ),
+    servePort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(

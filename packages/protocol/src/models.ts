@@ -28,6 +28,17 @@ export const ModelArtifactSpec = Type.Object(
   { additionalProperties: false },
 )
 
+/** How many devices serve a model: the gateway's demand moves it between the two. */
+export const ModelServingBody = Type.Object(
+  {
+    /** Devices serving the model at all times while enough idle ones exist. */
+    minReplicas: Type.Integer({ minimum: 0, maximum: 1_000 }),
+    maxReplicas: Type.Integer({ minimum: 0, maximum: 1_000 }),
+  },
+  { additionalProperties: false },
+)
+export type ModelServingBody = Static<typeof ModelServingBody>
+
 export const CreateModelBody = Type.Object(
   {
     name: ModelName,
@@ -42,6 +53,8 @@ export const CreateModelBody = Type.Object(
     contextTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     maxOutputTokens: Type.Integer({ minimum: 1, maximum: 10_000_000 }),
     artifacts: Type.Array(ModelArtifactSpec, { minItems: 1, maxItems: 64 }),
+    /** Absent: one replica at least, four at most. */
+    serving: Type.Optional(ModelServingBody),
   },
   { additionalProperties: false },
 )
@@ -61,6 +74,7 @@ export const ModelView = Type.Object({
   /** uploading until every artifact is stored, then ready. */
   state: Type.Union([Type.Literal('uploading'), Type.Literal('ready'), Type.Literal('removed')]),
   sizeBytes: Type.Integer(),
+  serving: ModelServingBody,
   createdAtMs: TimestampMs,
   artifacts: Type.Array(
     Type.Object({

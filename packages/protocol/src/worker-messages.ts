@@ -17,6 +17,13 @@ import {
   ClusterReleaseMessage,
   Ipv4,
 } from './cluster-messages.ts'
+import {
+  ModelReplicasHeldMessage,
+  ModelReplicaStartMessage,
+  ModelReplicaStatusMessage,
+  ModelReplicaStopMessage,
+  ServingPreference,
+} from './inference.ts'
 
 // The worker link: one WebSocket per worker, JSON text frames, each validated here before any code acts on it.
 // Session authentication: the coordinator opens with a fresh nonce; the worker answers with a signature over
@@ -179,6 +186,8 @@ export const CoordinatorMessage = Type.Union([
   ClusterJobSubmitMessage,
   ClusterJobStopMessage,
   RttProbeMessage,
+  ModelReplicaStartMessage,
+  ModelReplicaStopMessage,
 ])
 export type CoordinatorMessage = Static<typeof CoordinatorMessage>
 
@@ -218,6 +227,8 @@ export const ReportMessage = Type.Object(
     askingPricePerGpuHourUsd: Type.Optional(UsdAmount),
     /** The UDP port of this machine's round-trip echo responder, when it runs one. */
     rttProbePort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
+    /** Serve models while idle (absent: keep what was chosen before, through the API or an earlier start). */
+    serving: Type.Optional(ServingPreference),
   },
   { additionalProperties: false },
 )
@@ -276,6 +287,8 @@ export const WorkerMessage = Type.Union([
   ClusterJobStatusMessage,
   ClusterNodesHeldMessage,
   RttReportMessage,
+  ModelReplicaStatusMessage,
+  ModelReplicasHeldMessage,
 ])
 export type WorkerMessage = Static<typeof WorkerMessage>
 
@@ -295,6 +308,8 @@ export const workerMessageValidator = createTaggedValidator(
     cluster_job_status: ClusterJobStatusMessage,
     cluster_nodes_held: ClusterNodesHeldMessage,
     rtt_report: RttReportMessage,
+    model_replica_status: ModelReplicaStatusMessage,
+    model_replicas_held: ModelReplicasHeldMessage,
   },
   'worker message',
 )
@@ -314,6 +329,8 @@ export const coordinatorMessageValidator = createTaggedValidator(
     cluster_job_submit: ClusterJobSubmitMessage,
     cluster_job_stop: ClusterJobStopMessage,
     rtt_probe: RttProbeMessage,
+    model_replica_start: ModelReplicaStartMessage,
+    model_replica_stop: ModelReplicaStopMessage,
   },
   'coordinator message',
 )

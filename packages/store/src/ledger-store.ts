@@ -26,6 +26,15 @@ export type LedgerStore = {
   getAccounts(ids: readonly string[]): Promise<LedgerAccount[]>
   /** One result per request, in order; the batch commits whole or not at all. */
   createTransfers(batch: readonly TransferRequest[], nowMs: number): Promise<TransferResult[]>
+  /**
+   * As createTransfers, and when every transfer is created (or already existed) `alongside` writes what the
+   * transfers are for in the same transaction: both commit, or neither.
+   */
+  createTransfersWith(
+    batch: readonly TransferRequest[],
+    nowMs: number,
+    alongside: (tx: SqlExecutor) => Promise<void>,
+  ): Promise<TransferResult[]>
   /** Voids pending transfers past their timeout (each by its own `expire:` transfer); returns how many. */
   expirePending(nowMs: number, limit?: number): Promise<number>
   /** An account's transfers, newest first. */
@@ -113,7 +122,11 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
     return new Map(rows.map((row) => [row.id, toTransfer(row)]))
   }
 
-  const createTransfersOnce = (batch: readonly TransferRequest[], nowMs: number) =>
+  const createTransfersOnce = (
+    batch: readonly TransferRequest[],
+    nowMs: number,
+    alongside?: (tx: SqlExecutor) => Promise<void>,
+  ) =>
     driver.transaction(async (tx) => {
       const named = new Set<string>()
       for (const request of batch) {
@@ -189,6 +202,8 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
           ],
         )
       }
+      if (alongside && outcome.results.every((result) => result === 'ok' || result === 'exists'))
+        await alongside(tx)
       return [...outcome.results]
     })
 
@@ -223,6 +238,14 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
       if (batch.length === 0) return Promise.resolve([])
       return retryWhen(
         () => createTransfersOnce(batch, nowMs),
+        (error) => isTransferIdTaken(error) || isDeadlock(error),
+        maxBatchAttempts,
+      )
+    },
+
+    createTransfersWith(batch, nowMs, alongside) {
+      return retryWhen(
+        () => createTransfersOnce(batch, nowMs, alongside),
         (error) => isTransferIdTaken(error) || isDeadlock(error),
         maxBatchAttempts,
       )

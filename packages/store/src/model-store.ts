@@ -22,6 +22,9 @@ export type ModelRecord = {
   readonly requiredVramMib: number
   readonly contextTokens: number
   readonly maxOutputTokens: number
+  /** How many devices serve it: at least min while idle ones exist, up to max as demand grows. */
+  readonly minReplicas: number
+  readonly maxReplicas: number
   readonly ownerAccountId: string
   readonly state: ModelState
   readonly createdAtMs: number
@@ -36,6 +39,8 @@ export type ModelRegistry = {
   findModel(name: string, version: string): Promise<ModelRecord | undefined>
   /** Live models (uploading and ready), by name then version. */
   listModels(): Promise<ModelRecord[]>
+  /** Sets how many devices serve a live model; false when there is none. */
+  setServing(id: string, minReplicas: number, maxReplicas: number, nowMs: number): Promise<boolean>
   /** Marks a model removed; false when there was no live one. */
   removeModel(id: string, nowMs: number): Promise<boolean>
   recordBlob(sha256: string, sizeBytes: number, nowMs: number): Promise<void>
@@ -56,6 +61,8 @@ type ModelRow = {
   required_vram_mib: number
   context_tokens: number
   max_output_tokens: number
+  min_replicas: number
+  max_replicas: number
   owner_account_id: string
   state: ModelState
   created_at_ms: bigint
@@ -77,6 +84,8 @@ const toModel = (row: ModelRow): ModelRecord => ({
   requiredVramMib: row.required_vram_mib,
   contextTokens: row.context_tokens,
   maxOutputTokens: row.max_output_tokens,
+  minReplicas: row.min_replicas,
+  maxReplicas: row.max_replicas,
   ownerAccountId: row.owner_account_id,
   state: row.state,
   createdAtMs: Number(row.created_at_ms),
@@ -97,8 +106,8 @@ export function createModelRegistry(driver: SqlDriver): ModelRegistry {
         await driver.transaction(async (tx) => {
           await tx.execute(
             `INSERT INTO models (id, name, version, tasks, format, runtime, license, required_vram_mib, context_tokens,
-               max_output_tokens, owner_account_id, state, created_at_ms, updated_at_ms)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
+               max_output_tokens, owner_account_id, state, created_at_ms, updated_at_ms, min_replicas, max_replicas)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`,
             [
               model.id,
               model.name,
@@ -114,6 +123,8 @@ export function createModelRegistry(driver: SqlDriver): ModelRegistry {
               model.state,
               model.createdAtMs,
               model.updatedAtMs,
+              model.minReplicas,
+              model.maxReplicas,
             ],
           )
           for (const artifact of model.artifacts) {
@@ -148,6 +159,15 @@ export function createModelRegistry(driver: SqlDriver): ModelRegistry {
         `${modelSelect} WHERE m.state <> 'removed' ORDER BY m.name, m.created_at_ms DESC`,
       )
       return rows.map(toModel)
+    },
+
+    async setServing(id, minReplicas, maxReplicas, nowMs) {
+      const changed = await driver.execute(
+        `UPDATE models SET min_replicas = $2, max_replicas = $3, updated_at_ms = $4
+         WHERE id = $1 AND state <> 'removed'`,
+        [id, minReplicas, maxReplicas, nowMs],
+      )
+      return changed > 0
     },
 
     async removeModel(id, nowMs) {

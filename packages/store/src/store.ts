@@ -1,4 +1,5 @@
 import { createModelRegistry, type ModelRegistry } from './model-store.ts'
+import { createInferenceStore, type InferenceStore } from './inference-store.ts'
 import { createRewardStore, type RewardStore } from './reward-store.ts'
 import { createExplorerStore, type ExplorerStore } from './explorer-store.ts'
 import type {
@@ -66,6 +67,7 @@ export interface Store {
   readonly rewards: RewardStore
   readonly explorer: ExplorerStore
   readonly models: ModelRegistry
+  readonly inference: InferenceStore
   createAccount(account: AccountRecord): Promise<void>
   getAccount(id: string): Promise<AccountRecord | undefined>
   countAccountsWithRole(role: Role): Promise<number>
@@ -287,6 +289,7 @@ class SqlStore implements Store {
   readonly rewards: RewardStore
   readonly explorer: ExplorerStore
   readonly models: ModelRegistry
+  readonly inference: InferenceStore
   readonly #driver: SqlDriver
 
   constructor(driver: SqlDriver) {
@@ -296,6 +299,7 @@ class SqlStore implements Store {
     this.rewards = createRewardStore(driver)
     this.explorer = createExplorerStore(driver)
     this.models = createModelRegistry(driver)
+    this.inference = createInferenceStore(driver, this.ledger)
   }
 
   async createAccount(account: AccountRecord): Promise<void> {

@@ -43,6 +43,12 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     rewardSpotCheckFraction: 0,
     explorerCacheMs: 0,
     priceIndexSampleMs: 900_000,
+    inferenceEnabled: true,
+    inferenceSettleMs: 100,
+    inferenceRequestsPerMinute: 600,
+    inferenceHoldGmt: '5',
+    modelServingPlanMs: 200,
+    replicaDrainMs: 5_000,
     logLevel: 'silent',
     ...overrides,
   }

@@ -71,11 +71,21 @@ export async function simulatedWorker(
     pricePerGpuHourUsd = '0.50',
     pricingMode,
     inventory = cpuInventory,
+    serving,
   }: {
     pricePerGpuHourUsd?: string | null
     pricingMode?: 'fixed' | 'auto'
     /** What the worker reports (CPU only by default; tests of GPU rules give GPUs). */
     inventory?: HardwareInventory
+    /**
+     * Serve models: the worker opts in, and answers a replica start at once with this address (a model server
+     * the test runs itself, standing in for the relay and its sandboxed replica).
+     */
+    serving?: {
+      readonly relayPort: () => number
+      readonly outputTokensPerSecond?: number
+      readonly minPricePerGpuHourUsd?: string
+    }
   } = {},
 ): Promise<SimulatedWorker> {
   const { privateKey, publicKey } = generateKeyPairSync('ed25519')
@@ -165,6 +175,25 @@ export async function simulatedWorker(
         for (const worker of allWorkers) worker.reportAlive(message.clusterId)
         return
       }
+      case 'model_replica_start':
+        send({
+          type: 'model_replica_status',
+          replicaId: message.replicaId,
+          phase: 'ready',
+          detail: 'simulated',
+          relayHost: '127.0.0.1',
+          relayPort: serving!.relayPort(),
+          outputTokensPerSecond: serving!.outputTokensPerSecond ?? 100,
+        })
+        return
+      case 'model_replica_stop':
+        send({
+          type: 'model_replica_status',
+          replicaId: message.replicaId,
+          phase: 'stopped',
+          detail: message.reason,
+        })
+        return
       case 'cluster_job_submit':
         send({
           type: 'cluster_job_status',
@@ -222,6 +251,16 @@ export async function simulatedWorker(
               location: { region: 'sim', country: 'DE' },
               ...(pricePerGpuHourUsd === null ? {} : { askingPricePerGpuHourUsd: pricePerGpuHourUsd }),
               ...(pricingMode ? { pricingMode } : {}),
+              ...(serving
+                ? {
+                    serving: {
+                      enabled: true,
+                      ...(serving.minPricePerGpuHourUsd
+                        ? { minPricePerGpuHourUsd: serving.minPricePerGpuHourUsd }
+                        : {}),
+                    },
+                  }
+                : {}),
             })
             send({ type: 'cluster_nodes_held', clusterIds: [...nodes.keys()] })
             let seq = 0

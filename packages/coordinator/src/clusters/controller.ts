@@ -58,6 +58,8 @@ export type ClusterControllerComponents = {
   readonly links: WorkerLinks
   readonly presence: Presence
   readonly logger: FastifyBaseLogger
+  /** Devices just reserved for a cluster: whatever else they were doing (serving models) stops now. */
+  readonly onDevicesReserved?: (deviceIds: readonly string[], reason: string) => void
   /** Brings the offer index up to date with the store (reservations hide devices from placement). */
   pullOffers(): Promise<void>
   /** Offers and quotes for the nodes placed. */
@@ -189,6 +191,10 @@ export class ClusterController {
               message: `reserved as ${node.role}`,
             })),
           ])
+          this.#components.onDevicesReserved?.(
+            outcome.nodes.map((node) => node.deviceId),
+            `rented for cluster ${clusterId}`,
+          )
           await this.#components.pullOffers()
           await this.#reconcile(clusterId)
           return this.#view(this.#clusters.get(clusterId)!)
@@ -708,6 +714,7 @@ export class ClusterController {
       })
       if (!node) continue
       this.#nodes.get(clusterId)!.push(node)
+      this.#components.onDevicesReserved?.([node.deviceId], `rented for cluster ${clusterId}`)
       await this.#event(clusterId, 'node_reserved', `replacement reserved as ${node.role}`, node.deviceId)
       added = true
     }

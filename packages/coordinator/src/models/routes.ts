@@ -45,6 +45,7 @@ async function modelView(store: Store, model: ModelRecord): Promise<ModelView> {
     maxOutputTokens: model.maxOutputTokens,
     state: model.state,
     sizeBytes: model.artifacts.reduce((sum, artifact) => sum + artifact.sizeBytes, 0),
+    serving: { minReplicas: model.minReplicas, maxReplicas: model.maxReplicas },
     createdAtMs: model.createdAtMs,
     artifacts: model.artifacts.map((artifact) => ({ ...artifact, stored: stored.has(artifact.sha256) })),
   }
@@ -78,6 +79,10 @@ export function registerModelStoreRoutes(app: App, { store, clock, artifacts }: 
           ])
         paths.add(artifact.path)
       }
+      if (body.serving && body.serving.minReplicas > body.serving.maxReplicas)
+        throw new ValidationError([
+          { field: 'serving/minReplicas', message: 'must not be above serving/maxReplicas' },
+        ])
       const nowMs = clock.nowMs()
       const model: ModelRecord = {
         id: mintId(IdPrefix.model),
@@ -90,6 +95,8 @@ export function registerModelStoreRoutes(app: App, { store, clock, artifacts }: 
         requiredVramMib: body.requiredVramMib,
         contextTokens: body.contextTokens,
         maxOutputTokens: body.maxOutputTokens,
+        minReplicas: body.serving?.minReplicas ?? 1,
+        maxReplicas: body.serving?.maxReplicas ?? 4,
         ownerAccountId: principal.accountId,
         state: 'uploading',
         createdAtMs: nowMs,

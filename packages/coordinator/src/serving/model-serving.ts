@@ -1,0 +1,429 @@
+import { randomBytes } from 'node:crypto'
+import { formatMicroUsd, parseUsdToMicro, type Clock } from '@gpumesh/core'
+import {
+  defaultInferencePricingPolicy,
+  quoteTokenPrices,
+  type InferencePricingPolicy,
+  type TokenPrices,
+} from '@gpumesh/pricing'
+import type {
+  ModelReplicaReportMessage,
+  ModelReplicaStatusMessage,
+  ReportMessage,
+  ServingPreference,
+} from '@gpumesh/protocol'
+import { planModelReplicas, type ReplicaState, type ServingDevice } from '@gpumesh/scheduler'
+import type { DeviceServingRecord, ModelRecord, Store } from '@gpumesh/store'
+import type { FastifyBaseLogger } from 'fastify'
+import { mintIdBody } from '../credentials.ts'
+import type { OfferIndex } from '../offers/offer-index.ts'
+import type { Presence } from '../presence/presence.ts'
+import type { WorkerLinks } from '../worker-link.ts'
+
+// The replicas serving models on idle devices, as this coordinator knows them: it places them (see
+// planModelReplicas), hears how each is doing from its worker, evicts them the moment their device is rented,
+// and tells the gateway which ready replica is least loaded. A replica is reached only through its worker's
+// relay, with a token minted here for that replica alone.
+
+export type ModelServingComponents = {
+  readonly store: Store
+  readonly clock: Clock
+  readonly index: OfferIndex
+  readonly presence: Presence
+  readonly links: WorkerLinks
+  readonly log: FastifyBaseLogger
+  readonly gmtUnitsPerUsd: bigint
+}
+
+export type ModelServingInit = {
+  readonly drainMs: number
+  /** Requests in flight per replica the placement aims for: above it, more replicas are wanted. */
+  readonly targetInFlightPerReplica: number
+  /** A replica not ready this long after it was asked for is given up and its device skipped for a while. */
+  readonly startTimeoutMs: number
+  /** Only devices that passed proof-of-compute serve (off only where verification itself is off). */
+  readonly requireVerified: boolean
+  readonly pricingPolicy?: InferencePricingPolicy
+}
+
+export type Replica = {
+  readonly replicaId: string
+  readonly deviceId: string
+  readonly supplierAccountId: string
+  readonly model: ModelRecord
+  readonly accessToken: string
+  readonly askedAtMs: number
+  phase: ModelReplicaStatusMessage['phase'] | 'requested'
+  relayUrl?: string
+  outputTokensPerSecond?: number
+  inFlight: number
+  /** Set when the coordinator decided to stop it: the gateway sends it nothing new. */
+  draining: boolean
+}
+
+export type ModelServing = {
+  /** The model a request names (name, or name:version), if it is in the store and ready. */
+  resolveModel(requested: string): ModelRecord | undefined
+  /** Ready replicas of a model, least loaded first, skipping those already tried. */
+  pickReplica(modelId: string, exclude: ReadonlySet<string>): Replica | undefined
+  /** The model's token prices now; undefined while no replica is ready. */
+  pricesOf(modelId: string): TokenPrices | undefined
+  readyReplicas(modelId?: string): Replica[]
+  /** Live models, with their ready replica counts. */
+  servedModels(): { model: ModelRecord; ready: number }[]
+  /** A supplier's choice for one device (API or report). */
+  setPreference(deviceId: string, preference: ServingPreference): Promise<DeviceServingRecord>
+  preferenceOf(deviceId: string): DeviceServingRecord | undefined
+  replicaOn(deviceId: string): Replica | undefined
+  onReport(deviceId: string, message: ReportMessage): Promise<void>
+  onReplicaReport(deviceId: string, message: ModelReplicaReportMessage): Promise<void>
+  onDisconnected(deviceId: string): void
+  /** Stops a device's replica now (it was rented): the gateway routes around it from this moment. */
+  evict(deviceId: string, reason: string): void
+  /** Places and stops replicas; run every modelServingPlanMs. */
+  tick(): Promise<void>
+  start(): Promise<void>
+}
+
+const modelsRefreshMs = 2_000
+const failedDeviceCooldownMs = 60_000
+
+export function createModelServing(components: ModelServingComponents, init: ModelServingInit): ModelServing {
+  const { store, clock, index, presence, links, log } = components
+  const policy = init.pricingPolicy ?? defaultInferencePricingPolicy
+  const replicas = new Map<string, Replica>()
+  const preferences = new Map<string, DeviceServingRecord>()
+  const cooldownUntil = new Map<string, number>()
+  /** Load per model, smoothed: what placement scales on. */
+  const smoothedInFlight = new Map<string, number>()
+  let models: ModelRecord[] = []
+  let modelsReadAtMs = -Infinity
+
+  const refreshModels = async () => {
+    if (clock.nowMs() - modelsReadAtMs < modelsRefreshMs) return
+    models = (await store.models.listModels()).filter((model) => model.state === 'ready')
+    modelsReadAtMs = clock.nowMs()
+  }
+
+  const replicaOn = (deviceId: string) => {
+    for (const replica of replicas.values()) if (replica.deviceId === deviceId) return replica
+    return undefined
+  }
+
+  const stopReplica = (replica: Replica, reason: string) => {
+    if (replica.draining) return
+    replica.draining = true
+    log.info({ replicaId: replica.replicaId, deviceId: replica.deviceId, reason }, 'stopping model replica')
+    links.send(replica.deviceId, {
+      type: 'model_replica_stop',
+      replicaId: replica.replicaId,
+      reason,
+      drainMs: init.drainMs,
+    })
+  }
+
+  const floorOf = (deviceId: string): bigint | undefined => {
+    const preference = preferences.get(deviceId)
+    if (preference?.minPriceMicroUsd != null) return preference.minPriceMicroUsd
+    const offer = index.offerOf(deviceId)
+    return offer ? (parseUsdToMicro(offer.pricePerGpuHourUsd) ?? undefined) : undefined
+  }
+
+  const servingDevices = (): ServingDevice[] => {
+    const devices: ServingDevice[] = []
+    const consider = new Set([...preferences.keys(), ...[...replicas.values()].map((r) => r.deviceId)])
+    for (const deviceId of consider) {
+      const preference = preferences.get(deviceId)
+      const offer = index.offerOf(deviceId)
+      const reason = !preference?.enabled
+        ? 'its supplier stopped serving models on it'
+        : !presence.isConnected(deviceId)
+          ? 'device offline'
+          : !offer
+            ? 'device rented or unlisted'
+            : init.requireVerified && offer.verificationState !== 'verified'
+              ? 'device not verified'
+              : (cooldownUntil.get(deviceId) ?? 0) > clock.nowMs()
+                ? 'device failed a replica recently'
+                : undefined
+      devices.push({
+        deviceId,
+        eligible: reason === undefined,
+        ...(reason ? { ineligibleReason: reason } : {}),
+        gpuCount: offer?.gpuCount ?? 0,
+        vramMibPerGpu: offer?.vramMibPerGpu ?? 0,
+        memoryMib: offer?.memoryMib ?? 0,
+        floorMicroUsdPerGpuHour: floorOf(deviceId) ?? 0n,
+      })
+    }
+    return devices
+  }
+
+  const startReplica = async (deviceId: string, model: ModelRecord) => {
+    const device = await store.getDevice(deviceId)
+    if (!device) return
+    const replica: Replica = {
+      replicaId: `mr_${mintIdBody()}`,
+      deviceId,
+      supplierAccountId: device.accountId,
+      model,
+      accessToken: randomBytes(32).toString('base64url'),
+      askedAtMs: clock.nowMs(),
+      phase: 'requested',
+      inFlight: 0,
+      draining: false,
+    }
+    replicas.set(replica.replicaId, replica)
+    log.info(
+      { replicaId: replica.replicaId, deviceId, model: `${model.name}:${model.version}` },
+      'placing model replica',
+    )
+    const sent = links.send(deviceId, {
+      type: 'model_replica_start',
+      replicaId: replica.replicaId,
+      model: {
+        name: model.name,
+        version: model.version,
+        artifacts: model.artifacts.map((artifact) => ({ ...artifact })),
+      },
+      accessToken: replica.accessToken,
+      minReplicas: 1,
+      maxReplicas: Math.max(1, Math.min(4, index.offerOf(deviceId)?.gpuCount ?? 1)),
+    })
+    if (!sent) replicas.delete(replica.replicaId)
+  }
+
+  const modelKey = (model: ModelRecord) => `${model.name}:${model.version}`
+
+  return {
+    resolveModel(requested) {
+      const [name, version] = requested.split(':', 2)
+      const candidates = models.filter(
+        (model) => model.name === name && (!version || model.version === version),
+      )
+      // By name alone: the newest version that is being served, else the newest.
+      const served = candidates.filter((model) =>
+        [...replicas.values()].some((r) => r.model.id === model.id && r.phase === 'ready'),
+      )
+      return (served[0] ?? candidates[0]) as ModelRecord | undefined
+    },
+
+    pickReplica(modelId, exclude) {
+      let best: Replica | undefined
+      for (const replica of replicas.values()) {
+        if (replica.model.id !== modelId || replica.phase !== 'ready' || replica.draining) continue
+        if (exclude.has(replica.replicaId) || !replica.relayUrl) continue
+        if (!best || replica.inFlight < best.inFlight) best = replica
+      }
+      return best
+    },
+
+    pricesOf(modelId) {
+      const ready = [...replicas.values()].filter(
+        (r) => r.model.id === modelId && r.phase === 'ready' && !r.draining && r.outputTokensPerSecond,
+      )
+      const utilizationBp =
+        ready.length === 0
+          ? undefined
+          : Math.min(
+              10_000,
+              Math.round(
+                ((smoothedInFlight.get(modelId) ?? 0) / (ready.length * init.targetInFlightPerReplica)) *
+                  10_000,
+              ),
+            )
+      return quoteTokenPrices(
+        policy,
+        ready.map((replica) => ({
+          deviceId: replica.deviceId,
+          minPricePerGpuHourMicroUsd: floorOf(replica.deviceId) ?? 0n,
+          gpuCount: index.offerOf(replica.deviceId)?.gpuCount ?? 1,
+          outputTokensPerSecond: replica.outputTokensPerSecond!,
+        })),
+        utilizationBp,
+        index.pricingPolicy,
+        components.gmtUnitsPerUsd,
+      )
+    },
+
+    readyReplicas(modelId) {
+      return [...replicas.values()].filter(
+        (r) => r.phase === 'ready' && !r.draining && (modelId === undefined || r.model.id === modelId),
+      )
+    },
+
+    servedModels() {
+      return models.map((model) => ({
+        model,
+        ready: [...replicas.values()].filter(
+          (r) => r.model.id === model.id && r.phase === 'ready' && !r.draining,
+        ).length,
+      }))
+    },
+
+    async setPreference(deviceId, preference) {
+      const minPrice =
+        preference.minPricePerGpuHourUsd === undefined
+          ? null
+          : parseUsdToMicro(preference.minPricePerGpuHourUsd)
+      const record: DeviceServingRecord = {
+        deviceId,
+        enabled: preference.enabled,
+        minPriceMicroUsd: minPrice,
+      }
+      await store.inference.setServing(record, clock.nowMs())
+      preferences.set(deviceId, record)
+      return record
+    },
+
+    preferenceOf: (deviceId) => preferences.get(deviceId),
+    replicaOn,
+
+    async onReport(deviceId, message) {
+      if (!message.serving) return
+      const known = preferences.get(deviceId)
+      const minPrice =
+        message.serving.minPricePerGpuHourUsd === undefined
+          ? null
+          : parseUsdToMicro(message.serving.minPricePerGpuHourUsd)
+      if (known && known.enabled === message.serving.enabled && known.minPriceMicroUsd === minPrice) return
+      await this.setPreference(deviceId, message.serving)
+    },
+
+    async onReplicaReport(deviceId, message) {
+      if (message.type === 'model_replicas_held') {
+        // Replicas this coordinator does not know (it restarted) are stopped; placement starts fresh ones.
+        for (const replicaId of message.replicaIds) {
+          const replica = replicas.get(replicaId)
+          if (!replica || replica.deviceId !== deviceId)
+            links.send(deviceId, {
+              type: 'model_replica_stop',
+              replicaId,
+              reason: 'unknown to the coordinator',
+              drainMs: 0,
+            })
+        }
+        for (const replica of [...replicas.values()])
+          if (
+            replica.deviceId === deviceId &&
+            !message.replicaIds.includes(replica.replicaId) &&
+            replica.phase !== 'requested'
+          )
+            replicas.delete(replica.replicaId)
+        return
+      }
+      const replica = replicas.get(message.replicaId)
+      if (!replica || replica.deviceId !== deviceId) return
+      if (message.refusedArtifact) {
+        log.warn(
+          { deviceId, replicaId: replica.replicaId, ...message.refusedArtifact },
+          'worker refused a model artifact',
+        )
+        await store.inference.recordArtifactRefusal({
+          deviceId,
+          model: modelKey(replica.model),
+          path: message.refusedArtifact.path,
+          expectedSha256: message.refusedArtifact.expectedSha256,
+          receivedSha256: message.refusedArtifact.receivedSha256,
+          atMs: clock.nowMs(),
+        })
+      }
+      replica.phase = message.phase
+      if (message.relayPort) {
+        const host = message.relayHost ?? links.remoteAddressOf(deviceId)
+        if (host) replica.relayUrl = `http://${host}:${message.relayPort}`
+      }
+      if (message.outputTokensPerSecond !== undefined)
+        replica.outputTokensPerSecond = message.outputTokensPerSecond
+      if (message.phase === 'ready')
+        log.info(
+          {
+            replicaId: replica.replicaId,
+            deviceId,
+            readyAfterMs: clock.nowMs() - replica.askedAtMs,
+            tokensPerSecond: replica.outputTokensPerSecond,
+          },
+          'model replica ready',
+        )
+      if (message.phase === 'failed') {
+        log.warn({ replicaId: replica.replicaId, deviceId, detail: message.detail }, 'model replica failed')
+        cooldownUntil.set(deviceId, clock.nowMs() + failedDeviceCooldownMs)
+        replicas.delete(replica.replicaId)
+      }
+      if (message.phase === 'stopped') replicas.delete(replica.replicaId)
+    },
+
+    onDisconnected(deviceId) {
+      for (const replica of [...replicas.values()])
+        if (replica.deviceId === deviceId) replicas.delete(replica.replicaId)
+    },
+
+    evict(deviceId, reason) {
+      const replica = replicaOn(deviceId)
+      if (replica) stopReplica(replica, reason)
+    },
+
+    async tick() {
+      await refreshModels()
+      const nowMs = clock.nowMs()
+      for (const replica of [...replicas.values()]) {
+        if (
+          replica.phase !== 'ready' &&
+          !replica.draining &&
+          nowMs - replica.askedAtMs > init.startTimeoutMs
+        ) {
+          stopReplica(replica, 'not ready in time')
+          cooldownUntil.set(replica.deviceId, nowMs + failedDeviceCooldownMs)
+        }
+        // A draining replica whose worker never confirmed the stop is forgotten after twice the drain time.
+        if (replica.draining && nowMs - replica.askedAtMs > init.startTimeoutMs + 2 * init.drainMs + 10_000)
+          replicas.delete(replica.replicaId)
+      }
+      const wanted = new Map<string, number>()
+      for (const model of models) {
+        const inFlight = [...replicas.values()]
+          .filter((r) => r.model.id === model.id)
+          .reduce((sum, r) => sum + r.inFlight, 0)
+        const smoothed = 0.7 * (smoothedInFlight.get(model.id) ?? 0) + 0.3 * inFlight
+        smoothedInFlight.set(model.id, smoothed)
+        wanted.set(model.id, Math.ceil(smoothed / init.targetInFlightPerReplica))
+      }
+      const state: ReplicaState[] = [...replicas.values()].map((replica) => ({
+        replicaId: replica.replicaId,
+        deviceId: replica.deviceId,
+        modelId: replica.model.id,
+        draining: replica.draining,
+        inFlight: replica.inFlight,
+      }))
+      const decisions = planModelReplicas(
+        models.map((model) => ({
+          modelId: model.id,
+          requiredVramMib: model.requiredVramMib,
+          minReplicas: model.minReplicas,
+          maxReplicas: model.maxReplicas,
+          wantedByLoad: wanted.get(model.id) ?? 0,
+        })),
+        servingDevices(),
+        state,
+      )
+      for (const { replicaId, reason } of decisions.stop) {
+        const replica = replicas.get(replicaId)
+        if (replica) stopReplica(replica, reason)
+      }
+      for (const { deviceId, modelId } of decisions.start) {
+        const model = models.find((candidate) => candidate.id === modelId)
+        if (model) await startReplica(deviceId, model)
+      }
+    },
+
+    async start() {
+      for (const record of await store.inference.listServing()) preferences.set(record.deviceId, record)
+      await refreshModels()
+    },
+  }
+}
+
+/** A floor for display: USD per GPU-hour, or null for "the rental price". */
+export function formatFloor(record: DeviceServingRecord | undefined): string | null {
+  return record?.minPriceMicroUsd == null ? null : formatMicroUsd(record.minPriceMicroUsd)
+}
