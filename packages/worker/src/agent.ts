@@ -21,6 +21,7 @@ import { referenceProver, type ProofSession, type Prover } from './proof/prover.
 import { runNetworkSpeedtest, submitSpeedtestResult } from './speedtest/network.ts'
 import { createClusterNodes, type ClusterNodesInit } from './cluster/cluster-nodes.ts'
 import { measureRoundTrips, startRttResponder, type RttResponder } from './rtt/rtt.ts'
+import { createModelReplicas, type ModelReplicasInit } from './models/model-replicas.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -44,7 +45,15 @@ export type WorkerAgentComponents = {
   computeSpeedtest?(): Promise<ComputeSpeedtestResult>
   /** How this machine runs cluster nodes; without it (or with clustersEnabled false) it refuses them. */
   readonly clusters?: Omit<ClusterNodesInit, 'logger' | 'stateDir'>
+  /** How this machine runs model replicas; used when settings.serveModels is on. */
+  readonly models?: Omit<
+    ModelReplicasInit,
+    'logger' | 'stateDir' | 'coordinatorUrl' | 'relayPort' | 'relayHost' | 'visibleGpuIndices'
+  >
 }
+
+/** A rented machine's replicas get this long to finish their requests before the cluster node is prepared. */
+export const rentalDrainMs = 5_000
 
 /** The first speedtest waits a random time up to this, so a fleet restarting together does not test at once. */
 export const firstSpeedtestDelayMaxMs = 60_000
@@ -91,6 +100,29 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
     components.clusters && init.clustersEnabled
       ? createClusterNodes({ ...components.clusters, stateDir: init.stateDir, logger }, sendToCoordinator)
       : undefined
+  const modelReplicas =
+    components.models && init.serveModels
+      ? createModelReplicas(
+          {
+            ...components.models,
+            stateDir: init.stateDir,
+            coordinatorUrl: init.coordinatorUrl,
+            relayPort: init.servePort,
+            // Only GPUs nvidia-smi itself reported exist: a replayed inventory names none a replica could use.
+            visibleGpuIndices: () =>
+              latestInventory?.probeSource === 'nvidia-smi'
+                ? latestInventory.gpus.map((gpu) => gpu.index)
+                : [],
+            ...((init.serveHost ?? init.meshEndpointHost)
+              ? { relayHost: (init.serveHost ?? init.meshEndpointHost)! }
+              : {}),
+            logger,
+          },
+          sendToCoordinator,
+        )
+      : undefined
+  // Cluster commands pass through here in order; a rental first stops the replicas serving models.
+  let clusterCommandGate: Promise<void> = Promise.resolve()
   const proofs = createProofHandler(components.prover ?? referenceProver, logger, () =>
     proverMatrixSizeLimit(latestInventory),
   )
@@ -267,8 +299,19 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
             ...(init.pricingMode === undefined ? {} : { pricingMode: init.pricingMode }),
             ...(rttResponder ? { rttProbePort: rttResponder.port } : {}),
+            ...(init.serveModels === undefined
+              ? {}
+              : {
+                  serving: {
+                    enabled: init.serveModels && modelReplicas !== undefined,
+                    ...(init.serveMinPricePerGpuHourUsd === undefined
+                      ? {}
+                      : { minPricePerGpuHourUsd: init.serveMinPricePerGpuHourUsd }),
+                  },
+                }),
           })
           sendMessage({ type: 'cluster_nodes_held', clusterIds: clusterNodes?.heldClusterIds() ?? [] })
+          sendMessage({ type: 'model_replicas_held', replicaIds: modelReplicas?.heldReplicaIds() ?? [] })
           clearInterval(heartbeatTimer)
           heartbeatTimer = setInterval(
             () => sendMessage({ type: 'heartbeat', seq: seq++ }),
@@ -282,10 +325,29 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             (results) => sendMessage({ type: 'rtt_report', probeId, results }),
             (error: unknown) => logger.warn('round-trip measurement failed', { error: String(error) }),
           )
+        } else if (message.type === 'model_replica_start' || message.type === 'model_replica_stop') {
+          if (modelReplicas) modelReplicas.handle(message)
+          else
+            sendMessage({
+              type: 'model_replica_status',
+              replicaId: message.replicaId,
+              phase: message.type === 'model_replica_stop' ? 'stopped' : 'failed',
+              detail: 'this machine does not serve models (start it with --serve-models)',
+            })
         } else if (message.type.startsWith('cluster_')) {
           const command = message as ClusterCommandMessage
-          if (clusterNodes) clusterNodes.handle(command)
-          else
+          if (clusterNodes) {
+            const nodes = clusterNodes
+            const rented =
+              command.type === 'cluster_node_prepare' && (modelReplicas?.heldReplicaIds().length ?? 0) > 0
+            clusterCommandGate = clusterCommandGate
+              .then(() =>
+                rented
+                  ? modelReplicas?.stopAll('this machine was rented for a cluster', rentalDrainMs)
+                  : undefined,
+              )
+              .then(() => nodes.handle(command))
+          } else
             sendMessage({
               type: 'cluster_node_status',
               clusterId: command.clusterId,
@@ -312,6 +374,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       identity = loadOrCreateIdentity(init.stateDir)
       deviceId = await enroll(identity)
       await clusterNodes?.cleanUpLeftovers()
+      await modelReplicas?.cleanUpLeftovers()
       rttResponder = await startRttResponder(init.rttProbePort).catch((error: unknown) => {
         logger.warn('round-trip responder could not start; peers cannot measure this machine', {
           error: String(error),
@@ -368,6 +431,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       clearTimeout(speedtestTimer)
       wakeBackoff?.()
       // Released before the goodbye, so the coordinator hears each node go and replaces it at once.
+      await modelReplicas?.stopAll(reason, rentalDrainMs)
       await clusterNodes?.releaseAll(reason)
       const ws = socket
       if (ws && ws.readyState === WebSocket.OPEN) {

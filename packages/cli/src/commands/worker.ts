@@ -91,6 +91,19 @@ export function registerWorkerCommands(program: Command): void {
       '--rtt-probe-port <port>',
       'UDP port other workers measure round trips to (default: any free port)',
     )
+    .option(
+      '--serve-models',
+      'serve models from the store while nobody rents this machine, for per-token income (needs root)',
+    )
+    .option(
+      '--serve-min-price <usd>',
+      'lowest price per GPU-hour this machine serves models for (default: its rental price)',
+    )
+    .option(
+      '--serve-host <ipv4>',
+      'address the gateway reaches model replicas at (default: as seen by the coordinator)',
+    )
+    .option('--serve-port <port>', 'TCP port of the model relay (default: any free port)')
     .option('--netns-mount-namespace <path>', 'only when this worker runs under `ip netns exec` (test hosts)')
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
@@ -115,10 +128,16 @@ export function registerWorkerCommands(program: Command): void {
         rayObjectStoreMemoryBytes: integerFlag(text('rayObjectStoreMemoryBytes')),
         netnsMountNamespace: text('netnsMountNamespace'),
         rttProbePort: integerFlag(text('rttProbePort')),
+        serveModels: flags['serveModels'] === true ? true : undefined,
+        serveMinPricePerGpuHourUsd: text('serveMinPrice'),
+        serveHost: text('serveHost'),
+        servePort: integerFlag(text('servePort')),
       })
       const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
       const [uid, gid] = settings.clusterUser.split(':').map(Number) as [number, number]
       const canRunClusters = process.getuid?.() === 0
+      if (settings.serveModels && !canRunClusters)
+        logger.warn('not running as root: this machine cannot serve models (their sandbox needs root)')
       if (settings.clustersEnabled && !canRunClusters)
         logger.warn(
           'not running as root: this machine cannot host cluster nodes (network namespaces need root)',
@@ -132,6 +151,21 @@ export function registerWorkerCommands(program: Command): void {
                   pythonPath: resolvePythonPath(process.env),
                   runAs: { uid, gid },
                   ...(settings.meshEndpointHost ? { endpointHost: settings.meshEndpointHost } : {}),
+                  ...(settings.clusterNodeCpus ? { numCpus: settings.clusterNodeCpus } : {}),
+                  ...(settings.rayObjectStoreMemoryBytes
+                    ? { objectStoreMemoryBytes: settings.rayObjectStoreMemoryBytes }
+                    : {}),
+                  ...(settings.netnsMountNamespace
+                    ? { netnsMountNamespace: settings.netnsMountNamespace }
+                    : {}),
+                },
+              }
+            : {}),
+          ...(canRunClusters
+            ? {
+                models: {
+                  pythonPath: resolvePythonPath(process.env),
+                  runAs: { uid, gid },
                   ...(settings.clusterNodeCpus ? { numCpus: settings.clusterNodeCpus } : {}),
                   ...(settings.rayObjectStoreMemoryBytes
                     ? { objectStoreMemoryBytes: settings.rayObjectStoreMemoryBytes }

@@ -90,7 +90,7 @@ export function createArtifactCache(init: ArtifactCacheInit): ArtifactCache {
 
   return {
     async materialize(modelKey, artifacts) {
-      if (!/^[A-Za-z0-9._-]{1,160}$/.test(modelKey)) throw new Error(`bad model key ${modelKey}`)
+      if (!/^[A-Za-z0-9._+@-]{1,160}$/.test(modelKey)) throw new Error(`bad model key ${modelKey}`)
       let downloaded = 0
       for (const artifact of artifacts) {
         if (!sha256Pattern.test(artifact.sha256) || !pathPattern.test(artifact.path))
