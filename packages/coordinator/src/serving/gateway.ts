@@ -65,6 +65,9 @@ const upstreamPath: Record<Endpoint, string> = {
 }
 const defaultMaxTokens: Record<Endpoint, number> = { chat: 256, completion: 16, embeddings: 0 }
 const principalCacheMs = 5_000
+/** A replica that failed this many requests in a row before answering is rested this long. */
+const failuresBeforeRest = 3
+const restMs = 10_000
 const maxCachedPrincipals = 10_000
 
 /** An error in OpenAI's shape, so OpenAI clients raise their usual exceptions. */
@@ -163,7 +166,11 @@ export function registerInferenceGateway(
   }
 
   const pick = (modelId: string, exclude: Set<string>): Replica | undefined => {
-    const ready = serving.readyReplicas(modelId).filter((r) => !exclude.has(r.replicaId) && r.relayUrl)
+    const nowMs = clock.nowMs()
+    const candidates = serving.readyReplicas(modelId).filter((r) => !exclude.has(r.replicaId) && r.relayUrl)
+    // A resting replica (it failed several requests in a row) is tried only when no other is left.
+    const rested = candidates.filter((r) => r.restingUntilMs <= nowMs)
+    const ready = rested.length > 0 ? rested : candidates
     let best: Replica | undefined
     for (const replica of ready) {
       if (
@@ -403,6 +410,7 @@ export function registerInferenceGateway(
           stats.failed += 1
           return reply
         }
+        replica.consecutiveFailures = 0
         finish(replica, outcome.usage)
         return reply
       } catch (error) {
@@ -412,6 +420,8 @@ export function registerInferenceGateway(
           throw error
         }
         lastFailure = error.message
+        replica.consecutiveFailures += 1
+        if (replica.consecutiveFailures >= failuresBeforeRest) replica.restingUntilMs = clock.nowMs() + restMs
         request.log.warn(
           { replicaId: replica.replicaId, deviceId: replica.deviceId, error: error.message },
           'replica failed before answering; trying another',

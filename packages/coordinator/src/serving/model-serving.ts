@@ -59,6 +59,9 @@ export type Replica = {
   inFlight: number
   /** Set when the coordinator decided to stop it: the gateway sends it nothing new. */
   draining: boolean
+  /** Failures before a first token since its last answer; a few in a row rest it for a while. */
+  consecutiveFailures: number
+  restingUntilMs: number
 }
 
 export type ModelServing = {
@@ -172,6 +175,8 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       phase: 'requested',
       inFlight: 0,
       draining: false,
+      consecutiveFailures: 0,
+      restingUntilMs: 0,
     }
     replicas.set(replica.replicaId, replica)
     log.info(
