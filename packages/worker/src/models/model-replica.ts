@@ -456,6 +456,8 @@ export function createModelReplica(init: ModelReplicaInit): ModelReplica {
         replicaId,
         namespace: names.namespace,
         replicaAddress,
+        // Reachable from the worker's namespace only: what a benchmark compares the gateway against.
+        replicaUrl: `http://${replicaAddress}:${port}`,
         relayUrl,
         startupMs: Date.now() - startedAtMs,
         launcherStartupSeconds: startupSeconds,
