@@ -92,6 +92,7 @@ export function registerUpCommand(program: Command): void {
       const supplier = new GpumeshClient({ baseUrl: running.url, apiKey: accounts.supplierKey })
       const captures = flags['sampleGpus'] ? sampleCaptures() : []
 
+      const servesModels = process.getuid?.() === 0 && storedModel !== undefined
       const workers: ChildProcess[] = []
       for (let index = 0; index < workerCount; index += 1) {
         const stateDir = join(dataDir, `worker-${index + 1}`)
@@ -122,6 +123,8 @@ export function registerUpCommand(program: Command): void {
           'warn',
           ...(token ? ['--token', token] : []),
           ...(capture ? ['--nvidia-smi-xml', capture] : []),
+          // Idle machines serve the store's models (their sandbox needs root); see docs/inference.md.
+          ...(servesModels ? ['--serve-models'] : []),
         ]
         workers.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }))
       }
@@ -162,6 +165,9 @@ export function registerUpCommand(program: Command): void {
             `  API document  ${running.url}/v1/openapi.json\n` +
             `  workers       ${online} of ${workerCount} online${captures.length > 0 ? ' (replaying saved nvidia-smi captures)' : ' (probing this machine)'}\n` +
             (storedModel ? `  model store   ${storedModel}\n` : '') +
+            (servesModels
+              ? `  inference     ${running.url}/v1/chat/completions   (OpenAI-compatible; model tiny-chat, paid with the renter key once its replica is up)\n`
+              : '') +
             `  supplier key  ${accounts.supplierKey}\n` +
             `  renter key    ${accounts.renterKey}\n` +
             `  (keys saved in ${join(dataDir, 'accounts.json')})\n\n` +
