@@ -1,4 +1,10 @@
 import type {
+  DeviceServingBody,
+  DeviceServingView,
+  ExplorerInference,
+  InferenceReceipt,
+  InferenceReceiptList,
+  ServedModelList,
   CollectEarningsBody,
   EarningsQuery,
   EarningsTransfers,
@@ -188,6 +194,16 @@ export class GpumeshClient {
     this.#request<PriceIndexReply>('GET', `/v1/explorer/prices${toQueryString(query)}`)
   explorerDevices = (query: Partial<ExplorerDevicesQuery> = {}) =>
     this.#request<ExplorerDevicePage>('GET', `/v1/explorer/devices${toQueryString(query)}`)
+  explorerInference = () => this.#request<ExplorerInference>('GET', '/v1/explorer/inference')
+  servedModels = () => this.#request<ServedModelList>('GET', '/v1/models')
+  inferenceReceipts = (query: { limit?: number; cursor?: string } = {}) =>
+    this.#request<InferenceReceiptList>('GET', `/v1/inference/receipts${toQueryString(query)}`)
+  inferenceReceipt = (id: string) =>
+    this.#request<InferenceReceipt>('GET', `/v1/inference/receipts/${encodeURIComponent(id)}`)
+  deviceServing = (id: string) =>
+    this.#request<DeviceServingView>('GET', `/v1/devices/${encodeURIComponent(id)}/serving`)
+  setDeviceServing = (id: string, body: DeviceServingBody) =>
+    this.#request<DeviceServingView>('PUT', `/v1/devices/${encodeURIComponent(id)}/serving`, body)
   explorerDevice = (id: string) =>
     this.#request<ExplorerDeviceDetail>('GET', `/v1/explorer/devices/${encodeURIComponent(id)}`)
 

@@ -231,6 +231,45 @@ function PriceIndexChart({ prices, days }: { prices: PriceIndexReply; days: numb
   )
 }
 
+function InferenceByModel() {
+  const { publicClient } = useSession()
+  const inference = useResource(() => publicClient.explorerInference(), [])
+  useInterval(inference.reload, summaryRefreshMs)
+  return (
+    <Section title="Inference by model" testId="inference">
+      <Loaded resource={inference} what="Loading inference figures">
+        {({ models }) => (
+          <DataTable
+            columns={[
+              'Model',
+              numeric('Replicas ready'),
+              numeric('Requests'),
+              numeric('Input tokens'),
+              numeric('Output tokens'),
+              numeric('Paid by callers (GMT)'),
+              numeric('Earned by suppliers (GMT)'),
+            ]}
+            rows={models}
+            empty="No model has been served yet."
+          >
+            {(row) => (
+              <tr key={row.model} data-testid="inference-row" data-model={row.model}>
+                <td>{row.model}</td>
+                <td className="numeric">{row.replicasReady}</td>
+                <td className="numeric">{row.requests.toLocaleString('en-US')}</td>
+                <td className="numeric">{row.promptTokens.toLocaleString('en-US')}</td>
+                <td className="numeric">{row.completionTokens.toLocaleString('en-US')}</td>
+                <td className="numeric">{row.spentGmt}</td>
+                <td className="numeric">{row.supplierEarningsGmt}</td>
+              </tr>
+            )}
+          </DataTable>
+        )}
+      </Loaded>
+    </Section>
+  )
+}
+
 function RecentEpochs() {
   const { publicClient } = useSession()
   const epochs = useResource(() => publicClient.rewardEpochs({ limit: 12 }), [])
@@ -496,6 +535,7 @@ export function ExplorerPage() {
       <div className="grid-2">
         <PriceIndex />
       </div>
+      <InferenceByModel />
       <RecentEpochs />
       <ExplorerDevices summary={summary.data} />
     </>
