@@ -15,6 +15,7 @@ import { registerJobCommands } from './commands/job.ts'
 import { registerOfferCommands } from './commands/offers.ts'
 import { registerPricingCommands } from './commands/pricing.ts'
 import { registerModelCommands } from './commands/models.ts'
+import { registerInferenceCommands } from './commands/inference.ts'
 import { registerRewardCommands } from './commands/rewards.ts'
 import { registerUpCommand } from './commands/up.ts'
 import { registerWorkerCommands } from './commands/worker.ts'
@@ -41,6 +42,7 @@ registerEarningsCommands(program)
 registerPricingCommands(program)
 registerRewardCommands(program)
 registerModelCommands(program)
+registerInferenceCommands(program)
 
 try {
   await program.parseAsync(process.argv)

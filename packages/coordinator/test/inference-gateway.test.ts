@@ -441,6 +441,25 @@ describe(
           assert.equal(statuses.at(-1), 429)
         })
 
+        it('lets a supplier take a device out of serving, which stops its replica', async () => {
+          const device = workers[2]!.deviceId
+          const off = await gpumesh(baseUrl, supplierKey, 'inference', 'serve', device, '--off')
+          assert.equal(off.code, 0, off.stderr)
+          assert.equal(JSON.parse(off.stdout).enabled, false)
+          assert.ok(workers[2]!.received.some((message) => message.type === 'model_replica_stop'))
+          const back = await call('PUT', `/v1/devices/${device}/serving`, supplierKey, { enabled: true })
+          assert.equal(back.status, 200)
+          const stranger = await call('PUT', `/v1/devices/${device}/serving`, renterKey, { enabled: false })
+          assert.equal(stranger.status, 404)
+          await eventually(
+            async () =>
+              (await call('GET', `/v1/devices/${device}/serving`, supplierKey)).body.replica?.phase ===
+              'ready',
+            'a replica on the device again',
+            10_000,
+          )
+        })
+
         it('stops the replica of a device rented for a cluster at once, and routes around it', async () => {
           const created = await call('POST', '/v1/clusters', renterKey, {
             name: 'takes-one',
@@ -488,6 +507,19 @@ describe(
           assert.equal(parseGmtToUnits(explorer.spentGmt), spent)
           const fees = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.feeGmt)!, 0n)
           assert.equal(parseGmtToUnits(explorer.supplierEarningsGmt), spent - fees)
+          const listed = await gpumesh(
+            baseUrl,
+            renterKey,
+            'inference',
+            'receipts',
+            '--limit',
+            '500',
+            '--json',
+          )
+          assert.equal(listed.code, 0, listed.stderr)
+          assert.equal(JSON.parse(listed.stdout).receipts.length, receipts.length)
+          const models = await gpumesh(baseUrl, renterKey, 'inference', 'models')
+          assert.match(models.stdout, /tiny-chat/)
           const verified = await call('GET', '/v1/ledger/verify', operatorKey)
           assert.equal(verified.status, 200)
           assert.equal(verified.body.ok, true, JSON.stringify(verified.body))

@@ -1,4 +1,5 @@
 import type {
+  ModelServingBody,
   DeviceServingBody,
   DeviceServingView,
   ExplorerInference,
@@ -216,6 +217,12 @@ export class GpumeshClient {
     this.#request<ModelView>(
       'GET',
       `/v1/store/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}`,
+    )
+  setModelServing = (name: string, version: string, body: ModelServingBody) =>
+    this.#request<ModelServingBody>(
+      'PUT',
+      `/v1/store/models/${encodeURIComponent(name)}/${encodeURIComponent(version)}/serving`,
+      body,
     )
   removeModel = (name: string, version: string) =>
     this.#request<ModelView>(

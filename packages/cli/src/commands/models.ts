@@ -104,21 +104,64 @@ export function registerModelCommands(program: Command): void {
     model.command('push <directory>').description('add a model version from a model directory (operators)'),
   )
     .option('--vram-mib <n>', 'VRAM a replica needs (default: twice the weights)')
+    .option('--min-replicas <n>', 'devices serving it at all times while idle ones exist (default 1)')
+    .option('--max-replicas <n>', 'devices serving it at most, as load grows (default 4)')
     .option('--json', 'machine-readable output')
-    .action(async (directory: string, flags: ConnectionFlags & { vramMib?: string; json?: boolean }) => {
-      const vram = flags.vramMib === undefined ? undefined : Number(flags.vramMib)
-      if (vram !== undefined && (!Number.isInteger(vram) || vram < 0))
-        throw new UsageError('--vram-mib must be a whole number')
-      const body = describeModelDirectory(directory, vram)
-      const client = clientFrom(flags, true)
-      const created = await client.createModel(body)
-      for (const artifact of created.artifacts.filter((a) => !a.stored)) {
-        process.stderr.write(`uploading ${artifact.path} (${mib(artifact.sizeBytes)})\n`)
-        await client.uploadArtifact(artifact.sha256, readFileSync(join(directory, artifact.path)))
-      }
-      const final = await client.getModel(body.name, body.version)
-      if (flags.json) return printJson(final)
-      printModel(final)
+    .action(
+      async (
+        directory: string,
+        flags: ConnectionFlags & {
+          vramMib?: string
+          minReplicas?: string
+          maxReplicas?: string
+          json?: boolean
+        },
+      ) => {
+        const whole = (text: string | undefined, flag: string) => {
+          if (text === undefined) return undefined
+          const value = Number(text)
+          if (!Number.isInteger(value) || value < 0) throw new UsageError(`${flag} must be a whole number`)
+          return value
+        }
+        const vram = whole(flags.vramMib, '--vram-mib')
+        const minReplicas = whole(flags.minReplicas, '--min-replicas') ?? 1
+        const maxReplicas = whole(flags.maxReplicas, '--max-replicas') ?? Math.max(4, minReplicas)
+        if (minReplicas > maxReplicas) throw new UsageError('--min-replicas must not be above --max-replicas')
+        const body = { ...describeModelDirectory(directory, vram), serving: { minReplicas, maxReplicas } }
+        const client = clientFrom(flags, true)
+        const created = await client.createModel(body)
+        for (const artifact of created.artifacts.filter((a) => !a.stored)) {
+          process.stderr.write(`uploading ${artifact.path} (${mib(artifact.sizeBytes)})\n`)
+          await client.uploadArtifact(artifact.sha256, readFileSync(join(directory, artifact.path)))
+        }
+        const final = await client.getModel(body.name, body.version)
+        if (flags.json) return printJson(final)
+        printModel(final)
+      },
+    )
+  connectionOptions(
+    model
+      .command('serve <name:version>')
+      .description(
+        'how many idle devices serve a model version: at least MIN, up to MAX with load (operators)',
+      ),
+  )
+    .requiredOption('--min-replicas <n>', 'devices serving it at all times while idle ones exist')
+    .requiredOption('--max-replicas <n>', 'devices serving it at most')
+    .action(async (text: string, flags: ConnectionFlags & { minReplicas: string; maxReplicas: string }) => {
+      const { name, version } = splitNameVersion(text)
+      if (!version) throw new UsageError('name the version: NAME:VERSION')
+      const minReplicas = Number(flags.minReplicas)
+      const maxReplicas = Number(flags.maxReplicas)
+      if (
+        !Number.isInteger(minReplicas) ||
+        !Number.isInteger(maxReplicas) ||
+        minReplicas < 0 ||
+        maxReplicas < 0
+      )
+        throw new UsageError('--min-replicas and --max-replicas must be whole numbers')
+      const set = await clientFrom(flags, true).setModelServing(name, version, { minReplicas, maxReplicas })
+      process.stdout.write(`${name} ${version}: ${set.minReplicas} to ${set.maxReplicas} replicas\n`)
     })
   connectionOptions(model.command('ls').description('every model version in the store'))
     .option('--json', 'machine-readable output')
