@@ -346,6 +346,24 @@ describe(
           assert.equal(await walletUnits(), before - amount - plainAmount)
         })
 
+        it('answers embeddings, charged for their input tokens only', async () => {
+          const before = await walletUnits()
+          const { input, output } = await prices()
+          const { response, text } = await gateway('/v1/embeddings', {
+            model: 'tiny-chat',
+            input: ['Fox', 'Crow'],
+          })
+          assert.equal(response.status, 200, text)
+          const reply = JSON.parse(text)
+          assert.equal(reply.data.length, 2)
+          assert.ok(reply.data[0].embedding.length > 0)
+          assert.equal(reply.usage.prompt_tokens, 7)
+          const amount = handCharge(7, 0, input, output)
+          charged.push({ receiptId: response.headers.get('x-gpumesh-receipt-id')!, amount, deviceId: '' })
+          await settled()
+          assert.equal(await walletUnits(), before - amount)
+        })
+
         it('retries a request on another replica when the first one fails before answering', async () => {
           const statsBefore = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
           const devices = new Set<string>()
@@ -482,6 +500,40 @@ describe(
             assert.notEqual(response.headers.get('x-gpumesh-device-id'), rented)
           }
           await call('POST', `/v1/clusters/${created.body.id}/terminate`, renterKey, {})
+        })
+
+        it('records an artifact a worker refused, for operators to see', async () => {
+          // A device serving now: its worker reports that an artifact's bytes did not match the published hash.
+          let serving: { worker: SimulatedWorker; replicaId: string } | undefined
+          for (const worker of workers) {
+            const view = (await call('GET', `/v1/devices/${worker.deviceId}/serving`, supplierKey)).body
+            if (view.replica) serving = { worker, replicaId: view.replica.replicaId }
+          }
+          assert.ok(serving)
+          const start = serving.worker.received.find(
+            (message) => message.type === 'model_replica_start' && message.replicaId === serving.replicaId,
+          )
+          assert.ok(start && start.type === 'model_replica_start')
+          const artifact = start.model.artifacts[0]!
+          serving.worker.send({
+            type: 'model_replica_status',
+            replicaId: start.replicaId,
+            phase: 'failed',
+            detail: 'refused',
+            refusedArtifact: {
+              path: artifact.path,
+              expectedSha256: artifact.sha256,
+              receivedSha256: 'f'.repeat(64),
+            },
+          })
+          const refusals = await eventually(async () => {
+            const listed = (await call('GET', '/v1/operator/artifact-refusals', operatorKey)).body.refusals
+            return listed.length > 0 && listed
+          }, 'the refusal recorded')
+          assert.equal(refusals[0].deviceId, serving.worker.deviceId)
+          assert.equal(refusals[0].expectedSha256, artifact.sha256)
+          assert.equal((await call('GET', '/v1/operator/artifact-refusals', renterKey)).status, 403)
+          // The failed replica is replaced once its device's cool-down is over; the others serve meanwhile.
         })
 
         it('keeps every receipt in the ledger: the totals agree, and the ledger verifies', async () => {

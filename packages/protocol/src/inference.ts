@@ -87,7 +87,12 @@ export const ModelReplicaStatusMessage = Type.Object(
     /** An artifact whose bytes did not match its published hash: refused, never served. */
     refusedArtifact: Type.Optional(
       Type.Object(
-        { path: Type.String({ maxLength: 128 }), expectedSha256: Sha256Hex, receivedSha256: Sha256Hex },
+        {
+          path: Type.String({ maxLength: 128 }),
+          expectedSha256: Sha256Hex,
+          /** Null when the download was cut off for being longer than published, before it could be hashed. */
+          receivedSha256: Type.Union([Sha256Hex, Type.Null()]),
+        },
         { additionalProperties: false },
       ),
     ),
@@ -294,3 +299,17 @@ export const ExplorerInference = Type.Object({
   generatedAtMs: Type.Integer(),
 })
 export type ExplorerInference = Static<typeof ExplorerInference>
+
+export const ArtifactRefusalList = Type.Object({
+  refusals: Type.Array(
+    Type.Object({
+      deviceId: Type.String(),
+      model: Type.String(),
+      path: Type.String(),
+      expectedSha256: Type.String(),
+      receivedSha256: Type.Union([Type.String(), Type.Null()]),
+      atMs: Type.Integer(),
+    }),
+  ),
+})
+export type ArtifactRefusalList = Static<typeof ArtifactRefusalList>

@@ -54,6 +54,7 @@ CREATE TABLE artifact_refusals (
   model TEXT NOT NULL,
   path TEXT NOT NULL,
   expected_sha256 TEXT NOT NULL,
-  received_sha256 TEXT NOT NULL,
+  -- NULL when the download ran past the published size and was stopped before it could be hashed
+  received_sha256 TEXT,
   at_ms BIGINT NOT NULL
 );

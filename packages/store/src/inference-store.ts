@@ -50,7 +50,7 @@ export type ArtifactRefusal = {
   readonly model: string
   readonly path: string
   readonly expectedSha256: string
-  readonly receivedSha256: string
+  readonly receivedSha256: string | null
   readonly atMs: number
 }
 
@@ -291,7 +291,7 @@ export function createInferenceStore(driver: SqlDriver, ledger: LedgerStore): In
         model: string
         path: string
         expected_sha256: string
-        received_sha256: string
+        received_sha256: string | null
         at_ms: string | bigint
       }>('SELECT * FROM artifact_refusals ORDER BY id DESC LIMIT $1', [limit])
       return rows.map((row) => ({

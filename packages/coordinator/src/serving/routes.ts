@@ -1,5 +1,6 @@
 import { formatGmtUnits, NotFoundError, ValidationError, type Clock } from '@gpumesh/core'
 import {
+  ArtifactRefusalList,
   DeviceServingBody,
   DeviceServingView,
   ErrorReply,
@@ -203,6 +204,23 @@ export function registerServingRoutes(app: App, components: ServingRouteComponen
       if (!model || !(await store.models.setServing(model.id, minReplicas, maxReplicas, clock.nowMs())))
         throw new NotFoundError(`no model ${request.params.name} ${request.params.version}`)
       return { minReplicas, maxReplicas }
+    },
+  )
+
+  app.get(
+    '/v1/operator/artifact-refusals',
+    {
+      schema: {
+        tags: ['models'],
+        summary:
+          'Artifacts workers downloaded and refused because the bytes did not match the hash (operators)',
+        security: secured,
+        response: { 200: ArtifactRefusalList, ...errors },
+      },
+    },
+    async (request) => {
+      requireRole(await principalOf(request), 'operator')
+      return { refusals: await store.inference.listArtifactRefusals(200) }
     },
   )
 

@@ -15,10 +15,13 @@ export type ArtifactRef = { readonly path: string; readonly sha256: string; read
 export class ArtifactMismatchError extends Error {
   override readonly name = 'ArtifactMismatchError'
   readonly artifact: ArtifactRef
-  readonly receivedSha256: string
-  constructor(artifact: ArtifactRef, receivedSha256: string, receivedBytes: number) {
+  /** Null when the download was stopped for running past the published size, before it could be hashed. */
+  readonly receivedSha256: string | null
+  constructor(artifact: ArtifactRef, receivedSha256: string | null, receivedBytes: number) {
     super(
-      `${artifact.path}: received ${receivedBytes} bytes hashing to ${receivedSha256}, expected ${artifact.sizeBytes} bytes hashing to ${artifact.sha256}; refused`,
+      receivedSha256 === null
+        ? `${artifact.path}: received more than the ${artifact.sizeBytes} bytes published (${receivedBytes} when stopped); refused`
+        : `${artifact.path}: received ${receivedBytes} bytes hashing to ${receivedSha256}, expected ${artifact.sizeBytes} bytes hashing to ${artifact.sha256}; refused`,
     )
     this.artifact = artifact
     this.receivedSha256 = receivedSha256
@@ -62,7 +65,7 @@ export function createArtifactCache(init: ArtifactCacheInit): ArtifactCache {
         received += chunk.length
         // More bytes than published cannot match: stop reading instead of filling the disk.
         if (received > artifact.sizeBytes) {
-          done(new ArtifactMismatchError(artifact, 'unknown (too long)', received))
+          done(new ArtifactMismatchError(artifact, null, received))
           return
         }
         hash.update(chunk)
