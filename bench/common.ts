@@ -44,6 +44,21 @@ export function processCpuSeconds(pid: number): number | undefined {
   }
 }
 
+/**
+ * CPU time the whole machine has spent busy so far (every core, from the first line of /proc/stat: user, nice,
+ * system, irq, softirq, steal; not idle or iowait), in seconds.
+ */
+export function machineBusyCpuSeconds(): number {
+  const fields = readFileSync('/proc/stat', 'utf8')
+    .split('\n', 1)[0]!
+    .trim()
+    .split(/\s+/)
+    .slice(1)
+    .map(Number)
+  const [user = 0, nice = 0, system = 0, , , irq = 0, softirq = 0, steal = 0] = fields
+  return (user + nice + system + irq + softirq + steal) / clockTicks()
+}
+
 /** Resident memory (VmRSS) and its peak (VmHWM) in bytes, from /proc/<pid>/status. */
 export function processMemory(pid: number): { rssBytes: number; peakRssBytes: number } | undefined {
   try {
@@ -76,11 +91,19 @@ export function openFileCount(pid: number): number | undefined {
   }
 }
 
-export type Summary = { count: number; p50: number; p95: number; p99: number; max: number; mean: number }
+export type Summary = {
+  count: number
+  p50: number
+  p90: number
+  p95: number
+  p99: number
+  max: number
+  mean: number
+}
 
 /** Nearest-rank percentiles of a list of samples (milliseconds). */
 export function summarize(samples: readonly number[]): Summary {
-  if (samples.length === 0) return { count: 0, p50: NaN, p95: NaN, p99: NaN, max: NaN, mean: NaN }
+  if (samples.length === 0) return { count: 0, p50: NaN, p90: NaN, p95: NaN, p99: NaN, max: NaN, mean: NaN }
   const sorted = Float64Array.from(samples).sort()
   const rank = (p: number) =>
     sorted[Math.min(sorted.length - 1, Math.max(0, Math.ceil(p * sorted.length) - 1))] ?? NaN
@@ -89,6 +112,7 @@ export function summarize(samples: readonly number[]): Summary {
   return {
     count: sorted.length,
     p50: rank(0.5),
+    p90: rank(0.9),
     p95: rank(0.95),
     p99: rank(0.99),
     max: sorted[sorted.length - 1] ?? NaN,
