@@ -36,6 +36,48 @@ export type ArtifactStore = {
 
 const sha256Pattern = new RegExp(sha256HexPattern)
 
+export type CheckedWrite =
+  | { ok: true; sizeBytes: number; digest: Buffer }
+  | { ok: false; reason: 'hash_mismatch' | 'too_large'; detail: string }
+
+/**
+ * Streams `body` to a new file at `path`, hashing and counting as it goes; stops at `maxBytes`. Every artifact
+ * store writes through here, so none keeps bytes it has not checked. The caller removes the file on a refusal.
+ */
+export async function writeChecked(
+  body: Readable,
+  path: string,
+  expectedSha256: string,
+  maxBytes: number,
+): Promise<CheckedWrite> {
+  const hash = createHash('sha256')
+  let sizeBytes = 0
+  let tooLarge = false
+  const meter = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      sizeBytes += chunk.length
+      if (sizeBytes > maxBytes) {
+        tooLarge = true
+        done(new Error('artifact too large'))
+        return
+      }
+      hash.update(chunk)
+      done(null, chunk)
+    },
+  })
+  try {
+    await pipeline(body, meter, createWriteStream(path, { flags: 'wx', mode: 0o600 }))
+  } catch (error) {
+    if (tooLarge) return { ok: false, reason: 'too_large', detail: `more than ${maxBytes} bytes` }
+    throw error
+  }
+  const digest = hash.digest()
+  const actual = digest.toString('hex')
+  if (actual !== expectedSha256)
+    return { ok: false, reason: 'hash_mismatch', detail: `the bytes sent hash to ${actual}` }
+  return { ok: true, sizeBytes, digest }
+}
+
 /** A directory: blobs in `sha256/ab/abcdef…`, written to a temporary name and renamed once checked. */
 export function directoryArtifactStore(root: string): ArtifactStore {
   const pathOf = (sha256: string) => join(root, 'sha256', sha256.slice(0, 2), sha256)
@@ -49,36 +91,20 @@ export function directoryArtifactStore(root: string): ArtifactStore {
       const target = pathOf(expectedSha256)
       mkdirSync(join(root, 'sha256', expectedSha256.slice(0, 2)), { recursive: true })
       const temporary = `${target}.${randomBytes(6).toString('hex')}.part`
-      const hash = createHash('sha256')
-      let sizeBytes = 0
-      let tooLarge = false
-      const meter = new Transform({
-        transform(chunk: Buffer, _encoding, done) {
-          sizeBytes += chunk.length
-          if (sizeBytes > maxBytes) {
-            tooLarge = true
-            done(new Error('artifact too large'))
-            return
-          }
-          hash.update(chunk)
-          done(null, chunk)
-        },
-      })
+      let written: CheckedWrite
       try {
-        await pipeline(body, meter, createWriteStream(temporary, { mode: 0o600 }))
+        written = await writeChecked(body, temporary, expectedSha256, maxBytes)
       } catch (error) {
         rmSync(temporary, { force: true })
-        if (tooLarge) return { ok: false, reason: 'too_large', detail: `more than ${maxBytes} bytes` }
         throw error
       }
-      const actual = hash.digest('hex')
-      if (actual !== expectedSha256) {
+      if (!written.ok) {
         rmSync(temporary, { force: true })
-        return { ok: false, reason: 'hash_mismatch', detail: `the bytes sent hash to ${actual}` }
+        return written
       }
       // The same bytes stored twice (two uploads at once) end as one file either way.
       renameSync(temporary, target)
-      return { ok: true, sizeBytes }
+      return { ok: true, sizeBytes: written.sizeBytes }
     },
 
     async open(sha256) {

@@ -1,10 +1,9 @@
-import { createHash, randomBytes } from 'node:crypto'
-import { createReadStream, createWriteStream } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { createReadStream } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { Readable, Transform } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
+import { Readable } from 'node:stream'
 import {
   GetObjectCommand,
   HeadObjectCommand,
@@ -14,7 +13,7 @@ import {
   S3ServiceException,
 } from '@aws-sdk/client-s3'
 import { sha256HexPattern } from '@gpumesh/protocol'
-import type { ArtifactStore } from './artifact-store.ts'
+import { writeChecked, type ArtifactStore } from './artifact-store.ts'
 
 // Model artifacts in an S3-compatible bucket, behind the same interface as the directory store: a blob lives
 // under `${prefix}sha256/ab/abcdef…` and is written there only once its bytes are known to hash to that name.
@@ -80,44 +79,20 @@ export function s3ArtifactStore(options: S3ArtifactStoreInit): ArtifactStore {
         `gpumesh-artifact-${expectedSha256}.${randomBytes(6).toString('hex')}.part`,
       )
       try {
-        const hash = createHash('sha256')
-        let sizeBytes = 0
-        let tooLarge = false
-        const meter = new Transform({
-          transform(chunk: Buffer, _encoding, done) {
-            sizeBytes += chunk.length
-            if (sizeBytes > maxBytes) {
-              tooLarge = true
-              done(new Error('artifact too large'))
-              return
-            }
-            hash.update(chunk)
-            done(null, chunk)
-          },
-        })
-        try {
-          await pipeline(body, meter, createWriteStream(spool, { flags: 'wx', mode: 0o600 }))
-        } catch (error) {
-          if (tooLarge) return { ok: false, reason: 'too_large', detail: `more than ${maxBytes} bytes` }
-          throw error
-        }
-        const digest = hash.digest()
-        const actual = digest.toString('hex')
-        if (actual !== expectedSha256) {
-          return { ok: false, reason: 'hash_mismatch', detail: `the bytes sent hash to ${actual}` }
-        }
+        const written = await writeChecked(body, spool, expectedSha256, maxBytes)
+        if (!written.ok) return written
         // The same bytes stored twice (two uploads at once) end as one object either way.
         await client.send(
           new PutObjectCommand({
             Bucket: bucket,
             Key: keyOf(expectedSha256),
             Body: createReadStream(spool),
-            ContentLength: sizeBytes,
+            ContentLength: written.sizeBytes,
             ContentType: 'application/octet-stream',
-            ChecksumSHA256: digest.toString('base64'),
+            ChecksumSHA256: written.digest.toString('base64'),
           }),
         )
-        return { ok: true, sizeBytes }
+        return { ok: true, sizeBytes: written.sizeBytes }
       } finally {
         await rm(spool, { force: true })
       }
