@@ -1,9 +1,9 @@
 import assert from 'node:assert/strict'
-import { execFile, execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { existsSync, mkdtempSync, rmSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, rmSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { parseGmtToUnits } from '@gpumesh/core'
 import type { Coordinator } from '@gpumesh/coordinator'
@@ -12,7 +12,12 @@ import {
   apiCaller,
   eventually,
   insertOperatorKey,
+  modelServerUnavailable,
+  repositoryRoot,
   simulatedWorker,
+  startModelServer,
+  tinyModelDir as tinyModel,
+  type RunningModelServer,
   startTestCoordinator,
   storeBackends,
   type SimulatedWorker,
@@ -24,21 +29,8 @@ import {
 // on another. Every charge is computed here by hand from the published prices and the token counts, and the
 // caller's wallet, the suppliers' earnings, the fee account and the receipts must agree to the unit.
 
-const repoRoot = resolve(import.meta.dirname, '../../..')
-const python = join(repoRoot, '.venv/bin/python')
-const cli = join(repoRoot, 'packages/cli/src/main.ts')
-const tinyModel = join(repoRoot, 'python/models/tiny-chat')
-const usable =
-  existsSync(python) &&
-  existsSync(join(tinyModel, 'model.safetensors')) &&
-  (() => {
-    try {
-      execFileSync(python, ['-c', 'import torch, ray.serve'], { stdio: 'ignore' })
-      return true
-    } catch {
-      return false
-    }
-  })()
+const cli = join(repositoryRoot, 'packages/cli/src/main.ts')
+const unavailable = modelServerUnavailable()
 const feeBasisPoints = 1_000
 const requestsPerMinute = 40
 
@@ -87,496 +79,431 @@ function handCharge(
   return (numerator + 999_999n) / 1_000_000n
 }
 
-describe(
-  'the inference gateway',
-  { skip: usable ? false : 'needs .venv with torch and Ray Serve (scripts/setup-python.sh)' },
-  () => {
-    let launcher: ChildProcess | undefined
-    let replicaPort = 0
-    let deadPort = 0
-    const scratch = mkdtempSync(join(tmpdir(), 'gpumesh-gateway-'))
+describe('the inference gateway', { skip: unavailable ?? false }, () => {
+  let launcher: RunningModelServer | undefined
+  let replicaPort = 0
+  let deadPort = 0
+  const scratch = mkdtempSync(join(tmpdir(), 'gpumesh-gateway-'))
 
-    before(async () => {
-      deadPort = await closedPort()
-      const child = spawn(
-        python,
-        [
-          join(repoRoot, 'python/gpumesh_models/serve_model.py'),
-          '--model-dir',
-          tinyModel,
-          '--expected-sha256-file',
-          join(repoRoot, 'python/models/tiny-chat.sha256'),
-          '--host',
-          '127.0.0.1',
-          '--port',
-          '0',
-          '--num-replicas',
-          '1',
-          '--num-cpus',
-          '2',
-          '--node-ip-address',
-          '127.0.0.1',
-          '--object-store-memory-bytes',
-          String(100 * 1024 * 1024),
-        ],
-        { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
-      )
-      launcher = child
-      let stderr = ''
-      child.stderr!.on('data', (chunk: Buffer) => (stderr = (stderr + chunk.toString()).slice(-4000)))
-      const ready = await new Promise<{ port: number }>((resolveReady, reject) => {
-        let stdout = ''
-        const timer = setTimeout(
-          () => reject(new Error(`no ready line in 180 s; stderr: ${stderr}`)),
-          180_000,
-        )
-        child.stdout!.on('data', (chunk: Buffer) => {
-          stdout += chunk.toString()
-          const line = stdout.split('\n').find((text) => text.startsWith('GPUMESH-SERVE-'))
-          if (!line) return
-          clearTimeout(timer)
-          if (line.startsWith('GPUMESH-SERVE-READY '))
-            resolveReady(JSON.parse(line.slice('GPUMESH-SERVE-READY '.length)))
-          else reject(new Error(`${line}; stderr: ${stderr}`))
+  before(async () => {
+    deadPort = await closedPort()
+    launcher = await startModelServer()
+    replicaPort = launcher.ready.port
+  })
+
+  after(async () => {
+    await launcher?.stop()
+    rmSync(scratch, { recursive: true, force: true })
+  })
+
+  for (const backend of storeBackends) {
+    describe(`on ${backend.name}`, () => {
+      let store: Store
+      let cleanup: () => Promise<void>
+      let coordinator: Coordinator
+      let baseUrl: string
+      let operatorKey: string
+      let renterKey: string
+      let renterAccountId: string
+      let supplierKey: string
+      const workers: SimulatedWorker[] = []
+      const call = apiCaller(() => baseUrl)
+      const charged: { receiptId: string; amount: bigint; deviceId: string }[] = []
+
+      const gateway = async (path: string, body: unknown, key = renterKey) => {
+        const response = await fetch(`${baseUrl}${path}`, {
+          method: 'POST',
+          headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
+          body: typeof body === 'string' ? body : JSON.stringify(body),
         })
-        child.once('exit', (code) => reject(new Error(`launcher exited ${code}; stderr: ${stderr}`)))
-      })
-      replicaPort = ready.port
-    })
-
-    after(async () => {
-      if (launcher && launcher.exitCode === null) {
-        const exited = new Promise((resolveExit) => launcher!.once('exit', resolveExit))
-        launcher.kill('SIGTERM')
-        await Promise.race([exited, new Promise((resolveWait) => setTimeout(resolveWait, 20_000))])
-        // Its own process group only: never Ray processes found by name.
-        if (launcher.exitCode === null) process.kill(-launcher.pid!, 'SIGKILL')
+        return { response, text: await response.text() }
       }
-      rmSync(scratch, { recursive: true, force: true })
-    })
-
-    for (const backend of storeBackends) {
-      describe(`on ${backend.name}`, () => {
-        let store: Store
-        let cleanup: () => Promise<void>
-        let coordinator: Coordinator
-        let baseUrl: string
-        let operatorKey: string
-        let renterKey: string
-        let renterAccountId: string
-        let supplierKey: string
-        const workers: SimulatedWorker[] = []
-        const call = apiCaller(() => baseUrl)
-        const charged: { receiptId: string; amount: bigint; deviceId: string }[] = []
-
-        const gateway = async (path: string, body: unknown, key = renterKey) => {
-          const response = await fetch(`${baseUrl}${path}`, {
-            method: 'POST',
-            headers: { authorization: `Bearer ${key}`, 'content-type': 'application/json' },
-            body: typeof body === 'string' ? body : JSON.stringify(body),
-          })
-          return { response, text: await response.text() }
+      const prices = async () => {
+        const served = (await call('GET', '/v1/models')).body.data.find(
+          (model: { id: string }) => model.id === 'tiny-chat',
+        )
+        return {
+          input: parseGmtToUnits(served.pricing.input_per_million_gmt)!,
+          output: parseGmtToUnits(served.pricing.output_per_million_gmt)!,
         }
-        const prices = async () => {
-          const served = (await call('GET', '/v1/models')).body.data.find(
-            (model: { id: string }) => model.id === 'tiny-chat',
+      }
+      const walletUnits = async (key = renterKey) =>
+        parseGmtToUnits((await call('GET', '/v1/wallet', key)).body.balanceGmt)!
+      const feeUnits = async () =>
+        parseGmtToUnits((await call('GET', '/v1/ledger/accounts/platform:fee', operatorKey)).body.balanceGmt)!
+      const settled = async () => {
+        await coordinator.settleInference()
+      }
+
+      before(async () => {
+        ;({ store, cleanup } = await backend.open())
+        coordinator = await startTestCoordinator(store, {
+          dataDir: join(scratch, backend.name),
+          platformFeeBasisPoints: feeBasisPoints,
+          inferenceRequestsPerMinute: requestsPerMinute,
+          inferenceSettleMs: 60_000,
+          modelServingPlanMs: 100,
+        })
+        baseUrl = await coordinator.listen()
+        operatorKey = await insertOperatorKey(store)
+        const supplier = (await call('POST', '/v1/accounts', undefined, { name: 's', roles: ['supplier'] }))
+          .body
+        supplierKey = supplier.apiKey.key
+        const renter = (await call('POST', '/v1/accounts', undefined, { name: 'r', roles: ['renter'] })).body
+        renterKey = renter.apiKey.key
+        renterAccountId = renter.account.id
+        const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', tinyModel)
+        assert.equal(pushed.code, 0, pushed.stderr)
+        const serving = await call('PUT', '/v1/store/models/tiny-chat/1.0.0/serving', operatorKey, {
+          minReplicas: 3,
+          maxReplicas: 3,
+        })
+        assert.equal(serving.status, 200, JSON.stringify(serving.body))
+        // Device 1 is the dead one: its relay address answers nothing.
+        for (const [index, port] of [replicaPort, deadPort, replicaPort].entries())
+          workers.push(
+            await simulatedWorker(baseUrl, supplierKey, {
+              pricePerGpuHourUsd: `0.${index + 2}0`,
+              serving: { relayPort: () => port, outputTokensPerSecond: 50 },
+            }),
           )
-          return {
-            input: parseGmtToUnits(served.pricing.input_per_million_gmt)!,
-            output: parseGmtToUnits(served.pricing.output_per_million_gmt)!,
-          }
-        }
-        const walletUnits = async (key = renterKey) =>
-          parseGmtToUnits((await call('GET', '/v1/wallet', key)).body.balanceGmt)!
-        const feeUnits = async () =>
-          parseGmtToUnits(
-            (await call('GET', '/v1/ledger/accounts/platform:fee', operatorKey)).body.balanceGmt,
-          )!
-        const settled = async () => {
-          await coordinator.settleInference()
-        }
+        await eventually(
+          async () =>
+            (await call('GET', '/v1/models')).body.data.find((m: { id: string }) => m.id === 'tiny-chat')
+              ?.replicas === 3,
+          'three replicas ready',
+          30_000,
+        )
+        const credited = await call('POST', '/v1/operator/credits', operatorKey, {
+          accountId: renterAccountId,
+          amountGmt: '50',
+          reason: 'gateway test',
+        })
+        assert.equal(credited.status, 200, JSON.stringify(credited.body))
+      })
 
-        before(async () => {
-          ;({ store, cleanup } = await backend.open())
-          coordinator = await startTestCoordinator(store, {
-            dataDir: join(scratch, backend.name),
-            platformFeeBasisPoints: feeBasisPoints,
-            inferenceRequestsPerMinute: requestsPerMinute,
-            inferenceSettleMs: 60_000,
-            modelServingPlanMs: 100,
-          })
-          baseUrl = await coordinator.listen()
-          operatorKey = await insertOperatorKey(store)
-          const supplier = (await call('POST', '/v1/accounts', undefined, { name: 's', roles: ['supplier'] }))
-            .body
-          supplierKey = supplier.apiKey.key
-          const renter = (await call('POST', '/v1/accounts', undefined, { name: 'r', roles: ['renter'] }))
-            .body
-          renterKey = renter.apiKey.key
-          renterAccountId = renter.account.id
-          const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', tinyModel)
-          assert.equal(pushed.code, 0, pushed.stderr)
-          const serving = await call('PUT', '/v1/store/models/tiny-chat/1.0.0/serving', operatorKey, {
-            minReplicas: 3,
-            maxReplicas: 3,
-          })
-          assert.equal(serving.status, 200, JSON.stringify(serving.body))
-          // Device 1 is the dead one: its relay address answers nothing.
-          for (const [index, port] of [replicaPort, deadPort, replicaPort].entries())
-            workers.push(
-              await simulatedWorker(baseUrl, supplierKey, {
-                pricePerGpuHourUsd: `0.${index + 2}0`,
-                serving: { relayPort: () => port, outputTokensPerSecond: 50 },
-              }),
-            )
-          await eventually(
-            async () =>
-              (await call('GET', '/v1/models')).body.data.find((m: { id: string }) => m.id === 'tiny-chat')
-                ?.replicas === 3,
-            'three replicas ready',
-            30_000,
-          )
-          const credited = await call('POST', '/v1/operator/credits', operatorKey, {
-            accountId: renterAccountId,
-            amountGmt: '50',
-            reason: 'gateway test',
-          })
-          assert.equal(credited.status, 200, JSON.stringify(credited.body))
+      after(async () => {
+        for (const worker of workers) worker.close()
+        await coordinator?.stop()
+        await cleanup?.()
+      })
+
+      it('prices the model from its replicas: the dearest floor at its measured speed, input a quarter of output', async () => {
+        const { input, output } = await prices()
+        // Floors 0.20, 0.30, 0.40 USD per GPU-hour (one "GPU" each), 50 tokens/s, priced as busy half the
+        // time: 0.40 USD / (3600 s × 50 × 0.5) per token = 4.444… USD per million, rounded up to the micro-dollar
+        // (4,444,445) and at 1 GMT per USD the same in units; demand is at its floor with nothing in flight.
+        assert.equal(output, 4_444_445n)
+        assert.equal(input, 1_111_112n)
+      })
+
+      it('answers a completion and charges exactly its tokens, the serving supplier and the fee credited', async () => {
+        const before = await walletUnits()
+        const feeBefore = await feeUnits()
+        const { input, output } = await prices()
+        const prompt = 'The Fox and the '
+        const { response, text } = await gateway('/v1/completions', {
+          model: 'tiny-chat',
+          prompt,
+          max_tokens: 12,
+          temperature: 0,
+        })
+        assert.equal(response.status, 200, text)
+        const completion = JSON.parse(text)
+        // One token per character of the prompt.
+        assert.equal(completion.usage.prompt_tokens, [...prompt].length)
+        const receiptId = response.headers.get('x-gpumesh-receipt-id')!
+        const deviceId = response.headers.get('x-gpumesh-device-id')!
+        assert.notEqual(deviceId, workers[1]!.deviceId, 'the dead replica never answers')
+        const amount = handCharge(
+          completion.usage.prompt_tokens,
+          completion.usage.completion_tokens,
+          input,
+          output,
+        )
+        assert.ok(amount > 0n)
+        charged.push({ receiptId, amount, deviceId })
+        await settled()
+        assert.equal(await walletUnits(), before - amount)
+        const receipt = (await call('GET', `/v1/inference/receipts/${receiptId}`, renterKey)).body
+        assert.equal(receipt.amountGmt, (Number(amount) / 1e6).toFixed(6))
+        assert.equal(receipt.deviceId, deviceId)
+        assert.equal(receipt.promptTokens, completion.usage.prompt_tokens)
+        assert.equal(receipt.completionTokens, completion.usage.completion_tokens)
+        const fee = (amount * BigInt(feeBasisPoints)) / 10_000n
+        assert.equal(receipt.feeGmt, (Number(fee) / 1e6).toFixed(6))
+        // The receipt's transfers exist in the ledger and moved this batch's money.
+        const earnings = (await call('GET', `/v1/earnings?deviceId=${deviceId}`, supplierKey)).body
+        const line = earnings.lines.find((entry: { source: string }) => entry.source === 'inference')
+        assert.equal(parseGmtToUnits(line.amountGmt), amount - fee)
+        assert.equal(await feeUnits(), feeBefore + fee)
+      })
+
+      it('streams a chat completion as server-sent events, with usage only when asked, and charges it', async () => {
+        const before = await walletUnits()
+        const { input, output } = await prices()
+        const { response, text } = await gateway('/v1/chat/completions', {
+          model: 'tiny-chat',
+          messages: [{ role: 'user', content: 'Hello' }],
+          max_tokens: 20,
+          stream: true,
+          stream_options: { include_usage: true },
+        })
+        assert.equal(response.status, 200, text)
+        assert.match(response.headers.get('content-type')!, /text\/event-stream/)
+        const events = text.split('\n\n').filter(Boolean)
+        assert.equal(events.at(-1), 'data: [DONE]')
+        const chunks = events.slice(0, -1).map((event) => JSON.parse(event.slice('data: '.length)))
+        assert.ok(chunks.length >= 2)
+        const usage = chunks.at(-1).usage
+        // "User: Hello\nAssistant:" in the model's chat template: 22 characters, one token each.
+        assert.equal(usage.prompt_tokens, [...'User: Hello\nAssistant:'].length)
+        const content = chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join('')
+        assert.equal(typeof content, 'string')
+        const amount = handCharge(usage.prompt_tokens, usage.completion_tokens, input, output)
+        charged.push({
+          receiptId: response.headers.get('x-gpumesh-receipt-id')!,
+          amount,
+          deviceId: response.headers.get('x-gpumesh-device-id')!,
         })
 
-        after(async () => {
-          for (const worker of workers) worker.close()
-          await coordinator?.stop()
-          await cleanup?.()
+        const plain = await gateway('/v1/chat/completions', {
+          model: 'tiny-chat',
+          messages: [{ role: 'user', content: 'Hi' }],
+          max_tokens: 5,
+          stream: true,
         })
+        assert.equal(plain.response.status, 200)
+        assert.ok(!plain.text.includes('"usage"'), 'no usage chunk when the caller did not ask for one')
+        const plainReceipt = plain.response.headers.get('x-gpumesh-receipt-id')!
+        await settled()
+        const receipt = (await call('GET', `/v1/inference/receipts/${plainReceipt}`, renterKey)).body
+        const plainAmount = handCharge(receipt.promptTokens, receipt.completionTokens, input, output)
+        assert.equal(receipt.promptTokens, [...'User: Hi\nAssistant:'].length)
+        charged.push({ receiptId: plainReceipt, amount: plainAmount, deviceId: receipt.deviceId })
+        assert.equal(await walletUnits(), before - amount - plainAmount)
+      })
 
-        it('prices the model from its replicas: the dearest floor at its measured speed, input a quarter of output', async () => {
-          const { input, output } = await prices()
-          // Floors 0.20, 0.30, 0.40 USD per GPU-hour (one "GPU" each), 50 tokens/s, priced as busy half the
-          // time: 0.40 USD / (3600 s × 50 × 0.5) per token = 4.444… USD per million, rounded up to the micro-dollar
-          // (4,444,445) and at 1 GMT per USD the same in units; demand is at its floor with nothing in flight.
-          assert.equal(output, 4_444_445n)
-          assert.equal(input, 1_111_112n)
+      it('answers embeddings, charged for their input tokens only', async () => {
+        const before = await walletUnits()
+        const { input, output } = await prices()
+        const { response, text } = await gateway('/v1/embeddings', {
+          model: 'tiny-chat',
+          input: ['Fox', 'Crow'],
         })
+        assert.equal(response.status, 200, text)
+        const reply = JSON.parse(text)
+        assert.equal(reply.data.length, 2)
+        assert.ok(reply.data[0].embedding.length > 0)
+        assert.equal(reply.usage.prompt_tokens, 7)
+        const amount = handCharge(7, 0, input, output)
+        charged.push({ receiptId: response.headers.get('x-gpumesh-receipt-id')!, amount, deviceId: '' })
+        await settled()
+        assert.equal(await walletUnits(), before - amount)
+      })
 
-        it('answers a completion and charges exactly its tokens, the serving supplier and the fee credited', async () => {
-          const before = await walletUnits()
-          const feeBefore = await feeUnits()
-          const { input, output } = await prices()
-          const prompt = 'The Fox and the '
+      it('retries a request on another replica when the first one fails before answering', async () => {
+        const statsBefore = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
+        const devices = new Set<string>()
+        for (let index = 0; index < 4; index += 1) {
           const { response, text } = await gateway('/v1/completions', {
             model: 'tiny-chat',
-            prompt,
-            max_tokens: 12,
-            temperature: 0,
+            prompt: 'A',
+            max_tokens: 3,
           })
           assert.equal(response.status, 200, text)
-          const completion = JSON.parse(text)
-          // One token per character of the prompt.
-          assert.equal(completion.usage.prompt_tokens, [...prompt].length)
-          const receiptId = response.headers.get('x-gpumesh-receipt-id')!
-          const deviceId = response.headers.get('x-gpumesh-device-id')!
-          assert.notEqual(deviceId, workers[1]!.deviceId, 'the dead replica never answers')
-          const amount = handCharge(
-            completion.usage.prompt_tokens,
-            completion.usage.completion_tokens,
-            input,
-            output,
-          )
-          assert.ok(amount > 0n)
-          charged.push({ receiptId, amount, deviceId })
-          await settled()
-          assert.equal(await walletUnits(), before - amount)
-          const receipt = (await call('GET', `/v1/inference/receipts/${receiptId}`, renterKey)).body
-          assert.equal(receipt.amountGmt, (Number(amount) / 1e6).toFixed(6))
-          assert.equal(receipt.deviceId, deviceId)
-          assert.equal(receipt.promptTokens, completion.usage.prompt_tokens)
-          assert.equal(receipt.completionTokens, completion.usage.completion_tokens)
-          const fee = (amount * BigInt(feeBasisPoints)) / 10_000n
-          assert.equal(receipt.feeGmt, (Number(fee) / 1e6).toFixed(6))
-          // The receipt's transfers exist in the ledger and moved this batch's money.
-          const earnings = (await call('GET', `/v1/earnings?deviceId=${deviceId}`, supplierKey)).body
-          const line = earnings.lines.find((entry: { source: string }) => entry.source === 'inference')
-          assert.equal(parseGmtToUnits(line.amountGmt), amount - fee)
-          assert.equal(await feeUnits(), feeBefore + fee)
-        })
-
-        it('streams a chat completion as server-sent events, with usage only when asked, and charges it', async () => {
-          const before = await walletUnits()
-          const { input, output } = await prices()
-          const { response, text } = await gateway('/v1/chat/completions', {
-            model: 'tiny-chat',
-            messages: [{ role: 'user', content: 'Hello' }],
-            max_tokens: 20,
-            stream: true,
-            stream_options: { include_usage: true },
-          })
-          assert.equal(response.status, 200, text)
-          assert.match(response.headers.get('content-type')!, /text\/event-stream/)
-          const events = text.split('\n\n').filter(Boolean)
-          assert.equal(events.at(-1), 'data: [DONE]')
-          const chunks = events.slice(0, -1).map((event) => JSON.parse(event.slice('data: '.length)))
-          assert.ok(chunks.length >= 2)
-          const usage = chunks.at(-1).usage
-          // "User: Hello\nAssistant:" in the model's chat template: 22 characters, one token each.
-          assert.equal(usage.prompt_tokens, [...'User: Hello\nAssistant:'].length)
-          const content = chunks.map((chunk) => chunk.choices[0]?.delta?.content ?? '').join('')
-          assert.equal(typeof content, 'string')
-          const amount = handCharge(usage.prompt_tokens, usage.completion_tokens, input, output)
+          devices.add(response.headers.get('x-gpumesh-device-id')!)
           charged.push({
             receiptId: response.headers.get('x-gpumesh-receipt-id')!,
-            amount,
+            amount: -1n,
             deviceId: response.headers.get('x-gpumesh-device-id')!,
           })
+        }
+        const statsAfter = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
+        assert.ok(
+          statsAfter.retried > statsBefore.retried,
+          'the dead replica was tried and the request retried',
+        )
+        assert.ok(!devices.has(workers[1]!.deviceId))
+        assert.equal(devices.size, 2, 'both live replicas served (round-robin among equally loaded ones)')
+      })
 
-          const plain = await gateway('/v1/chat/completions', {
-            model: 'tiny-chat',
-            messages: [{ role: 'user', content: 'Hi' }],
-            max_tokens: 5,
-            stream: true,
-          })
-          assert.equal(plain.response.status, 200)
-          assert.ok(!plain.text.includes('"usage"'), 'no usage chunk when the caller did not ask for one')
-          const plainReceipt = plain.response.headers.get('x-gpumesh-receipt-id')!
-          await settled()
-          const receipt = (await call('GET', `/v1/inference/receipts/${plainReceipt}`, renterKey)).body
-          const plainAmount = handCharge(receipt.promptTokens, receipt.completionTokens, input, output)
-          assert.equal(receipt.promptTokens, [...'User: Hi\nAssistant:'].length)
-          charged.push({ receiptId: plainReceipt, amount: plainAmount, deviceId: receipt.deviceId })
-          assert.equal(await walletUnits(), before - amount - plainAmount)
+      it('refuses bad requests in the OpenAI error shape, naming the field, and charges nothing', async () => {
+        await settled()
+        const before = await walletUnits()
+        const unknown = await gateway('/v1/completions', { model: 'no-such-model', prompt: 'x' })
+        assert.equal(unknown.response.status, 404)
+        assert.equal(JSON.parse(unknown.text).error.param, 'model')
+        assert.equal(JSON.parse(unknown.text).error.code, 'model_not_found')
+        const malformed = await gateway('/v1/chat/completions', { model: 'tiny-chat' })
+        assert.equal(malformed.response.status, 400)
+        assert.equal(JSON.parse(malformed.text).error.param, 'messages')
+        const notJson = await gateway('/v1/completions', '{"model":')
+        assert.equal(notJson.response.status, 400)
+        assert.equal(typeof JSON.parse(notJson.text).error.message, 'string')
+        const tooMany = await gateway('/v1/completions', {
+          model: 'tiny-chat',
+          prompt: 'x',
+          max_tokens: 100_000,
         })
+        assert.equal(tooMany.response.status, 400)
+        assert.equal(JSON.parse(tooMany.text).error.param, 'max_tokens')
+        const oversized = await gateway('/v1/completions', {
+          model: 'tiny-chat',
+          prompt: 'x'.repeat(300),
+          max_tokens: 5,
+        })
+        assert.equal(oversized.response.status, 400, oversized.text)
+        assert.equal(JSON.parse(oversized.text).error.param, 'prompt')
+        const unauthenticated = await gateway(
+          '/v1/completions',
+          { model: 'tiny-chat', prompt: 'x' },
+          'gmk_nope',
+        )
+        assert.equal(unauthenticated.response.status, 401)
+        assert.equal(typeof JSON.parse(unauthenticated.text).error.type, 'string')
+        await settled()
+        assert.equal(await walletUnits(), before)
+      })
 
-        it('answers embeddings, charged for their input tokens only', async () => {
-          const before = await walletUnits()
-          const { input, output } = await prices()
-          const { response, text } = await gateway('/v1/embeddings', {
+      it("refuses a caller without funds before the model runs, and keeps each account's receipts to itself", async () => {
+        const broke = (await call('POST', '/v1/accounts', undefined, { name: 'broke', roles: ['renter'] }))
+          .body
+        const refused = await gateway(
+          '/v1/completions',
+          { model: 'tiny-chat', prompt: 'x', max_tokens: 5 },
+          broke.apiKey.key,
+        )
+        assert.equal(refused.response.status, 402, refused.text)
+        assert.equal(JSON.parse(refused.text).error.code, 'insufficient_funds')
+        const stranger = await call(
+          'GET',
+          `/v1/inference/receipts/${charged[0]!.receiptId}`,
+          broke.apiKey.key,
+        )
+        assert.equal(stranger.status, 404)
+      })
+
+      it('limits the requests per minute of each key', async () => {
+        const other = (await call('POST', '/v1/accounts', undefined, { name: 'busy', roles: ['renter'] }))
+          .body
+        const statuses: number[] = []
+        for (let index = 0; index <= requestsPerMinute; index += 1)
+          statuses.push(
+            (await gateway('/v1/completions', { model: 'no-such-model', prompt: 'x' }, other.apiKey.key))
+              .response.status,
+          )
+        assert.deepEqual(new Set(statuses.slice(0, requestsPerMinute)), new Set([404]))
+        assert.equal(statuses.at(-1), 429)
+      })
+
+      it('lets a supplier take a device out of serving, which stops its replica', async () => {
+        const device = workers[2]!.deviceId
+        const off = await gpumesh(baseUrl, supplierKey, 'inference', 'serve', device, '--off')
+        assert.equal(off.code, 0, off.stderr)
+        assert.equal(JSON.parse(off.stdout).enabled, false)
+        assert.ok(workers[2]!.received.some((message) => message.type === 'model_replica_stop'))
+        const back = await call('PUT', `/v1/devices/${device}/serving`, supplierKey, { enabled: true })
+        assert.equal(back.status, 200)
+        const stranger = await call('PUT', `/v1/devices/${device}/serving`, renterKey, { enabled: false })
+        assert.equal(stranger.status, 404)
+        await eventually(
+          async () =>
+            (await call('GET', `/v1/devices/${device}/serving`, supplierKey)).body.replica?.phase === 'ready',
+          'a replica on the device again',
+          10_000,
+        )
+      })
+
+      it('stops the replica of a device rented for a cluster at once, and routes around it', async () => {
+        const created = await call('POST', '/v1/clusters', renterKey, {
+          name: 'takes-one',
+          nodes: 1,
+          gpuModel: 'cpu',
+          verifiedOnly: false,
+          durationHours: 1,
+        })
+        assert.equal(created.status, 201, JSON.stringify(created.body))
+        const rented = created.body.nodes[0].deviceId as string
+        const worker = workers.find((candidate) => candidate.deviceId === rented)!
+        assert.ok(worker.received.some((message) => message.type === 'model_replica_stop'))
+        for (let index = 0; index < 3; index += 1) {
+          const { response, text } = await gateway('/v1/completions', {
             model: 'tiny-chat',
-            input: ['Fox', 'Crow'],
+            prompt: 'B',
+            max_tokens: 2,
           })
           assert.equal(response.status, 200, text)
-          const reply = JSON.parse(text)
-          assert.equal(reply.data.length, 2)
-          assert.ok(reply.data[0].embedding.length > 0)
-          assert.equal(reply.usage.prompt_tokens, 7)
-          const amount = handCharge(7, 0, input, output)
-          charged.push({ receiptId: response.headers.get('x-gpumesh-receipt-id')!, amount, deviceId: '' })
-          await settled()
-          assert.equal(await walletUnits(), before - amount)
-        })
-
-        it('retries a request on another replica when the first one fails before answering', async () => {
-          const statsBefore = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
-          const devices = new Set<string>()
-          for (let index = 0; index < 4; index += 1) {
-            const { response, text } = await gateway('/v1/completions', {
-              model: 'tiny-chat',
-              prompt: 'A',
-              max_tokens: 3,
-            })
-            assert.equal(response.status, 200, text)
-            devices.add(response.headers.get('x-gpumesh-device-id')!)
-            charged.push({
-              receiptId: response.headers.get('x-gpumesh-receipt-id')!,
-              amount: -1n,
-              deviceId: response.headers.get('x-gpumesh-device-id')!,
-            })
-          }
-          const statsAfter = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
-          assert.ok(
-            statsAfter.retried > statsBefore.retried,
-            'the dead replica was tried and the request retried',
-          )
-          assert.ok(!devices.has(workers[1]!.deviceId))
-          assert.equal(devices.size, 2, 'both live replicas served (round-robin among equally loaded ones)')
-        })
-
-        it('refuses bad requests in the OpenAI error shape, naming the field, and charges nothing', async () => {
-          await settled()
-          const before = await walletUnits()
-          const unknown = await gateway('/v1/completions', { model: 'no-such-model', prompt: 'x' })
-          assert.equal(unknown.response.status, 404)
-          assert.equal(JSON.parse(unknown.text).error.param, 'model')
-          assert.equal(JSON.parse(unknown.text).error.code, 'model_not_found')
-          const malformed = await gateway('/v1/chat/completions', { model: 'tiny-chat' })
-          assert.equal(malformed.response.status, 400)
-          assert.equal(JSON.parse(malformed.text).error.param, 'messages')
-          const notJson = await gateway('/v1/completions', '{"model":')
-          assert.equal(notJson.response.status, 400)
-          assert.equal(typeof JSON.parse(notJson.text).error.message, 'string')
-          const tooMany = await gateway('/v1/completions', {
-            model: 'tiny-chat',
-            prompt: 'x',
-            max_tokens: 100_000,
-          })
-          assert.equal(tooMany.response.status, 400)
-          assert.equal(JSON.parse(tooMany.text).error.param, 'max_tokens')
-          const oversized = await gateway('/v1/completions', {
-            model: 'tiny-chat',
-            prompt: 'x'.repeat(300),
-            max_tokens: 5,
-          })
-          assert.equal(oversized.response.status, 400, oversized.text)
-          assert.equal(JSON.parse(oversized.text).error.param, 'prompt')
-          const unauthenticated = await gateway(
-            '/v1/completions',
-            { model: 'tiny-chat', prompt: 'x' },
-            'gmk_nope',
-          )
-          assert.equal(unauthenticated.response.status, 401)
-          assert.equal(typeof JSON.parse(unauthenticated.text).error.type, 'string')
-          await settled()
-          assert.equal(await walletUnits(), before)
-        })
-
-        it("refuses a caller without funds before the model runs, and keeps each account's receipts to itself", async () => {
-          const broke = (await call('POST', '/v1/accounts', undefined, { name: 'broke', roles: ['renter'] }))
-            .body
-          const refused = await gateway(
-            '/v1/completions',
-            { model: 'tiny-chat', prompt: 'x', max_tokens: 5 },
-            broke.apiKey.key,
-          )
-          assert.equal(refused.response.status, 402, refused.text)
-          assert.equal(JSON.parse(refused.text).error.code, 'insufficient_funds')
-          const stranger = await call(
-            'GET',
-            `/v1/inference/receipts/${charged[0]!.receiptId}`,
-            broke.apiKey.key,
-          )
-          assert.equal(stranger.status, 404)
-        })
-
-        it('limits the requests per minute of each key', async () => {
-          const other = (await call('POST', '/v1/accounts', undefined, { name: 'busy', roles: ['renter'] }))
-            .body
-          const statuses: number[] = []
-          for (let index = 0; index <= requestsPerMinute; index += 1)
-            statuses.push(
-              (await gateway('/v1/completions', { model: 'no-such-model', prompt: 'x' }, other.apiKey.key))
-                .response.status,
-            )
-          assert.deepEqual(new Set(statuses.slice(0, requestsPerMinute)), new Set([404]))
-          assert.equal(statuses.at(-1), 429)
-        })
-
-        it('lets a supplier take a device out of serving, which stops its replica', async () => {
-          const device = workers[2]!.deviceId
-          const off = await gpumesh(baseUrl, supplierKey, 'inference', 'serve', device, '--off')
-          assert.equal(off.code, 0, off.stderr)
-          assert.equal(JSON.parse(off.stdout).enabled, false)
-          assert.ok(workers[2]!.received.some((message) => message.type === 'model_replica_stop'))
-          const back = await call('PUT', `/v1/devices/${device}/serving`, supplierKey, { enabled: true })
-          assert.equal(back.status, 200)
-          const stranger = await call('PUT', `/v1/devices/${device}/serving`, renterKey, { enabled: false })
-          assert.equal(stranger.status, 404)
-          await eventually(
-            async () =>
-              (await call('GET', `/v1/devices/${device}/serving`, supplierKey)).body.replica?.phase ===
-              'ready',
-            'a replica on the device again',
-            10_000,
-          )
-        })
-
-        it('stops the replica of a device rented for a cluster at once, and routes around it', async () => {
-          const created = await call('POST', '/v1/clusters', renterKey, {
-            name: 'takes-one',
-            nodes: 1,
-            gpuModel: 'cpu',
-            verifiedOnly: false,
-            durationHours: 1,
-          })
-          assert.equal(created.status, 201, JSON.stringify(created.body))
-          const rented = created.body.nodes[0].deviceId as string
-          const worker = workers.find((candidate) => candidate.deviceId === rented)!
-          assert.ok(worker.received.some((message) => message.type === 'model_replica_stop'))
-          for (let index = 0; index < 3; index += 1) {
-            const { response, text } = await gateway('/v1/completions', {
-              model: 'tiny-chat',
-              prompt: 'B',
-              max_tokens: 2,
-            })
-            assert.equal(response.status, 200, text)
-            assert.notEqual(response.headers.get('x-gpumesh-device-id'), rented)
-          }
-          await call('POST', `/v1/clusters/${created.body.id}/terminate`, renterKey, {})
-        })
-
-        it('records an artifact a worker refused, for operators to see', async () => {
-          // A device serving now: its worker reports that an artifact's bytes did not match the published hash.
-          let serving: { worker: SimulatedWorker; replicaId: string } | undefined
-          for (const worker of workers) {
-            const view = (await call('GET', `/v1/devices/${worker.deviceId}/serving`, supplierKey)).body
-            if (view.replica) serving = { worker, replicaId: view.replica.replicaId }
-          }
-          assert.ok(serving)
-          const start = serving.worker.received.find(
-            (message) => message.type === 'model_replica_start' && message.replicaId === serving.replicaId,
-          )
-          assert.ok(start && start.type === 'model_replica_start')
-          const artifact = start.model.artifacts[0]!
-          serving.worker.send({
-            type: 'model_replica_status',
-            replicaId: start.replicaId,
-            phase: 'failed',
-            detail: 'refused',
-            refusedArtifact: {
-              path: artifact.path,
-              expectedSha256: artifact.sha256,
-              receivedSha256: 'f'.repeat(64),
-            },
-          })
-          const refusals = await eventually(async () => {
-            const listed = (await call('GET', '/v1/operator/artifact-refusals', operatorKey)).body.refusals
-            return listed.length > 0 && listed
-          }, 'the refusal recorded')
-          assert.equal(refusals[0].deviceId, serving.worker.deviceId)
-          assert.equal(refusals[0].expectedSha256, artifact.sha256)
-          assert.equal((await call('GET', '/v1/operator/artifact-refusals', renterKey)).status, 403)
-          // The failed replica is replaced once its device's cool-down is over; the others serve meanwhile.
-        })
-
-        it('keeps every receipt in the ledger: the totals agree, and the ledger verifies', async () => {
-          await settled()
-          const receipts = (await call('GET', '/v1/inference/receipts?limit=500', renterKey)).body
-            .receipts as {
-            id: string
-            amountGmt: string
-            feeGmt: string
-            settlement: { supplierTransferId: string } | null
-          }[]
-          for (const expected of charged.filter((entry) => entry.amount >= 0n)) {
-            const receipt = receipts.find((candidate) => candidate.id === expected.receiptId)!
-            assert.equal(parseGmtToUnits(receipt.amountGmt), expected.amount)
-          }
-          assert.ok(receipts.every((receipt) => receipt.settlement !== null))
-          const spent = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.amountGmt)!, 0n)
-          assert.equal(await walletUnits(), 50_000_000n - spent)
-          const explorer = (await call('GET', '/v1/explorer/inference')).body.models.find(
-            (model: { model: string }) => model.model === 'tiny-chat:1.0.0',
-          )
-          assert.equal(explorer.requests, receipts.length)
-          assert.equal(parseGmtToUnits(explorer.spentGmt), spent)
-          const fees = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.feeGmt)!, 0n)
-          assert.equal(parseGmtToUnits(explorer.supplierEarningsGmt), spent - fees)
-          const listed = await gpumesh(
-            baseUrl,
-            renterKey,
-            'inference',
-            'receipts',
-            '--limit',
-            '500',
-            '--json',
-          )
-          assert.equal(listed.code, 0, listed.stderr)
-          assert.equal(JSON.parse(listed.stdout).receipts.length, receipts.length)
-          const models = await gpumesh(baseUrl, renterKey, 'inference', 'models')
-          assert.match(models.stdout, /tiny-chat/)
-          const verified = await call('GET', '/v1/ledger/verify', operatorKey)
-          assert.equal(verified.status, 200)
-          assert.equal(verified.body.ok, true, JSON.stringify(verified.body))
-        })
+          assert.notEqual(response.headers.get('x-gpumesh-device-id'), rented)
+        }
+        await call('POST', `/v1/clusters/${created.body.id}/terminate`, renterKey, {})
       })
-    }
-  },
-)
+
+      it('records an artifact a worker refused, for operators to see', async () => {
+        // A device serving now: its worker reports that an artifact's bytes did not match the published hash.
+        let serving: { worker: SimulatedWorker; replicaId: string } | undefined
+        for (const worker of workers) {
+          const view = (await call('GET', `/v1/devices/${worker.deviceId}/serving`, supplierKey)).body
+          if (view.replica) serving = { worker, replicaId: view.replica.replicaId }
+        }
+        assert.ok(serving)
+        const start = serving.worker.received.find(
+          (message) => message.type === 'model_replica_start' && message.replicaId === serving.replicaId,
+        )
+        assert.ok(start && start.type === 'model_replica_start')
+        const artifact = start.model.artifacts[0]!
+        serving.worker.send({
+          type: 'model_replica_status',
+          replicaId: start.replicaId,
+          phase: 'failed',
+          detail: 'refused',
+          refusedArtifact: {
+            path: artifact.path,
+            expectedSha256: artifact.sha256,
+            receivedSha256: 'f'.repeat(64),
+          },
+        })
+        const refusals = await eventually(async () => {
+          const listed = (await call('GET', '/v1/operator/artifact-refusals', operatorKey)).body.refusals
+          return listed.length > 0 && listed
+        }, 'the refusal recorded')
+        assert.equal(refusals[0].deviceId, serving.worker.deviceId)
+        assert.equal(refusals[0].expectedSha256, artifact.sha256)
+        assert.equal((await call('GET', '/v1/operator/artifact-refusals', renterKey)).status, 403)
+        // The failed replica is replaced once its device's cool-down is over; the others serve meanwhile.
+      })
+
+      it('keeps every receipt in the ledger: the totals agree, and the ledger verifies', async () => {
+        await settled()
+        const receipts = (await call('GET', '/v1/inference/receipts?limit=500', renterKey)).body.receipts as {
+          id: string
+          amountGmt: string
+          feeGmt: string
+          settlement: { supplierTransferId: string } | null
+        }[]
+        for (const expected of charged.filter((entry) => entry.amount >= 0n)) {
+          const receipt = receipts.find((candidate) => candidate.id === expected.receiptId)!
+          assert.equal(parseGmtToUnits(receipt.amountGmt), expected.amount)
+        }
+        assert.ok(receipts.every((receipt) => receipt.settlement !== null))
+        const spent = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.amountGmt)!, 0n)
+        assert.equal(await walletUnits(), 50_000_000n - spent)
+        const explorer = (await call('GET', '/v1/explorer/inference')).body.models.find(
+          (model: { model: string }) => model.model === 'tiny-chat:1.0.0',
+        )
+        assert.equal(explorer.requests, receipts.length)
+        assert.equal(parseGmtToUnits(explorer.spentGmt), spent)
+        const fees = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.feeGmt)!, 0n)
+        assert.equal(parseGmtToUnits(explorer.supplierEarningsGmt), spent - fees)
+        const listed = await gpumesh(baseUrl, renterKey, 'inference', 'receipts', '--limit', '500', '--json')
+        assert.equal(listed.code, 0, listed.stderr)
+        assert.equal(JSON.parse(listed.stdout).receipts.length, receipts.length)
+        const models = await gpumesh(baseUrl, renterKey, 'inference', 'models')
+        assert.match(models.stdout, /tiny-chat/)
+        const verified = await call('GET', '/v1/ledger/verify', operatorKey)
+        assert.equal(verified.status, 200)
+        assert.equal(verified.body.ok, true, JSON.stringify(verified.body))
+      })
+    })
+  }
+})
