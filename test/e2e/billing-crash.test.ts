@@ -1,7 +1,6 @@
 import assert from 'node:assert/strict'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -11,6 +10,7 @@ import {
   apiCaller,
   createTestDatabase,
   eventually,
+  freeTcpPort,
   simulatedWorker,
   type SimulatedWorker,
   type TestDatabase,
@@ -25,17 +25,6 @@ const cli = resolve(import.meta.dirname, '../../packages/cli/src/main.ts')
 const intervalMs = 300
 const kills = 6
 const seed = Number(process.env['GPUMESH_CRASH_SEED'] ?? Date.now() % 1_000_000)
-
-async function freePort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolvePort(port))
-    })
-  })
-}
 
 for (const backend of ['postgres', 'pglite'] as const)
   describe(`billing across coordinator crashes (SIGKILL, ${backend})`, { timeout: 240_000 }, () => {
@@ -90,7 +79,7 @@ for (const backend of ['postgres', 'pglite'] as const)
       process.stdout.write(`billing crash test seed ${seed} (GPUMESH_CRASH_SEED=${seed} replays it)\n`)
       if (backend === 'postgres') database = await createTestDatabase()
       dataDir = mkdtempSync(join(tmpdir(), 'gpumesh-crash-'))
-      port = await freePort()
+      port = await freeTcpPort()
       baseUrl = `http://127.0.0.1:${port}`
       writeFileSync(
         join(dataDir, 'config.json'),

@@ -1,7 +1,5 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
-import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
@@ -11,9 +9,10 @@ import type { Store } from '@gpumesh/store'
 import {
   apiCaller,
   eventually,
+  freeTcpPort,
+  runCli,
   insertOperatorKey,
   modelServerUnavailable,
-  repositoryRoot,
   simulatedWorker,
   startModelServer,
   tinyModelDir as tinyModel,
@@ -29,44 +28,9 @@ import {
 // on another. Every charge is computed here by hand from the published prices and the token counts, and the
 // caller's wallet, the suppliers' earnings, the fee account and the receipts must agree to the unit.
 
-const cli = join(repositoryRoot, 'packages/cli/src/main.ts')
 const unavailable = modelServerUnavailable()
 const feeBasisPoints = 1_000
 const requestsPerMinute = 40
-
-async function closedPort(): Promise<number> {
-  return new Promise((resolvePort, reject) => {
-    const server = createServer()
-    server.once('error', reject)
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number }
-      server.close(() => resolvePort(port))
-    })
-  })
-}
-
-function gpumesh(
-  baseUrl: string,
-  key: string,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolveRun) => {
-    execFile(
-      process.execPath,
-      [cli, ...args],
-      {
-        env: {
-          ...process.env,
-          GPUMESH_COORDINATOR: baseUrl,
-          GPUMESH_API_KEY: key,
-          GPUMESH_CONFIG_DIR: join(tmpdir(), 'gpumesh-none'),
-        },
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => resolveRun({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-    )
-  })
-}
 
 /** ceil((prompt × input + completion × output) / 1,000,000): the pricing rule, written out again here. */
 function handCharge(
@@ -86,7 +50,7 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
   const scratch = mkdtempSync(join(tmpdir(), 'gpumesh-gateway-'))
 
   before(async () => {
-    deadPort = await closedPort()
+    deadPort = await freeTcpPort()
     launcher = await startModelServer()
     replicaPort = launcher.ready.port
   })
@@ -152,7 +116,7 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
         const renter = (await call('POST', '/v1/accounts', undefined, { name: 'r', roles: ['renter'] })).body
         renterKey = renter.apiKey.key
         renterAccountId = renter.account.id
-        const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', tinyModel)
+        const pushed = await runCli(baseUrl, operatorKey, ['model', 'push', tinyModel])
         assert.equal(pushed.code, 0, pushed.stderr)
         const serving = await call('PUT', '/v1/store/models/tiny-chat/1.0.0/serving', operatorKey, {
           minReplicas: 3,
@@ -399,7 +363,7 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
 
       it('lets a supplier take a device out of serving, which stops its replica', async () => {
         const device = workers[2]!.deviceId
-        const off = await gpumesh(baseUrl, supplierKey, 'inference', 'serve', device, '--off')
+        const off = await runCli(baseUrl, supplierKey, ['inference', 'serve', device, '--off'])
         assert.equal(off.code, 0, off.stderr)
         assert.equal(JSON.parse(off.stdout).enabled, false)
         assert.ok(workers[2]!.received.some((message) => message.type === 'model_replica_stop'))
@@ -495,10 +459,10 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
         assert.equal(parseGmtToUnits(explorer.spentGmt), spent)
         const fees = receipts.reduce((sum, receipt) => sum + parseGmtToUnits(receipt.feeGmt)!, 0n)
         assert.equal(parseGmtToUnits(explorer.supplierEarningsGmt), spent - fees)
-        const listed = await gpumesh(baseUrl, renterKey, 'inference', 'receipts', '--limit', '500', '--json')
+        const listed = await runCli(baseUrl, renterKey, ['inference', 'receipts', '--limit', '500', '--json'])
         assert.equal(listed.code, 0, listed.stderr)
         assert.equal(JSON.parse(listed.stdout).receipts.length, receipts.length)
-        const models = await gpumesh(baseUrl, renterKey, 'inference', 'models')
+        const models = await runCli(baseUrl, renterKey, ['inference', 'models'])
         assert.match(models.stdout, /tiny-chat/)
         const verified = await call('GET', '/v1/ledger/verify', operatorKey)
         assert.equal(verified.status, 200)

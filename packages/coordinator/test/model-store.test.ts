@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict'
-import { execFile } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -7,38 +6,14 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import { directoryArtifactStore, type Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
-import { apiCaller, insertOperatorKey, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import { apiCaller, insertOperatorKey, runCli, startTestCoordinator, storeBackends } from '@gpumesh/testing'
 
 // The model store through its API and `gpumesh model`: a model directory is pushed (described, then only the
 // missing artifacts uploaded), becomes ready once every artifact is stored, and its artifacts come back byte
 // for byte. Bytes that do not hash to the name they are sent under are refused and nothing is kept; a second
 // push of the same version is refused; a model sharing stored artifacts is ready at once; only operators push.
 
-const cli = join(import.meta.dirname, '../../cli/src/main.ts')
 const sha256 = (bytes: Uint8Array) => createHash('sha256').update(bytes).digest('hex')
-
-function gpumesh(
-  baseUrl: string,
-  key: string,
-  ...args: string[]
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [cli, ...args],
-      {
-        env: {
-          ...process.env,
-          GPUMESH_COORDINATOR: baseUrl,
-          GPUMESH_API_KEY: key,
-          GPUMESH_CONFIG_DIR: join(tmpdir(), 'gpumesh-none'),
-        },
-        timeout: 60_000,
-      },
-      (error, stdout, stderr) => resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
-    )
-  })
-}
 
 for (const backend of storeBackends) {
   describe(`model store on ${backend.name}`, () => {
@@ -85,7 +60,7 @@ for (const backend of storeBackends) {
     })
 
     it('pushes a model directory, uploads its artifacts and serves them back byte for byte', async () => {
-      const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', modelDir)
+      const pushed = await runCli(baseUrl, operatorKey, ['model', 'push', modelDir])
       assert.equal(pushed.code, 0, pushed.stderr)
       assert.match(pushed.stdout, /tiny-test 1\.0\.0 \(mdl_[a-z0-9]{20}\): ready/)
       assert.match(pushed.stderr, /uploading model\.safetensors \(0\.3 MiB\)/)
@@ -102,7 +77,7 @@ for (const backend of storeBackends) {
       const download = await fetch(`${baseUrl}/v1/store/artifacts/${sha256(weights)}`)
       assert.equal(download.status, 200)
       assert.deepEqual(Buffer.from(await download.arrayBuffer()), weights)
-      const shown = await gpumesh(baseUrl, '', 'model', 'show', 'tiny-test:1.0.0')
+      const shown = await runCli(baseUrl, '', ['model', 'show', 'tiny-test:1.0.0'])
       assert.equal(shown.code, 0, shown.stderr)
       assert.match(shown.stdout, new RegExp(sha256(weights)))
     })
@@ -122,7 +97,7 @@ for (const backend of storeBackends) {
     })
 
     it('refuses the same version twice, pushes from suppliers, and malformed descriptions, naming the field', async () => {
-      const again = await gpumesh(baseUrl, operatorKey, 'model', 'push', modelDir)
+      const again = await runCli(baseUrl, operatorKey, ['model', 'push', modelDir])
       assert.notEqual(again.code, 0)
       assert.match(again.stderr, /tiny-test 1\.0\.0 is already in the store/)
       const description = {
@@ -151,7 +126,7 @@ for (const backend of storeBackends) {
       const shipped = join(import.meta.dirname, '../../../python/models/tiny-chat')
       if (!existsSync(join(shipped, 'model.safetensors')))
         return t.skip('python/models/tiny-chat is not here')
-      const pushed = await gpumesh(baseUrl, operatorKey, 'model', 'push', shipped, '--json')
+      const pushed = await runCli(baseUrl, operatorKey, ['model', 'push', shipped, '--json'])
       assert.equal(pushed.code, 0, pushed.stderr)
       const model = JSON.parse(pushed.stdout)
       assert.equal(model.state, 'ready')
@@ -167,7 +142,7 @@ for (const backend of storeBackends) {
     })
 
     it('removes a version; the artifacts another version names stay', async () => {
-      const removed = await gpumesh(baseUrl, operatorKey, 'model', 'rm', 'tiny-test:1.0.0')
+      const removed = await runCli(baseUrl, operatorKey, ['model', 'rm', 'tiny-test:1.0.0'])
       assert.equal(removed.code, 0, removed.stderr)
       const listed = (await call('GET', '/v1/store/models')).body.models
       assert.deepEqual(
