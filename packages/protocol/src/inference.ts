@@ -10,6 +10,9 @@ const ReplicaId = Type.String({ pattern: '^mr_[a-z0-9]{1,40}$' })
 /** The relay's bearer token: the coordinator's proof that a request came through the gateway. */
 const AccessToken = Type.String({ pattern: '^[A-Za-z0-9_-]{43}$' })
 
+/** A rented machine's replicas get this long to finish their requests: rentals win, within seconds. */
+export const rentalDrainMs = 5_000
+
 /** What a supplier chose for a device: serve models while idle, never below this price per GPU-hour. */
 export const ServingPreference = Type.Object(
   {

@@ -5,6 +5,7 @@ import {
   type ClusterCommandMessage,
   type CoordinatorMessage,
   maxCoordinatorFrameBytes,
+  rentalDrainMs,
   enrollmentSigningPayload,
   EnrollReply,
   sessionSigningPayload,
@@ -51,9 +52,6 @@ export type WorkerAgentComponents = {
     'logger' | 'stateDir' | 'coordinatorUrl' | 'relayPort' | 'relayHost' | 'visibleGpuIndices'
   >
 }
-
-/** A rented machine's replicas get this long to finish their requests before the cluster node is prepared. */
-export const rentalDrainMs = 5_000
 
 /** The first speedtest waits a random time up to this, so a fleet restarting together does not test at once. */
 export const firstSpeedtestDelayMaxMs = 60_000

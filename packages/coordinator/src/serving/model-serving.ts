@@ -6,11 +6,12 @@ import {
   type InferencePricingPolicy,
   type TokenPrices,
 } from '@gpumesh/pricing'
-import type {
-  ModelReplicaReportMessage,
-  ModelReplicaStatusMessage,
-  ReportMessage,
-  ServingPreference,
+import {
+  rentalDrainMs,
+  type ModelReplicaReportMessage,
+  type ModelReplicaStatusMessage,
+  type ReportMessage,
+  type ServingPreference,
 } from '@gpumesh/protocol'
 import { planModelReplicas, type ReplicaState, type ServingDevice } from '@gpumesh/scheduler'
 import type { DeviceServingRecord, ModelRecord, Store } from '@gpumesh/store'
@@ -113,7 +114,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
     return undefined
   }
 
-  const stopReplica = (replica: Replica, reason: string) => {
+  const stopReplica = (replica: Replica, reason: string, drainMs = init.drainMs) => {
     if (replica.draining) return
     replica.draining = true
     log.info({ replicaId: replica.replicaId, deviceId: replica.deviceId, reason }, 'stopping model replica')
@@ -121,7 +122,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       type: 'model_replica_stop',
       replicaId: replica.replicaId,
       reason,
-      drainMs: init.drainMs,
+      drainMs,
     })
   }
 
@@ -365,7 +366,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
 
     evict(deviceId, reason) {
       const replica = replicaOn(deviceId)
-      if (replica) stopReplica(replica, reason)
+      if (replica) stopReplica(replica, reason, rentalDrainMs)
     },
 
     async tick() {
