@@ -159,6 +159,10 @@ export class Verifier {
   }
 
   async issue(device: DeviceRecord): Promise<void> {
+    // Checked again here, in the same synchronous step that marks the challenge pending: a report and the
+    // tick can both find a device due while each awaits the store, and a second challenge would make the
+    // honest answer to the first look like a replay.
+    if (this.#pending.has(device.id)) return
     const { clock, store } = this.#components
     const claim = claimOf(device)
     const matrixSize = challengeSize(claim, this.#init.policy)
