@@ -15,7 +15,7 @@ import { mintIdBody } from '../credentials.ts'
 import { authenticate, requireRole, type Principal } from '../principal.ts'
 import type { App } from '../routes.ts'
 import type { InferenceBilling } from './inference-billing.ts'
-import type { ModelServing, Replica } from './model-serving.ts'
+import { modelKeyOf, type ModelServing, type Replica } from './model-serving.ts'
 
 // The OpenAI-compatible gateway. A request is authenticated by its API key, rate-limited per key, checked
 // against the model's limits, priced, and its most possible cost reserved from the caller's funds before any
@@ -308,7 +308,7 @@ export function registerInferenceGateway(
         'model',
         'model_not_found',
       )
-    const modelKey = `${model.name}:${model.version}`
+    const modelKey = modelKeyOf(model)
     const maxTokensField = body['max_completion_tokens'] != null ? 'max_completion_tokens' : 'max_tokens'
     const maxTokens =
       endpoint === 'embeddings'

@@ -58,8 +58,8 @@ export type Replica = {
   relayUrl?: string
   outputTokensPerSecond?: number
   inFlight: number
-  /** Set when the coordinator decided to stop it: the gateway sends it nothing new. */
-  draining: boolean
+  /** When the coordinator decided to stop it (null while it serves): the gateway sends it nothing new. */
+  drainingSinceMs: number | null
   /** Failures before a first token since its last answer; a few in a row rest it for a while. */
   consecutiveFailures: number
   restingUntilMs: number
@@ -68,10 +68,9 @@ export type Replica = {
 export type ModelServing = {
   /** The model a request names (name, or name:version), if it is in the store and ready. */
   resolveModel(requested: string): ModelRecord | undefined
-  /** Ready replicas of a model, least loaded first, skipping those already tried. */
-  pickReplica(modelId: string, exclude: ReadonlySet<string>): Replica | undefined
   /** The model's token prices now; undefined while no replica is ready. */
   pricesOf(modelId: string): TokenPrices | undefined
+  /** Replicas the gateway may send requests to: ready, and not being stopped. */
   readyReplicas(modelId?: string): Replica[]
   /** Live models, with their ready replica counts. */
   servedModels(): { model: ModelRecord; ready: number }[]
@@ -90,6 +89,14 @@ export type ModelServing = {
 }
 
 const modelsRefreshMs = 2_000
+
+/** How receipts, statistics and the explorer name a model version: name:version. */
+export function modelKeyOf(model: Pick<ModelRecord, 'name' | 'version'>): string {
+  return `${model.name}:${model.version}`
+}
+
+/** Whether the gateway may send a replica requests: ready, and not being stopped. */
+const serves = (replica: Replica) => replica.phase === 'ready' && replica.drainingSinceMs === null
 const failedDeviceCooldownMs = 60_000
 
 export function createModelServing(components: ModelServingComponents, init: ModelServingInit): ModelServing {
@@ -115,8 +122,8 @@ export function createModelServing(components: ModelServingComponents, init: Mod
   }
 
   const stopReplica = (replica: Replica, reason: string, drainMs = init.drainMs) => {
-    if (replica.draining) return
-    replica.draining = true
+    if (replica.drainingSinceMs !== null) return
+    replica.drainingSinceMs = clock.nowMs()
     log.info({ replicaId: replica.replicaId, deviceId: replica.deviceId, reason }, 'stopping model replica')
     links.send(replica.deviceId, {
       type: 'model_replica_stop',
@@ -175,15 +182,12 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       askedAtMs: clock.nowMs(),
       phase: 'requested',
       inFlight: 0,
-      draining: false,
+      drainingSinceMs: null,
       consecutiveFailures: 0,
       restingUntilMs: 0,
     }
     replicas.set(replica.replicaId, replica)
-    log.info(
-      { replicaId: replica.replicaId, deviceId, model: `${model.name}:${model.version}` },
-      'placing model replica',
-    )
+    log.info({ replicaId: replica.replicaId, deviceId, model: modelKeyOf(model) }, 'placing model replica')
     const sent = links.send(deviceId, {
       type: 'model_replica_start',
       replicaId: replica.replicaId,
@@ -199,8 +203,6 @@ export function createModelServing(components: ModelServingComponents, init: Mod
     if (!sent) replicas.delete(replica.replicaId)
   }
 
-  const modelKey = (model: ModelRecord) => `${model.name}:${model.version}`
-
   return {
     resolveModel(requested) {
       const [name, version] = requested.split(':', 2)
@@ -214,19 +216,9 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       return (served[0] ?? candidates[0]) as ModelRecord | undefined
     },
 
-    pickReplica(modelId, exclude) {
-      let best: Replica | undefined
-      for (const replica of replicas.values()) {
-        if (replica.model.id !== modelId || replica.phase !== 'ready' || replica.draining) continue
-        if (exclude.has(replica.replicaId) || !replica.relayUrl) continue
-        if (!best || replica.inFlight < best.inFlight) best = replica
-      }
-      return best
-    },
-
     pricesOf(modelId) {
       const ready = [...replicas.values()].filter(
-        (r) => r.model.id === modelId && r.phase === 'ready' && !r.draining && r.outputTokensPerSecond,
+        (r) => r.model.id === modelId && serves(r) && r.outputTokensPerSecond,
       )
       const utilizationBp =
         ready.length === 0
@@ -254,16 +246,14 @@ export function createModelServing(components: ModelServingComponents, init: Mod
 
     readyReplicas(modelId) {
       return [...replicas.values()].filter(
-        (r) => r.phase === 'ready' && !r.draining && (modelId === undefined || r.model.id === modelId),
+        (r) => serves(r) && (modelId === undefined || r.model.id === modelId),
       )
     },
 
     servedModels() {
       return models.map((model) => ({
         model,
-        ready: [...replicas.values()].filter(
-          (r) => r.model.id === model.id && r.phase === 'ready' && !r.draining,
-        ).length,
+        ready: [...replicas.values()].filter((r) => r.model.id === model.id && serves(r)).length,
       }))
     },
 
@@ -327,7 +317,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
         )
         await store.inference.recordArtifactRefusal({
           deviceId,
-          model: modelKey(replica.model),
+          model: modelKeyOf(replica.model),
           path: message.refusedArtifact.path,
           expectedSha256: message.refusedArtifact.expectedSha256,
           receivedSha256: message.refusedArtifact.receivedSha256,
@@ -375,14 +365,14 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       for (const replica of [...replicas.values()]) {
         if (
           replica.phase !== 'ready' &&
-          !replica.draining &&
+          replica.drainingSinceMs === null &&
           nowMs - replica.askedAtMs > init.startTimeoutMs
         ) {
           stopReplica(replica, 'not ready in time')
           cooldownUntil.set(replica.deviceId, nowMs + failedDeviceCooldownMs)
         }
         // A draining replica whose worker never confirmed the stop is forgotten after twice the drain time.
-        if (replica.draining && nowMs - replica.askedAtMs > init.startTimeoutMs + 2 * init.drainMs + 10_000)
+        if (replica.drainingSinceMs !== null && nowMs - replica.drainingSinceMs > 2 * init.drainMs + 10_000)
           replicas.delete(replica.replicaId)
       }
       const wanted = new Map<string, number>()
@@ -398,7 +388,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
         replicaId: replica.replicaId,
         deviceId: replica.deviceId,
         modelId: replica.model.id,
-        draining: replica.draining,
+        draining: replica.drainingSinceMs !== null,
         inFlight: replica.inFlight,
       }))
       const decisions = planModelReplicas(

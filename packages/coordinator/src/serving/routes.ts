@@ -18,7 +18,7 @@ import { authenticate, requireRole } from '../principal.ts'
 import type { App } from '../routes.ts'
 import type { Gateway } from './gateway.ts'
 import type { InferenceBilling, FinishedRequest } from './inference-billing.ts'
-import { formatFloor, type ModelServing } from './model-serving.ts'
+import { formatFloor, modelKeyOf, type ModelServing } from './model-serving.ts'
 
 // Inference beside the OpenAI-compatible endpoints: callers' receipts, suppliers' per-device choice to serve
 // models, operators' replica counts per model, and the figures the explorer shows.
@@ -141,8 +141,8 @@ export function registerServingRoutes(app: App, components: ServingRouteComponen
       replica: replica
         ? {
             replicaId: replica.replicaId,
-            model: `${replica.model.name}:${replica.model.version}`,
-            phase: replica.draining ? 'draining' : replica.phase,
+            model: modelKeyOf(replica.model),
+            phase: replica.drainingSinceMs === null ? replica.phase : 'draining',
           }
         : null,
     }
@@ -236,7 +236,7 @@ export function registerServingRoutes(app: App, components: ServingRouteComponen
     async () => {
       const totals = await store.inference.modelTotals()
       const ready = new Map(
-        serving.servedModels().map(({ model, ready: count }) => [`${model.name}:${model.version}`, count]),
+        serving.servedModels().map(({ model, ready: count }) => [modelKeyOf(model), count]),
       )
       const names = [...new Set([...totals.map((t) => t.model), ...ready.keys()])].sort()
       return {
