@@ -186,6 +186,19 @@ for (const backend of storeBackends) {
               receipts.reduce((sum, receipt) => sum + receipt.amountUnits, 0n),
               charged,
             )
+            // Every receipt traces to ledger transfers that exist, and names none for a request that cost nothing.
+            const named = receipts.flatMap((receipt) =>
+              [receipt.supplierTransferId, receipt.feeTransferId, receipt.holdPostTransferId].filter(
+                (id): id is string => id !== null,
+              ),
+            )
+            const found = new Set(
+              (await store.ledger.listTransfersById([...new Set(named)])).map((t) => t.id),
+            )
+            for (const id of named)
+              assert.ok(found.has(id), `receipt names transfer ${id}, which does not exist`)
+            for (const receipt of receipts)
+              if (receipt.amountUnits > 0n) assert.notEqual(receipt.supplierTransferId, null)
           },
         ),
         { numRuns: backend.name === 'pglite' ? 25 : 40 },

@@ -246,9 +246,10 @@ export const InferenceReceipt = Type.Object({
   settlement: Type.Union([
     Type.Object({
       batchId: Type.String(),
-      supplierTransferId: Type.String(),
+      /** Each null where no transfer moved money for this request (it cost nothing). */
+      supplierTransferId: Type.Union([Type.String(), Type.Null()]),
       feeTransferId: Type.Union([Type.String(), Type.Null()]),
-      holdPostTransferId: Type.String(),
+      holdPostTransferId: Type.Union([Type.String(), Type.Null()]),
     }),
     Type.Null(),
   ]),

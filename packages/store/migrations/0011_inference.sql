@@ -30,9 +30,10 @@ CREATE TABLE inference_receipts (
   amount BIGINT NOT NULL CHECK (amount >= 0),
   fee BIGINT NOT NULL CHECK (fee >= 0 AND fee <= amount),
   batch_id TEXT NOT NULL,
-  supplier_transfer_id TEXT NOT NULL,
+  -- the transfers that moved the request's money, NULL where none did (a request that cost nothing)
+  supplier_transfer_id TEXT,
   fee_transfer_id TEXT,
-  hold_post_transfer_id TEXT NOT NULL,
+  hold_post_transfer_id TEXT,
   created_at_ms BIGINT NOT NULL
 );
 CREATE INDEX inference_receipts_account ON inference_receipts (account_id, created_at_ms DESC, id DESC);

@@ -30,9 +30,10 @@ export type InferenceReceiptRecord = {
   readonly amountUnits: bigint
   readonly feeUnits: bigint
   readonly batchId: string
-  readonly supplierTransferId: string
+  /** The transfers that moved this request's money; null where none did (a request that cost nothing). */
+  readonly supplierTransferId: string | null
   readonly feeTransferId: string | null
-  readonly holdPostTransferId: string
+  readonly holdPostTransferId: string | null
   readonly createdAtMs: number
 }
 
@@ -92,9 +93,9 @@ type ReceiptRow = {
   amount: bigint | string
   fee: bigint | string
   batch_id: string
-  supplier_transfer_id: string
+  supplier_transfer_id: string | null
   fee_transfer_id: string | null
-  hold_post_transfer_id: string
+  hold_post_transfer_id: string | null
   created_at_ms: bigint | string
 }
 

@@ -1,5 +1,5 @@
 import { formatGmtUnits, InsufficientFundsError, type Clock } from '@gpumesh/core'
-import { available, ledgerAccounts, type TransferRequest } from '@gpumesh/ledger'
+import { available, ledgerAccounts, type LedgerAccountSpec, type TransferRequest } from '@gpumesh/ledger'
 import { splitInferenceCharge } from '@gpumesh/pricing'
 import type { InferenceReceiptRecord, Store } from '@gpumesh/store'
 import type { FastifyBaseLogger } from 'fastify'
@@ -100,21 +100,16 @@ export function createInferenceBilling(
     caller.chain = next.catch(() => undefined)
     return next
   }
-  const ensureAccounts = async (
-    ids: { id: string; spec: () => Parameters<Store['ledger']['createAccounts']>[0][number] }[],
-  ) => {
-    const missing = ids.filter((entry) => !knownAccounts.has(entry.id))
+  const ensureAccounts = async (specs: readonly LedgerAccountSpec[]) => {
+    const missing = specs.filter((spec) => !knownAccounts.has(spec.id))
     if (missing.length === 0) return
-    await store.ledger.createAccounts(
-      missing.map((entry) => entry.spec()),
-      clock.nowMs(),
-    )
-    for (const entry of missing) knownAccounts.add(entry.id)
+    await store.ledger.createAccounts(missing, clock.nowMs())
+    for (const spec of missing) knownAccounts.add(spec.id)
   }
 
   const topUp = async (accountId: string, caller: Caller, needed: bigint) => {
     const escrow = ledgerAccounts.inferenceEscrow(accountId)
-    await ensureAccounts([{ id: escrow.id, spec: () => escrow }])
+    await ensureAccounts([escrow])
     const [wallet] = await store.ledger.getAccounts([ledgerAccounts.user(accountId).id])
     const spendable = wallet ? available(wallet) : 0n
     const amount = needed + init.holdUnits <= spendable ? needed + init.holdUnits : spendable
@@ -202,10 +197,9 @@ export function createInferenceBilling(
       })
     const perDevice = new Map<string, { supplierAccountId: string; amount: bigint }>()
     let feeTotal = 0n
-    const receipts: InferenceReceiptRecord[] = []
     const supplierTransferId = (deviceId: string) => `inf-pay:${batch.batchId}:${deviceId}`
     const feeTransferId = `inf-fee:${batch.batchId}`
-    for (const request of batch.requests) {
+    const fees = batch.requests.map((request) => {
       const { fee, supplier } = splitInferenceCharge(request.amountUnits, init.feeBasisPoints)
       feeTotal += fee
       const line = perDevice.get(request.deviceId) ?? {
@@ -214,15 +208,8 @@ export function createInferenceBilling(
       }
       line.amount += supplier
       perDevice.set(request.deviceId, line)
-      receipts.push({
-        ...request,
-        feeUnits: fee,
-        batchId: batch.batchId,
-        supplierTransferId: supplierTransferId(request.deviceId),
-        feeTransferId: null,
-        holdPostTransferId: `inf-post:${batch.batchId}:0`,
-      })
-    }
+      return fee
+    })
     for (const [deviceId, line] of [...perDevice].sort(([a], [b]) => (a < b ? -1 : 1))) {
       if (line.amount === 0n) continue
       transfers.push({
@@ -245,19 +232,20 @@ export function createInferenceBilling(
         code: 'inference_fee',
         reference: batch.batchId,
       })
-    const settledReceipts = receipts.map((receipt) => ({
-      ...receipt,
-      feeTransferId: receipt.feeUnits > 0n ? feeTransferId : null,
+    // Each receipt names only transfers that exist: none moves money for a request that cost nothing.
+    const receipts: InferenceReceiptRecord[] = batch.requests.map((request, index) => ({
+      ...request,
+      feeUnits: fees[index]!,
+      batchId: batch.batchId,
       supplierTransferId:
-        (perDevice.get(receipt.deviceId)?.amount ?? 0n) > 0n ? receipt.supplierTransferId : feeTransferId,
+        perDevice.get(request.deviceId)!.amount > 0n ? supplierTransferId(request.deviceId) : null,
+      feeTransferId: fees[index]! > 0n ? feeTransferId : null,
+      holdPostTransferId: batch.used > 0n ? `inf-post:${batch.batchId}:0` : null,
     }))
     await ensureAccounts(
-      [...perDevice.values()].map((line) => {
-        const spec = ledgerAccounts.earnings(line.supplierAccountId)
-        return { id: spec.id, spec: () => spec }
-      }),
+      [...perDevice.values()].map((line) => ledgerAccounts.earnings(line.supplierAccountId)),
     )
-    const results = await store.inference.settle(transfers, settledReceipts, clock.nowMs())
+    const results = await store.inference.settle(transfers, receipts, clock.nowMs())
     if (!results.every((result) => result === 'ok' || result === 'exists')) {
       throw new Error(`inference settlement ${batch.batchId} refused: ${results.join(', ')}`)
     }
