@@ -311,6 +311,10 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
   })
 
   it('renting a device for a cluster evicts its replica; requests keep succeeding on the other', async () => {
+    // Each device's replica before the rental: the one evicted is the rented device's.
+    const replicaBefore = new Map(
+      deviceIds.map((deviceId) => [deviceId, servingOf(deviceId).replica?.replicaId]),
+    )
     const created = api('/v1/clusters', {
       method: 'POST',
       key: renterKey,
@@ -320,13 +324,14 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
     clusterIds.push(created.body.id)
     const rented = created.body.nodes[0].deviceId as string
     const other = deviceIds.find((deviceId) => deviceId !== rented)!
-    const evicted = servingOf(rented).replica?.replicaId as string | undefined
+    const evicted = replicaBefore.get(rented)
+    assert.ok(evicted, 'the rented device was serving')
     await eventually(
       () => servingOf(rented).replica === null,
       'the rented device to stop its replica',
       30_000,
     )
-    if (evicted) assert.ok(!existsSync(`/run/netns/${modelReplicaNames(evicted).namespace}`))
+    assert.ok(!existsSync(`/run/netns/${modelReplicaNames(evicted).namespace}`), 'its sandbox is gone')
     const run = openai('completions', 3)
     assert.equal(run.ok, true, JSON.stringify(run))
     for (const result of run.results) assert.equal(result.deviceId, other)

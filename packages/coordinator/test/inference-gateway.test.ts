@@ -91,6 +91,10 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
           output: parseGmtToUnits(served.pricing.output_per_million_gmt)!,
         }
       }
+      const stopSent = (worker: SimulatedWorker, replicaId: string) =>
+        worker.received.some(
+          (message) => message.type === 'model_replica_stop' && message.replicaId === replicaId,
+        )
       const walletUnits = async (key = renterKey) =>
         parseGmtToUnits((await call('GET', '/v1/wallet', key)).body.balanceGmt)!
       const feeUnits = async () =>
@@ -363,10 +367,12 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
 
       it('lets a supplier take a device out of serving, which stops its replica', async () => {
         const device = workers[2]!.deviceId
+        const serving = (await call('GET', `/v1/devices/${device}/serving`, supplierKey)).body.replica
+          .replicaId
         const off = await runCli(baseUrl, supplierKey, ['inference', 'serve', device, '--off'])
         assert.equal(off.code, 0, off.stderr)
         assert.equal(JSON.parse(off.stdout).enabled, false)
-        assert.ok(workers[2]!.received.some((message) => message.type === 'model_replica_stop'))
+        assert.ok(stopSent(workers[2]!, serving), 'its replica was told to stop')
         const back = await call('PUT', `/v1/devices/${device}/serving`, supplierKey, { enabled: true })
         assert.equal(back.status, 200)
         const stranger = await call('PUT', `/v1/devices/${device}/serving`, renterKey, { enabled: false })
@@ -380,6 +386,12 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
       })
 
       it('stops the replica of a device rented for a cluster at once, and routes around it', async () => {
+        // Every device's replica now, so the stop checked below is the one for the rented device's current replica.
+        const replicaOf = new Map<string, string>()
+        for (const candidate of workers) {
+          const view = (await call('GET', `/v1/devices/${candidate.deviceId}/serving`, supplierKey)).body
+          if (view.replica) replicaOf.set(candidate.deviceId, view.replica.replicaId)
+        }
         const created = await call('POST', '/v1/clusters', renterKey, {
           name: 'takes-one',
           nodes: 1,
@@ -390,7 +402,11 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
         assert.equal(created.status, 201, JSON.stringify(created.body))
         const rented = created.body.nodes[0].deviceId as string
         const worker = workers.find((candidate) => candidate.deviceId === rented)!
-        assert.ok(worker.received.some((message) => message.type === 'model_replica_stop'))
+        assert.ok(replicaOf.has(rented), 'the rented device was serving')
+        assert.ok(
+          stopSent(worker, replicaOf.get(rented)!),
+          'its replica was told to stop when the cluster was created',
+        )
         for (let index = 0; index < 3; index += 1) {
           const { response, text } = await gateway('/v1/completions', {
             model: 'tiny-chat',
