@@ -1,5 +1,5 @@
-import { ForbiddenError, UnauthenticatedError, type Clock, type Role } from '@gpumesh/core'
-import type { Store } from '@gpumesh/store'
+import { ForbiddenError, NotFoundError, UnauthenticatedError, type Clock, type Role } from '@gpumesh/core'
+import type { DeviceRecord, Store } from '@gpumesh/store'
 import type { FastifyRequest } from 'fastify'
 import { parseApiKey, safeEqualHex } from './credentials.ts'
 
@@ -52,4 +52,21 @@ export function requireRole(principal: Principal, role: Role): void {
       },
     )
   }
+}
+
+/**
+ * The caller's own device (any device, for operators). Another account's device is reported exactly like a
+ * missing one, so device ids cannot be probed.
+ */
+export async function ownDevice(
+  request: FastifyRequest,
+  store: Store,
+  clock: Clock,
+  deviceId: string,
+): Promise<DeviceRecord> {
+  const principal = await authenticate(request, store, clock)
+  const device = await store.getDevice(deviceId)
+  if (!device || (device.accountId !== principal.accountId && !principal.roles.includes('operator')))
+    throw new NotFoundError(`no device ${deviceId}`)
+  return device
 }

@@ -53,7 +53,7 @@ import type {
 import Type from 'typebox'
 import { mintApiKey, mintEnrollmentToken, mintId, parseEnrollmentToken } from './credentials.ts'
 import type { OfferIndex } from './offers/offer-index.ts'
-import { authenticate, requireRole, type Principal } from './principal.ts'
+import { authenticate, ownDevice as findOwnDevice, requireRole, type Principal } from './principal.ts'
 import { accountView, apiKeyView, deviceView, enrollmentTokenView } from './views.ts'
 import { uptimeBucketMs } from './presence/uptime.ts'
 import { factorViews, planCluster, type PlanMarket } from './clusters/plan.ts'
@@ -274,15 +274,8 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     },
   )
 
-  const ownDevice = async (request: FastifyRequest, deviceId: string): Promise<DeviceRecord> => {
-    const principal = await principalOf(request)
-    const device = await store.getDevice(deviceId)
-    // Another account's device is reported exactly like a missing one.
-    if (!device || (device.accountId !== principal.accountId && !principal.roles.includes('operator'))) {
-      throw new NotFoundError(`no device ${deviceId}`)
-    }
-    return device
-  }
+  const ownDevice = (request: FastifyRequest, deviceId: string) =>
+    findOwnDevice(request, store, clock, deviceId)
 
   app.get(
     '/v1/devices',

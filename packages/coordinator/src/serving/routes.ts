@@ -14,7 +14,7 @@ import {
 } from '@gpumesh/protocol'
 import type { InferenceReceiptRecord, Store } from '@gpumesh/store'
 import type { FastifyRequest } from 'fastify'
-import { authenticate, requireRole } from '../principal.ts'
+import { authenticate, ownDevice as findOwnDevice, requireRole } from '../principal.ts'
 import type { App } from '../routes.ts'
 import type { Gateway } from './gateway.ts'
 import type { InferenceBilling, FinishedRequest } from './inference-billing.ts'
@@ -124,13 +124,8 @@ export function registerServingRoutes(app: App, components: ServingRouteComponen
     async () => ({ ...gateway.stats(), generatedAtMs: clock.nowMs() }),
   )
 
-  const ownDevice = async (request: FastifyRequest, deviceId: string) => {
-    const principal = await principalOf(request)
-    const device = await store.getDevice(deviceId)
-    if (!device || (device.accountId !== principal.accountId && !principal.roles.includes('operator')))
-      throw new NotFoundError(`no device ${deviceId}`)
-    return device
-  }
+  const ownDevice = (request: FastifyRequest, deviceId: string) =>
+    findOwnDevice(request, store, clock, deviceId)
   const servingView = (deviceId: string): DeviceServingView => {
     const preference = serving.preferenceOf(deviceId)
     const replica = serving.replicaOn(deviceId)

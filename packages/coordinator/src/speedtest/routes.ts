@@ -2,14 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { IncomingMessage } from 'node:http'
 import { performance } from 'node:perf_hooks'
 import { Readable } from 'node:stream'
-import {
-  bandwidthTierFor,
-  ConflictError,
-  invariant,
-  NotFoundError,
-  ValidationError,
-  type Clock,
-} from '@gpumesh/core'
+import { bandwidthTierFor, ConflictError, invariant, ValidationError, type Clock } from '@gpumesh/core'
 import {
   ErrorReply,
   IdParams,
@@ -31,7 +24,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { mintIdBody } from '../credentials.ts'
 import { authenticateDevice, ReplayGuard } from '../device-request-auth.ts'
-import { authenticate } from '../principal.ts'
+import { ownDevice } from '../principal.ts'
 import type { App } from '../routes.ts'
 
 // The network half of the hardware speedtest. A device times ping and download itself, but the coordinator
@@ -291,12 +284,7 @@ export async function registerSpeedtestRoutes(app: App, components: SpeedtestCom
         },
       },
       async (request) => {
-        const principal = await authenticate(request, store, clock)
-        const device = await store.getDevice(request.params.id)
-        // Another account's device is reported exactly like a missing one.
-        if (!device || (device.accountId !== principal.accountId && !principal.roles.includes('operator'))) {
-          throw new NotFoundError(`no device ${request.params.id}`)
-        }
+        const device = await ownDevice(request, store, clock, request.params.id)
         const limit = request.query.limit ?? defaultHistoryLength
         return { speedtests: (await store.listSpeedtestResults(device.id, limit)).map(speedtestView) }
       },
