@@ -400,12 +400,9 @@ export function registerInferenceGateway(
           prices,
           modelKey,
         )
-        if (outcome.kind === 'caller_error') {
-          billing.cancel(reservation)
-          stats.failed += 1
-          return reply
-        }
-        if (outcome.kind === 'failed_mid_stream') {
+        // The caller's own error (the replica refused the request) or a stream cut after its first token:
+        // answered already, and not charged.
+        if (outcome.kind !== 'ok') {
           billing.cancel(reservation)
           stats.failed += 1
           return reply
