@@ -54,6 +54,7 @@ import {
   type BandwidthTier,
 } from '@gpumesh/core'
 import type { GpuInfo, HardwareInventory, OffersQuery } from '@gpumesh/protocol'
+import { simulatedCapabilities } from '@gpumesh/testing'
 import {
   createPgliteDriver,
   createPostgresDriver,
@@ -283,6 +284,7 @@ function makeDevice(index: number, accountIds: readonly string[]): DeviceSeed {
       region,
       country,
       pricing: { mode: 'fixed' as const, askingPriceMicroUsd: parseUsdToMicro(price) },
+      capabilities: simulatedCapabilities(),
     },
     reliability,
     verification: pick([

@@ -60,6 +60,7 @@ const nodes: NodeCandidate[] = Array.from({ length: deviceCount }, (_, index) =>
     bandwidthRank: pick([0, 1, 2, 3]),
     pricePerGpuHourMicroUsd: BigInt(200_000 + Math.floor(random.next() * 3_000_000)),
     reliability: 0.8 + random.next() * 0.2,
+    runsClusterNodes: true,
   }
 })
 const measured = new Map<string, number>()

@@ -17,7 +17,13 @@
 // (net.core.somaxconn) is never flooded. It exits by itself when the parent goes away.
 
 import { createPrivateKey, sign } from 'node:crypto'
-import { sessionSigningPayload, workerProtocolVersion, type HardwareInventory } from '@gpumesh/protocol'
+import {
+  capable,
+  sessionSigningPayload,
+  workerProtocolVersion,
+  type HardwareInventory,
+  type WorkerCapabilities,
+} from '@gpumesh/protocol'
 import WebSocket from 'ws'
 import { emptySwarmCounters, type SwarmCounters } from './common.ts'
 
@@ -44,6 +50,14 @@ export type SwarmReply =
   | { readonly type: 'ramp-done'; readonly counters: SwarmCounters; readonly connectMs: number[] }
 
 const counters: SwarmCounters = emptySwarmCounters()
+/** Swarm workers claim what a machine that passed its self-test would: they are placeable. */
+const swarmCapabilities: WorkerCapabilities = {
+  clusterNodes: capable(),
+  modelReplicas: capable(),
+  gpus: capable(),
+  checks: [],
+  testedAtMs: 0,
+}
 const connectMs: number[] = []
 const sockets = new Set<WebSocket>()
 const timers = new Set<NodeJS.Timeout>()
@@ -133,6 +147,7 @@ function runClient(url: string, client: SwarmClient, index: number, welcomeTimeo
           inventory: inventoryFor(index),
           location: { region: 'eu-west', country: 'DE' },
           askingPricePerGpuHourUsd: '0.10',
+          capabilities: swarmCapabilities,
         })
         counters.reportsSent += 1
         const intervalMs = message.heartbeatIntervalMs ?? 10_000

@@ -254,6 +254,11 @@ export async function buildCoordinator(
     onClusterReport: (deviceId, message) => clusters.onReport(deviceId, message),
     onRttReport: async (deviceId, message) => rtt.onRttReport(deviceId, message),
     onModelReplicaReport: (deviceId, message) => serving.onReplicaReport(deviceId, message),
+    onCapabilities: async (deviceId, message) => {
+      await feed.pull()
+      serving.onCapabilities(deviceId, message.capabilities)
+      await clusters.onCapabilities(deviceId, message.capabilities)
+    },
   }
 
   const links: WorkerLinks = new WorkerLinks({

@@ -53,5 +53,6 @@ export function deviceView(device: DeviceRecord): DeviceView {
     uptimeMsTotal: device.uptimeMsTotal,
     enrolledAtMs: device.enrolledAtMs,
     lastSeenAtMs: device.lastSeenAtMs,
+    capabilities: device.capabilities,
   }
 }

@@ -6,6 +6,7 @@ import {
   workerProtocolVersion,
   WorkerCloseCode,
   WorkerMessage,
+  type CapabilitiesMessage,
   type ChallengeCommitmentMessage,
   type ChallengeOpeningMessage,
   type ClusterReportMessage,
@@ -43,6 +44,8 @@ export type WorkerLinkComponents = {
 /** What other parts (proof-of-compute, the cluster controller) hear from the link. */
 export type WorkerLinkEvents = {
   onReport?(deviceId: string, message: ReportMessage): Promise<void>
+  /** The device's self-test found something new (stored before this is called). */
+  onCapabilities?(deviceId: string, message: CapabilitiesMessage): Promise<void>
   onChallengeMessage?(
     deviceId: string,
     message: ChallengeCommitmentMessage | ChallengeOpeningMessage,
@@ -54,7 +57,14 @@ export type WorkerLinkEvents = {
   onModelReplicaReport?(deviceId: string, message: ModelReplicaReportMessage): Promise<void>
 }
 
-type Session = { readonly deviceId: string; readonly sessionId: string; lastReportAtMs: number }
+type Session = {
+  readonly deviceId: string
+  readonly sessionId: string
+  lastReportAtMs: number
+  lastCapabilitiesAtMs: number
+}
+/** A worker may send a new self-test outcome at most this often; extra ones are dropped. */
+export const minCapabilitiesIntervalMs = 1_000
 
 export class WorkerLinks {
   readonly #components: WorkerLinkComponents
@@ -242,7 +252,12 @@ export class WorkerLinks {
         device.lastSeenAtMs,
         message.agentVersion,
       )
-      setSession({ deviceId: device.id, sessionId, lastReportAtMs: -Infinity })
+      setSession({
+        deviceId: device.id,
+        sessionId,
+        lastReportAtMs: -Infinity,
+        lastCapabilitiesAtMs: -Infinity,
+      })
       await this.#components.recordStateChanges([outcome.change])
       send(socket, {
         type: 'welcome',
@@ -262,6 +277,20 @@ export class WorkerLinks {
       case 'report':
         if (!(await this.#report(socket, session, message))) return
         return this.#components.events?.onReport?.(session.deviceId, message)
+      case 'capabilities': {
+        const nowMs = clock.nowMs()
+        if (nowMs - session.lastCapabilitiesAtMs < minCapabilitiesIntervalMs) {
+          send(socket, {
+            type: 'error',
+            code: 'GPUMESH_ERR_RATE_LIMITED',
+            message: 'capabilities ignored: too frequent',
+          })
+          return
+        }
+        session.lastCapabilitiesAtMs = nowMs
+        await store.setDeviceCapabilities(session.deviceId, message.capabilities)
+        return this.#components.events?.onCapabilities?.(session.deviceId, message)
+      }
       case 'challenge_commitment':
       case 'challenge_opening':
         return this.#components.events?.onChallengeMessage?.(session.deviceId, message)
@@ -308,6 +337,7 @@ export class WorkerLinks {
       region: message.location.region,
       country: message.location.country,
       ...reportedPricing(message),
+      ...(message.capabilities ? { capabilities: message.capabilities } : {}),
     })
     return true
   }

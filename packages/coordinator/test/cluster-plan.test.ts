@@ -3,7 +3,12 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { HardwareInventory } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { enrollTestDevice, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import {
+  enrollTestDevice,
+  simulatedCapabilities,
+  startTestCoordinator,
+  storeBackends,
+} from '@gpumesh/testing'
 
 // POST /v1/clusters/dry-run over a real store and the coordinator's own marketplace index.
 
@@ -52,6 +57,7 @@ for (const backend of storeBackends) {
         region,
         country,
         pricing: { mode: 'fixed', askingPriceMicroUsd: price },
+        capabilities: simulatedCapabilities(),
       })
       // seen now: the coordinator's sweep takes devices silent since long ago offline
       await store.applyDeviceStateChanges([

@@ -13,7 +13,7 @@ import {
   type WorkerMessage,
 } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import { eventually, simulatedCapabilities, startTestCoordinator, storeBackends } from '@gpumesh/testing'
 import {
   buildTree,
   fromHex,
@@ -220,7 +220,12 @@ for (const backend of storeBackends) {
       { skip: !existsSync(python) && 'no .venv (run scripts/setup-python.sh)' },
       async () => {
         const agent: WorkerAgent = createWorkerAgent(
-          { logger: quietLogger, probe: async () => cpuInventory, prover: createPythonProver(python, 'cpu') },
+          {
+            logger: quietLogger,
+            selfTest: async () => simulatedCapabilities(),
+            probe: async () => cpuInventory,
+            prover: createPythonProver(python, 'cpu'),
+          },
           {
             coordinatorUrl: baseUrl,
             token: (
@@ -239,6 +244,8 @@ for (const backend of storeBackends) {
             clustersEnabled: false,
             clusterUser: '65534:65534',
             rttProbePort: 0,
+            wireguardGoCommand: 'wireguard-go',
+            selfTestIntervalMs: 0,
             servePort: 0,
             reconnectInitialDelayMs: 50,
             speedtestIntervalMs: 0,

@@ -5,7 +5,7 @@ import { join } from 'node:path'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import { openStore, type Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator } from '@gpumesh/testing'
+import { eventually, simulatedCapabilities, startTestCoordinator } from '@gpumesh/testing'
 import {
   createWorkerAgent,
   measureRoundTrips,
@@ -72,6 +72,8 @@ describe('round trips through the coordinator', () => {
       const agent = createWorkerAgent(
         {
           logger: quietLogger,
+          // Listed on the marketplace as a machine whose self-test passed (no cluster is placed here).
+          selfTest: async () => simulatedCapabilities(),
           probe: () => probeHardware({ nvidiaSmiXmlPath: fixture, diskPath: stateDir }),
         },
         {
@@ -84,6 +86,8 @@ describe('round trips through the coordinator', () => {
           clustersEnabled: false,
           clusterUser: '65534:65534',
           rttProbePort: 0,
+          wireguardGoCommand: 'wireguard-go',
+          selfTestIntervalMs: 0,
           servePort: 0,
           reconnectInitialDelayMs: 50,
           speedtestIntervalMs: 0,

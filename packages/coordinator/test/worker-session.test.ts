@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import { sessionSigningPayload } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { eventually, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import { eventually, simulatedCapabilities, startTestCoordinator, storeBackends } from '@gpumesh/testing'
 import { createWorkerAgent, probeHardware, type WorkerAgent } from '@gpumesh/worker'
 import WebSocket from 'ws'
 
@@ -55,6 +55,8 @@ for (const backend of storeBackends) {
       const agent = createWorkerAgent(
         {
           logger: quietLogger,
+          // Listed on the marketplace as a machine whose self-test passed (no cluster is placed here).
+          selfTest: async () => simulatedCapabilities(),
           probe: () => probeHardware({ nvidiaSmiXmlPath: fixture, diskPath: stateDir }),
         },
         {
@@ -67,6 +69,8 @@ for (const backend of storeBackends) {
           clustersEnabled: false,
           clusterUser: '65534:65534',
           rttProbePort: 0,
+          wireguardGoCommand: 'wireguard-go',
+          selfTestIntervalMs: 0,
           servePort: 0,
           reconnectInitialDelayMs: 50,
           speedtestIntervalMs: 0,

@@ -1,6 +1,7 @@
 import Type, { type Static } from 'typebox'
 import { Role, UsdAmount } from './common.ts'
 import { DeviceLocation, HardwareInventory } from './hardware.ts'
+import { WorkerCapabilities } from './capabilities.ts'
 import { Ed25519PublicKey, Ed25519Signature } from './worker-messages.ts'
 
 // HTTP bodies and replies of /v1. These schemas validate requests, type the handlers, build the OpenAPI
@@ -150,6 +151,8 @@ export const DeviceView = Type.Object({
   uptimeMsTotal: Type.Integer({ minimum: 0 }),
   enrolledAtMs: TimestampMs,
   lastSeenAtMs: Type.Union([TimestampMs, Type.Null()]),
+  /** What the machine's self-test found it can do, with the reason and fix for what it cannot; null until reported. */
+  capabilities: Type.Union([WorkerCapabilities, Type.Null()]),
 })
 export type DeviceView = Static<typeof DeviceView>
 

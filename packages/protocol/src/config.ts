@@ -169,6 +169,12 @@ export const WorkerSettings = Type.Object(
       Type.String({ pattern: '^[0-9]{1,3}(\\.[0-9]{1,3}){3}$', description: 'IPv4 address' }),
     ),
     servePort: Type.Integer({ minimum: 0, maximum: 65535, default: 0 }),
+    /** The worker's wireguard-go (a name on PATH or a path). */
+    wireguardGoCommand: Type.String({ minLength: 1, maxLength: 4096, default: 'wireguard-go' }),
+    /** How often the worker tests what it can do again (0: only at start and after a failure). */
+    selfTestIntervalMs: Type.Integer({ minimum: 0, maximum: 86_400_000, default: 300_000 }),
+    /** Prometheus metrics of this worker on 127.0.0.1 at this port (0: any free port; absent: none). */
+    metricsPort: Type.Optional(Type.Integer({ minimum: 0, maximum: 65535 })),
     reconnectInitialDelayMs: Type.Integer({ minimum: 10, maximum: 60_000, default: 500 }),
     reconnectMaxDelayMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 30_000 }),
     logLevel: Type.Union(

@@ -1,6 +1,7 @@
 export * from './validate.ts'
 export * from './common.ts'
 export * from './hardware.ts'
+export * from './capabilities.ts'
 export * from './worker-messages.ts'
 export * from './api.ts'
 export * from './config.ts'

@@ -1,5 +1,6 @@
 import Type, { type Static } from 'typebox'
 import { DeviceLocation, HardwareInventory } from './hardware.ts'
+import { CapabilitiesMessage, WorkerCapabilities } from './capabilities.ts'
 import { UsdAmount } from './common.ts'
 import { createTaggedValidator } from './validate.ts'
 import {
@@ -229,6 +230,8 @@ export const ReportMessage = Type.Object(
     rttProbePort: Type.Optional(Type.Integer({ minimum: 1, maximum: 65535 })),
     /** Serve models while idle (absent: keep what was chosen before, through the API or an earlier start). */
     serving: Type.Optional(ServingPreference),
+    /** What the machine's self-test found it can do; later changes come as `capabilities` messages. */
+    capabilities: Type.Optional(WorkerCapabilities),
   },
   { additionalProperties: false },
 )
@@ -277,6 +280,7 @@ export const WorkerMessage = Type.Union([
   AuthMessage,
   HeartbeatMessage,
   ReportMessage,
+  CapabilitiesMessage,
   GoodbyeMessage,
   ChallengeCommitmentMessage,
   ChallengeOpeningMessage,
@@ -298,6 +302,7 @@ export const workerMessageValidator = createTaggedValidator(
     auth: AuthMessage,
     heartbeat: HeartbeatMessage,
     report: ReportMessage,
+    capabilities: CapabilitiesMessage,
     goodbye: GoodbyeMessage,
     challenge_commitment: ChallengeCommitmentMessage,
     challenge_opening: ChallengeOpeningMessage,

@@ -23,6 +23,7 @@ function node(id: string, overrides: Partial<NodeCandidate> = {}): NodeCandidate
     bandwidthRank: 3,
     pricePerGpuHourMicroUsd: 1_500_000n,
     reliability: 0.99,
+    runsClusterNodes: true,
     ...overrides,
   }
 }

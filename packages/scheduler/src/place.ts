@@ -43,6 +43,8 @@ export function placeCluster(
   const rejections: Partial<Record<RejectionReason, number>> = {}
   /** Nodes that fail exactly one filter: relaxing that one constraint would admit them. */
   const soleBlockers: Partial<Record<RejectionReason, number>> = {}
+  /** Why machines turned away for their capability cannot run a node: their own self-test's words. */
+  const incapableReasons = new Map<string, number>()
   for (const node of preferenceOrder(snapshot)) {
     let first: RejectionReason | undefined
     let failures = 0
@@ -59,9 +61,14 @@ export function placeCluster(
     } else {
       rejections[first] = (rejections[first] ?? 0) + 1
       if (failures === 1) soleBlockers[first] = (soleBlockers[first] ?? 0) + 1
+      if (first === 'capability') {
+        const why = node.clusterNodesReason ?? 'cannot run cluster nodes'
+        incapableReasons.set(why, (incapableReasons.get(why) ?? 0) + 1)
+      }
     }
   }
-  if (pool.length < request.nodeCount) return unplaceable(request, pool.length, rejections, soleBlockers)
+  if (pool.length < request.nodeCount)
+    return unplaceable(request, pool.length, rejections, soleBlockers, incapableReasons)
 
   let maxPrice = 0n
   for (const node of pool)
@@ -125,6 +132,7 @@ function unplaceable(
   feasibleNodes: number,
   rejections: Partial<Record<RejectionReason, number>>,
   soleBlockers: Partial<Record<RejectionReason, number>>,
+  incapableReasons: ReadonlyMap<string, number>,
 ): Unplaceable {
   const ranked = (counts: Partial<Record<RejectionReason, number>>) =>
     (Object.entries(counts) as [RejectionReason, number][]).sort(
@@ -133,10 +141,14 @@ function unplaceable(
   // The constraint whose relaxation alone would admit the most nodes; else the most common first failure.
   const blocker = ranked(soleBlockers)[0] ?? ranked(rejections)[0]
   const blockingConstraint = blocker?.[0] ?? 'node_count'
+  const counts = describeCounts(rejections)
+  // The most common reason first: "2 cannot run cluster nodes: wireguard-go: wireguard-go not found".
+  const [commonReason] = [...incapableReasons.entries()].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+  const why = commonReason ? ` (${commonReason[1]} cannot run cluster nodes: ${commonReason[0]})` : ''
   const detail =
     feasibleNodes === 0
-      ? `no node meets every constraint; ${describeCounts(rejections)}`
-      : `${feasibleNodes} node${feasibleNodes === 1 ? '' : 's'} fit, ${request.nodeCount} needed; ${describeCounts(rejections)}`
+      ? `no node meets every constraint; ${counts}${why}`
+      : `${feasibleNodes} node${feasibleNodes === 1 ? '' : 's'} fit, ${request.nodeCount} needed; ${counts}${why}`
   return { ok: false, rejections, blockingConstraint, feasibleNodes, detail }
 }
 

@@ -1,4 +1,5 @@
 import { bandwidthFilter } from './filters/bandwidth.ts'
+import { capabilityFilter } from './filters/capability.ts'
 import { gpuCountFilter } from './filters/gpu-count.ts'
 import { gpuModelFilter } from './filters/gpu-model.ts'
 import { countryFilter, regionFilter } from './filters/location.ts'
@@ -20,6 +21,7 @@ import type { FilterPlugin, ScorePlugin } from './types.ts'
 export const filterPlugins: readonly FilterPlugin[] = [
   onlineFilter,
   reservedFilter,
+  capabilityFilter,
   verifiedFilter,
   gpuModelFilter,
   gpuCountFilter,

@@ -21,6 +21,10 @@ export type NodeCandidate = {
   readonly bandwidthRank: number
   readonly pricePerGpuHourMicroUsd: bigint
   readonly reliability: number
+  /** Its own self-test says it can run cluster nodes (WireGuard, namespaces, the managed Ray). */
+  readonly runsClusterNodes: boolean
+  /** Why it cannot, when it cannot. */
+  readonly clusterNodesReason?: string
 }
 
 export type SupplySnapshot = {
@@ -50,6 +54,7 @@ export const RejectionReason = {
   offline: 'offline',
   unverified: 'unverified',
   reserved: 'reserved',
+  capability: 'capability',
   gpuModel: 'gpu_model',
   gpuCount: 'gpu_count',
   vram: 'vram',

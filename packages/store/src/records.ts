@@ -7,7 +7,7 @@ import type {
   StateReasonCode,
   VerificationState,
 } from '@gpumesh/core'
-import type { HardwareInventory } from '@gpumesh/protocol'
+import type { HardwareInventory, WorkerCapabilities } from '@gpumesh/protocol'
 
 export type AccountRecord = {
   readonly id: string
@@ -67,6 +67,8 @@ export type DeviceRecord = {
   readonly measuredFp32Tflops: number | null
   /** The cluster whose reservation holds the device; null when it is free. */
   readonly reservedByClusterId: string | null
+  /** The device's latest self-test outcome; null until its worker reports one. */
+  readonly capabilities: WorkerCapabilities | null
 }
 
 export type DeviceEventRecord = {
@@ -100,6 +102,8 @@ export type DeviceReport = {
   readonly country: string
   /** The pricing the worker was started with; absent: the device keeps what it has (set through the API). */
   readonly pricing?: DevicePricing
+  /** The worker's self-test outcome, when the report carries one. */
+  readonly capabilities?: WorkerCapabilities
 }
 
 export type EnrollRequest = {

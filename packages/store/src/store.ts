@@ -11,7 +11,7 @@ import type {
   StateReasonCode,
   VerificationState,
 } from '@gpumesh/core'
-import type { HardwareInventory } from '@gpumesh/protocol'
+import type { HardwareInventory, WorkerCapabilities } from '@gpumesh/protocol'
 import type { SqlDriver, SqlExecutor } from './driver.ts'
 import { migrate } from './migrate.ts'
 import { createLedgerStore, type LedgerStore } from './ledger-store.ts'
@@ -90,6 +90,8 @@ export interface Store {
   listDevicesChangedSince(afterSeq: bigint, limit: number): Promise<DeviceRecord[]>
   applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
   saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void>
+  /** What the device's self-test found (or the coordinator learned: a suspended capability); false when unknown. */
+  setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean>
   /** The supplier's pricing for a device, set through the API; false when there is no such device. */
   setDevicePricing(deviceId: string, pricing: DevicePricing): Promise<boolean>
   flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
@@ -274,13 +276,14 @@ type DeviceRow = {
   next_verification_at_ms: bigint
   measured_fp32_tflops: number | null
   reserved_by_cluster_id: string | null
+  capabilities: WorkerCapabilities | null
 }
 
 /** Selected FROM devices (unaliased): the reservation comes along, so every DeviceRecord says who holds it. */
 const deviceColumns = `id, account_id, public_key, hostname, state, state_reason_code, state_reason, state_changed_at_ms,
   verification_state, verification_reason, region, country, asking_price_micro_usd, pricing_mode, bandwidth_tier, inventory,
   enrolled_at_ms, last_seen_at_ms, uptime_ms_total, reliability, change_seq, verification_failures,
-  next_verification_at_ms, measured_fp32_tflops,
+  next_verification_at_ms, measured_fp32_tflops, capabilities,
   (SELECT r.cluster_id FROM device_reservations r WHERE r.device_id = devices.id) AS reserved_by_cluster_id`
 
 class SqlStore implements Store {
@@ -483,6 +486,14 @@ class SqlStore implements Store {
     return updated > 0
   }
 
+  async setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean> {
+    const updated = await this.#driver.execute(
+      `UPDATE devices SET capabilities = $2, change_seq = nextval('device_change_seq') WHERE id = $1`,
+      [deviceId, capabilities],
+    )
+    return updated > 0
+  }
+
   async saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void> {
     const gpus = report.inventory.gpus
     await this.#driver.transaction(async (tx) => {
@@ -490,6 +501,7 @@ class SqlStore implements Store {
         `UPDATE devices SET hostname = $2, inventory = $3, region = $4, country = $5,
            asking_price_micro_usd = CASE WHEN $7::text IS NULL THEN asking_price_micro_usd ELSE $6 END,
            pricing_mode = COALESCE($7, pricing_mode),
+           capabilities = COALESCE($8, capabilities),
            change_seq = nextval('device_change_seq')
          WHERE id = $1`,
         [
@@ -500,6 +512,7 @@ class SqlStore implements Store {
           report.country,
           report.pricing?.askingPriceMicroUsd ?? null,
           report.pricing?.mode ?? null,
+          report.capabilities ?? null,
         ],
       )
       await tx.execute('DELETE FROM device_gpus WHERE device_id = $1', [deviceId])
@@ -1542,6 +1555,7 @@ function toDevice(row: DeviceRow): DeviceRecord {
     nextVerificationAtMs: Number(row.next_verification_at_ms),
     measuredFp32Tflops: row.measured_fp32_tflops,
     reservedByClusterId: row.reserved_by_cluster_id,
+    capabilities: row.capabilities,
   }
 }
 

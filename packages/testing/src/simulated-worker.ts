@@ -1,7 +1,9 @@
 import { generateKeyPairSync, randomBytes, sign } from 'node:crypto'
 import {
+  capable,
   enrollmentSigningPayload,
   sessionSigningPayload,
+  type WorkerCapabilities,
   type CoordinatorMessage,
   type HardwareInventory,
   type WorkerMessage,
@@ -44,6 +46,18 @@ export const cpuInventory: HardwareInventory = {
   warnings: [],
 }
 
+/** What a simulated machine claims it can do: everything, as a machine whose self-test passed. */
+export function simulatedCapabilities(overrides: Partial<WorkerCapabilities> = {}): WorkerCapabilities {
+  return {
+    clusterNodes: capable(),
+    modelReplicas: capable(),
+    gpus: capable(),
+    checks: [{ name: 'simulated', ok: true, detail: 'a simulated worker claims every capability' }],
+    testedAtMs: 0,
+    ...overrides,
+  }
+}
+
 /** Switches the whole simulation flips: worker nodes (not heads) do not start Ray while this is set. */
 export const simulation = { holdWorkerRay: false }
 
@@ -72,11 +86,14 @@ export async function simulatedWorker(
     pricingMode,
     inventory = cpuInventory,
     serving,
+    capabilities = simulatedCapabilities(),
   }: {
     pricePerGpuHourUsd?: string | null
     pricingMode?: 'fixed' | 'auto'
     /** What the worker reports (CPU only by default; tests of GPU rules give GPUs). */
     inventory?: HardwareInventory
+    /** What its self-test claims (everything by default). */
+    capabilities?: WorkerCapabilities
     /**
      * Serve models: the worker opts in, and answers a replica start at once with this address (a model server
      * the test runs itself, standing in for the relay and its sandboxed replica).
@@ -251,6 +268,7 @@ export async function simulatedWorker(
               location: { region: 'sim', country: 'DE' },
               ...(pricePerGpuHourUsd === null ? {} : { askingPricePerGpuHourUsd: pricePerGpuHourUsd }),
               ...(pricingMode ? { pricingMode } : {}),
+              capabilities,
               ...(serving
                 ? {
                     serving: {

@@ -12,6 +12,10 @@ import {
   WorkerCloseCode,
   type ComputeSpeedtestResult,
   type HardwareInventory,
+  capable,
+  incapable,
+  sameCapabilities,
+  type WorkerCapabilities,
   type WorkerMessage,
   type WorkerSettings,
 } from '@gpumesh/protocol'
@@ -23,6 +27,8 @@ import { runNetworkSpeedtest, submitSpeedtestResult } from './speedtest/network.
 import { createClusterNodes, type ClusterNodesInit } from './cluster/cluster-nodes.ts'
 import { measureRoundTrips, startRttResponder, type RttResponder } from './rtt/rtt.ts'
 import { createModelReplicas, type ModelReplicasInit } from './models/model-replicas.ts'
+import { describeCapabilities } from './capabilities/derive.ts'
+import type { SelfTest } from './capabilities/self-test.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -46,6 +52,11 @@ export type WorkerAgentComponents = {
   computeSpeedtest?(): Promise<ComputeSpeedtestResult>
   /** How this machine runs cluster nodes; without it (or with clustersEnabled false) it refuses them. */
   readonly clusters?: Omit<ClusterNodesInit, 'logger' | 'stateDir'>
+  /**
+   * Finds what this machine can do (capabilities/self-test.ts); run at start, every selfTestIntervalMs and
+   * after a node or replica failed here. Absent: the machine claims nothing it was not given components for.
+   */
+  readonly selfTest?: SelfTest
   /** How this machine runs model replicas; used when settings.serveModels is on. */
   readonly models?: Omit<
     ModelReplicasInit,
@@ -94,9 +105,40 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
   const sendToCoordinator = (message: WorkerMessage) => {
     if (socket?.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message))
   }
+
+  // What this machine can do, as its latest self-test found it; the coordinator hears every change.
+  let capabilities: WorkerCapabilities | undefined
+  let selfTestTimer: NodeJS.Timeout | undefined
+  let selfTesting: Promise<WorkerCapabilities> | undefined
+  const testCapabilities = (why: string): Promise<WorkerCapabilities> => {
+    selfTesting ??= (async () => {
+      const found = components.selfTest
+        ? await components.selfTest(latestInventory)
+        : claimedCapabilities(components, init, Date.now())
+      if (!sameCapabilities(capabilities, found)) {
+        const log = capabilities === undefined ? logger.info : logger.warn
+        log(`capabilities (${why}): ${describeCapabilities(found).join('; ')}`)
+        if (capabilities !== undefined) sendToCoordinator({ type: 'capabilities', capabilities: found })
+      }
+      capabilities = found
+      return found
+    })().finally(() => (selfTesting = undefined))
+    return selfTesting
+  }
+  /** A failure here may be this machine's own (a tool removed): tested again before the failure goes out. */
+  const sendAfterRetest = (message: WorkerMessage) => {
+    const failed =
+      (message.type === 'cluster_node_status' || message.type === 'model_replica_status') &&
+      message.phase === 'failed'
+    if (!failed) return sendToCoordinator(message)
+    void testCapabilities('after a failure').then(
+      () => sendToCoordinator(message),
+      () => sendToCoordinator(message),
+    )
+  }
   const clusterNodes =
     components.clusters && init.clustersEnabled
-      ? createClusterNodes({ ...components.clusters, stateDir: init.stateDir, logger }, sendToCoordinator)
+      ? createClusterNodes({ ...components.clusters, stateDir: init.stateDir, logger }, sendAfterRetest)
       : undefined
   const modelReplicas =
     components.models && init.serveModels
@@ -116,7 +158,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               : {}),
             logger,
           },
-          sendToCoordinator,
+          sendAfterRetest,
         )
       : undefined
   // Cluster commands pass through here in order; a rental first stops the replicas serving models.
@@ -297,6 +339,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               : { askingPricePerGpuHourUsd: init.askingPricePerGpuHourUsd }),
             ...(init.pricingMode === undefined ? {} : { pricingMode: init.pricingMode }),
             ...(rttResponder ? { rttProbePort: rttResponder.port } : {}),
+            ...(capabilities ? { capabilities } : {}),
             ...(init.serveModels === undefined
               ? {}
               : {
@@ -324,17 +367,21 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
             (error: unknown) => logger.warn('round-trip measurement failed', { error: String(error) }),
           )
         } else if (message.type === 'model_replica_start' || message.type === 'model_replica_stop') {
-          if (modelReplicas) modelReplicas.handle(message)
+          const refusal =
+            message.type === 'model_replica_start' ? refusalOf(capabilities, 'modelReplicas') : undefined
+          if (modelReplicas && !refusal) modelReplicas.handle(message)
           else
             sendMessage({
               type: 'model_replica_status',
               replicaId: message.replicaId,
               phase: message.type === 'model_replica_stop' ? 'stopped' : 'failed',
-              detail: 'this machine does not serve models (start it with --serve-models)',
+              detail: refusal ?? 'this machine does not serve models (start it with --serve-models)',
             })
         } else if (message.type.startsWith('cluster_')) {
           const command = message as ClusterCommandMessage
-          if (clusterNodes) {
+          const refusal =
+            command.type === 'cluster_node_prepare' ? refusalOf(capabilities, 'clusterNodes') : undefined
+          if (clusterNodes && !refusal) {
             const nodes = clusterNodes
             const rented =
               command.type === 'cluster_node_prepare' && (modelReplicas?.heldReplicaIds().length ?? 0) > 0
@@ -350,7 +397,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               type: 'cluster_node_status',
               clusterId: command.clusterId,
               phase: 'failed',
-              detail: 'this machine does not run cluster nodes',
+              detail: refusal ?? 'this machine does not run cluster nodes',
             })
         } else {
           proofs.handle(message as Parameters<typeof proofs.handle>[0], sendMessage)
@@ -383,6 +430,17 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       while (!stopping) {
         const inventory = await components.probe()
         latestInventory = inventory
+        // Tested once the hardware is known (the GPU check reads it), before the first report names it.
+        if (!capabilities) {
+          await testCapabilities('at start')
+          if (init.selfTestIntervalMs > 0 && !stopping) {
+            selfTestTimer = setInterval(
+              () => void testCapabilities('periodic self-test').catch(() => undefined),
+              init.selfTestIntervalMs,
+            )
+            selfTestTimer.unref()
+          }
+        }
         const { code, reason, wasOnline } = await runSession(identity, deviceId, inventory)
         if (stopping) break
         if (code === WorkerCloseCode.blocked)
@@ -427,6 +485,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       if (stopping) return
       stopping = true
       clearTimeout(speedtestTimer)
+      clearInterval(selfTestTimer)
       wakeBackoff?.()
       // Released before the goodbye, so the coordinator hears each node go and replaces it at once.
       await modelReplicas?.stopAll(reason, rentalDrainMs)
@@ -444,6 +503,43 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       }
       await finished
     },
+  }
+}
+
+/** Why this machine refuses work of that kind now, or undefined when it can do it. */
+function refusalOf(
+  capabilities: WorkerCapabilities | undefined,
+  name: 'clusterNodes' | 'modelReplicas',
+): string | undefined {
+  const capability = capabilities?.[name]
+  if (!capability) return 'this machine has not finished its self-test yet'
+  if (capability.available) return undefined
+  const what = name === 'clusterNodes' ? 'cluster nodes' : 'model replicas'
+  return `this machine cannot run ${what}: ${capability.reason}${capability.fix ? ` (fix: ${capability.fix})` : ''}`
+}
+
+/**
+ * Without a self-test (tests that build an agent by hand): the machine claims exactly what it was given
+ * components for, and says it did not test them.
+ */
+export function claimedCapabilities(
+  components: Pick<WorkerAgentComponents, 'clusters' | 'models'>,
+  init: Pick<WorkerSettings, 'clustersEnabled' | 'serveModels'>,
+  nowMs: number,
+): WorkerCapabilities {
+  const claim = (given: boolean, missing: string) => (given ? capable() : incapable(missing))
+  return {
+    clusterNodes: claim(
+      components.clusters !== undefined && init.clustersEnabled,
+      'this agent was not given cluster node support',
+    ),
+    modelReplicas: claim(
+      components.models !== undefined && init.serveModels === true,
+      'this agent was not given model serving support',
+    ),
+    gpus: incapable('not self-tested'),
+    checks: [],
+    testedAtMs: nowMs,
   }
 }
 

@@ -1,4 +1,5 @@
 import type { Role } from '@gpumesh/core'
+import type { DeviceView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
 import { clientFrom, saveCredentials, UsageError, type ConnectionFlags } from '../credentials.ts'
 import { printJson, printTable, percent } from '../output.ts'
@@ -153,7 +154,7 @@ export function registerAccountCommands(program: Command): void {
       const list = (await clientFrom(flags, true).listDevices()).devices
       if (flags.json) return printJson(list)
       printTable(
-        ['id', 'host', 'state', 'why', 'GPUs', 'price/GPU-h', 'reliability'],
+        ['id', 'host', 'state', 'why', 'GPUs', 'price/GPU-h', 'reliability', 'runs'],
         list.map((device) => [
           device.id,
           device.hostname,
@@ -164,8 +165,10 @@ export function registerAccountCommands(program: Command): void {
             : '-',
           device.askingPricePerGpuHourUsd ?? 'unset (not listed)',
           percent(device.reliability),
+          runsSummary(device.capabilities),
         ]),
       )
+      for (const line of missingCapabilities(list)) process.stdout.write(`${line}\n`)
     })
   connectionOptions(
     devices
@@ -184,6 +187,35 @@ export function registerAccountCommands(program: Command): void {
         events.events.slice(0, 20).map((event) => [time(event.atMs), event.state, event.reason]),
       )
     })
+}
+
+/** What a device can run, in a word or two: "clusters, models", "models", "nothing", "not tested yet". */
+export function runsSummary(capabilities: DeviceView['capabilities']): string {
+  if (!capabilities) return 'not tested yet'
+  const runs = [
+    capabilities.clusterNodes.available ? 'clusters' : undefined,
+    capabilities.modelReplicas.available ? 'models' : undefined,
+  ].filter(Boolean)
+  return runs.length > 0 ? runs.join(', ') : 'nothing'
+}
+
+/** One line per capability a device lacks, with the reason and the fix: what a supplier acts on. */
+export function missingCapabilities(devices: readonly DeviceView[]): string[] {
+  const lines: string[] = []
+  for (const device of devices) {
+    const capabilities = device.capabilities
+    if (!capabilities) continue
+    for (const [label, capability] of [
+      ['cluster nodes', capabilities.clusterNodes],
+      ['model replicas', capabilities.modelReplicas],
+    ] as const) {
+      if (capability.available) continue
+      lines.push(
+        `${device.id} cannot run ${label}: ${capability.reason}${capability.fix ? `\n  fix: ${capability.fix}` : ''}`,
+      )
+    }
+  }
+  return lines
 }
 
 export { connectionOptions }

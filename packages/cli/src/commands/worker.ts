@@ -2,7 +2,9 @@ import { resolve } from 'node:path'
 import { WorkerSettings } from '@gpumesh/protocol'
 import {
   createPythonProver,
+  createSelfTest,
   createWorkerAgent,
+  describeCapabilities,
   formatInventoryTable,
   probeHardware,
   referenceProver,
@@ -13,7 +15,8 @@ import {
 } from '@gpumesh/worker'
 import { execFileSync } from 'node:child_process'
 import type { Command } from 'commander'
-import { printJson } from '../output.ts'
+import { printJson, printTable } from '../output.ts'
+import { UsageError } from '../credentials.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { untilSignal } from './coordinator.ts'
 
@@ -104,6 +107,12 @@ export function registerWorkerCommands(program: Command): void {
       'address the gateway reaches model replicas at (default: as seen by the coordinator)',
     )
     .option('--serve-port <port>', 'TCP port of the model relay (default: any free port)')
+    .option('--wireguard-go <command>', 'the wireguard-go to run (default: wireguard-go on PATH)')
+    .option(
+      '--self-test-interval-ms <ms>',
+      'test what this machine can do this often; 0 = only at start and after a failure (default 300000)',
+    )
+    .option('--metrics-port <port>', 'serve Prometheus metrics on 127.0.0.1:PORT (0 = any free port)')
     .option('--netns-mount-namespace <path>', 'only when this worker runs under `ip netns exec` (test hosts)')
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
@@ -127,6 +136,9 @@ export function registerWorkerCommands(program: Command): void {
         clusterNodeCpus: integerFlag(text('clusterNodeCpus')),
         rayObjectStoreMemoryBytes: integerFlag(text('rayObjectStoreMemoryBytes')),
         netnsMountNamespace: text('netnsMountNamespace'),
+        wireguardGoCommand: text('wireguardGo'),
+        selfTestIntervalMs: integerFlag(text('selfTestIntervalMs')),
+        metricsPort: integerFlag(text('metricsPort')),
         rttProbePort: integerFlag(text('rttProbePort')),
         serveModels: flags['serveModels'] === true ? true : undefined,
         serveMinPricePerGpuHourUsd: text('serveMinPrice'),
@@ -150,6 +162,7 @@ export function registerWorkerCommands(program: Command): void {
                 clusters: {
                   pythonPath: resolvePythonPath(process.env),
                   runAs: { uid, gid },
+                  wireguardGoCommand: settings.wireguardGoCommand,
                   ...(settings.meshEndpointHost ? { endpointHost: settings.meshEndpointHost } : {}),
                   ...(settings.clusterNodeCpus ? { numCpus: settings.clusterNodeCpus } : {}),
                   ...(settings.rayObjectStoreMemoryBytes
@@ -176,6 +189,15 @@ export function registerWorkerCommands(program: Command): void {
                 },
               }
             : {}),
+          selfTest: createSelfTest({
+            pythonPath: resolvePythonPath(process.env),
+            runAs: { uid, gid },
+            wireguardGoCommand: settings.wireguardGoCommand,
+            clustersEnabled: settings.clustersEnabled,
+            serveModels: settings.serveModels === true,
+            ...(settings.netnsMountNamespace ? { netnsMountNamespace: settings.netnsMountNamespace } : {}),
+            nowMs: () => Date.now(),
+          }),
           prover: chooseProver(logger),
           computeSpeedtest: () => runComputeSpeedtest({ pythonPath: resolvePythonPath(process.env) }),
           probe: () =>
@@ -195,6 +217,50 @@ export function registerWorkerCommands(program: Command): void {
         agent.finished,
       ])
       if (outcome.fatalError) process.exitCode = 1
+    })
+
+  worker
+    .command('doctor')
+    .description(
+      "test what this machine can do for the network (the agent's own self-test): every check, and the fix for each failure",
+    )
+    .option(
+      '--cluster-user <uid:gid>',
+      'the sandbox user cluster nodes and replicas run as (default 65534:65534)',
+    )
+    .option('--wireguard-go <command>', 'the wireguard-go to test (default: wireguard-go on PATH)')
+    .option('--no-clusters', 'as a worker started with --no-clusters')
+    .option('--no-serve-models', 'as a worker started without --serve-models')
+    .option('--nvidia-smi-xml <file>', 'read a saved `nvidia-smi -q -x` output instead of running nvidia-smi')
+    .option('--json', 'machine-readable output')
+    .action(async (flags: Record<string, string | boolean | undefined>) => {
+      const clusterUser = (flags['clusterUser'] as string | undefined) ?? '65534:65534'
+      if (!/^[0-9]{1,10}:[0-9]{1,10}$/.test(clusterUser))
+        throw new UsageError('--cluster-user must be uid:gid, e.g. 65534:65534')
+      const [uid, gid] = clusterUser.split(':').map(Number) as [number, number]
+      const inventory = await probeHardware({
+        diskPath: resolve('.'),
+        ...(flags['nvidiaSmiXml'] ? { nvidiaSmiXmlPath: flags['nvidiaSmiXml'] as string } : {}),
+      })
+      const capabilities = await createSelfTest({
+        pythonPath: resolvePythonPath(process.env),
+        runAs: { uid, gid },
+        wireguardGoCommand: (flags['wireguardGo'] as string | undefined) ?? 'wireguard-go',
+        clustersEnabled: flags['clusters'] !== false,
+        serveModels: flags['serveModels'] !== false,
+        nowMs: () => Date.now(),
+      })(inventory)
+      if (flags['json']) printJson(capabilities)
+      else {
+        printTable(
+          ['check', 'ok', 'detail'],
+          capabilities.checks.map((check) => [check.name, check.ok ? 'yes' : 'NO', check.detail]),
+        )
+        for (const line of describeCapabilities(capabilities)) process.stdout.write(`${line}\n`)
+        for (const capability of [capabilities.clusterNodes, capabilities.modelReplicas])
+          if (!capability.available && capability.fix) process.stdout.write(`  fix: ${capability.fix}\n`)
+      }
+      if (!capabilities.clusterNodes.available && !capabilities.modelReplicas.available) process.exitCode = 1
     })
 
   worker

@@ -16,6 +16,7 @@ import type {
   ClusterView,
   JobView,
   SubmitJobBody,
+  WorkerCapabilities,
 } from '@gpumesh/protocol'
 import { placeCluster, type SupplySnapshot } from '@gpumesh/scheduler'
 import { maxClusterClients } from '@gpumesh/store'
@@ -128,10 +129,10 @@ export class ClusterController {
   create(accountId: string, body: ClusterRequestBody): Promise<ClusterView> {
     return this.#serial(async () => {
       const { store, clock, index } = this.#components
-      const { request, durationHours } = resolveClusterRequest(body)
       for (let attempt = 1; ; attempt += 1) {
         await this.#components.pullOffers()
         const snapshot = index.placementSnapshot()
+        const { request, durationHours } = resolveClusterRequest(body, snapshot)
         const placement = placeCluster(snapshot, request)
         if (!placement.ok) {
           const plan = planCluster(snapshot, body, this.#components.market)
@@ -157,7 +158,8 @@ export class ClusterController {
             accountId,
             name: body.name ?? clusterId.slice(4, 12),
             stateReason: 'nodes reserved',
-            request: body,
+            // Resolved now, against this market: replacements are placed under the same GPU count.
+            request: { ...body, gpusPerNode: request.gpusPerNode },
             nodeCount: request.nodeCount,
             gpusPerNode: request.gpusPerNode,
             durationMs,
@@ -447,6 +449,23 @@ export class ClusterController {
   }
 
   // --- worker reports --------------------------------------------------------------------------------
+
+  /**
+   * A device's self-test found it can no longer run cluster nodes (a tool was removed, the runtime broke):
+   * its nodes are lost now, with that reason, and replaced under their clusters' constraints.
+   */
+  onCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<void> {
+    return this.#serial(async () => {
+      if (capabilities.clusterNodes.available) return
+      const reason = `its machine can no longer run cluster nodes: ${capabilities.clusterNodes.reason}`
+      for (const clusterId of [...this.#clusters.keys()]) {
+        if (!this.#activeNodes(clusterId).some((node) => node.deviceId === deviceId)) continue
+        await this.#releaseNode(clusterId, deviceId, 'lost', reason)
+        this.#components.links.send(deviceId, { type: 'cluster_release', clusterId, reason })
+        await this.#reconcile(clusterId)
+      }
+    })
+  }
 
   /** A report from a worker about a cluster node; refused unless the device is a node of that cluster. */
   onReport(deviceId: string, message: ClusterReportMessage): Promise<void> {

@@ -32,8 +32,12 @@ export const defaultClusterDurationHours = 1
 
 type ResolvedRequest = { readonly request: ClusterRequest; readonly durationHours: number }
 
-/** Turns the API body (with its shorthands) into the scheduler's request. */
-export function resolveClusterRequest(body: ClusterRequestBody): ResolvedRequest {
+/**
+ * Turns the API body (with its shorthands) into the scheduler's request. A request that says nothing about
+ * GPUs asks for one per node where the market has GPU machines, and for any node where it has none (a CPU
+ * market is a market too); `supply` is what it looks at.
+ */
+export function resolveClusterRequest(body: ClusterRequestBody, supply?: SupplySnapshot): ResolvedRequest {
   let gpuModel = body.gpuModel === undefined ? undefined : normalizeModelQuery(body.gpuModel)
   let totalGpus: number | undefined
   if (typeof body.gpus === 'string') {
@@ -61,7 +65,10 @@ export function resolveClusterRequest(body: ClusterRequestBody): ResolvedRequest
     }
   }
   nodeCount ??= 1
-  gpusPerNode ??= gpuModel === 'cpu' ? 0 : 1
+  const saysNothingOfGpus =
+    gpuModel === undefined && body.minVramGb === undefined && body.minFp16TflopsPerGpu === undefined
+  gpusPerNode ??=
+    gpuModel === 'cpu' || (saysNothingOfGpus && supply !== undefined && !offersGpuNodes(supply)) ? 0 : 1
   const maxPrice =
     body.maxPricePerGpuHourUsd === undefined ? undefined : parseUsdToMicro(body.maxPricePerGpuHourUsd)
   return {
@@ -81,6 +88,13 @@ export function resolveClusterRequest(body: ClusterRequestBody): ResolvedRequest
       ...(body.verifiedOnly === undefined ? {} : { verifiedOnly: body.verifiedOnly }),
     },
   }
+}
+
+/** Whether any idle machine that can run a cluster node has a GPU. */
+export function offersGpuNodes(supply: SupplySnapshot): boolean {
+  return supply.nodes.some(
+    (node) => node.online && !node.reserved && node.runsClusterNodes && node.gpuCount > 0,
+  )
 }
 
 /** The request with one constraint removed: what the market could do if the renter gave that one up. */
@@ -132,7 +146,8 @@ export function relax(
     case 'unverified':
       return { ...request, verifiedOnly: false }
     case 'gpu_count':
-      return { ...request, gpusPerNode: 1 }
+      // At least 0 GPUs: any node, CPU machines included.
+      return { ...request, gpusPerNode: 0 }
     default:
       return undefined
   }
@@ -214,7 +229,7 @@ export function planCluster(
   market: PlanMarket,
 ): ClusterPlan {
   const { offerOf } = market
-  const { request, durationHours } = resolveClusterRequest(body)
+  const { request, durationHours } = resolveClusterRequest(body, snapshot)
   const result = placeCluster(snapshot, request)
   const offersOf = (nodes: readonly NodeCandidate[]) =>
     nodes.map((node) => offerOf(node.deviceId)).filter((offer) => offer !== undefined)
@@ -250,7 +265,7 @@ export function planCluster(
     totalUsd: null,
     quote: null,
     blockingConstraint: result.blockingConstraint,
-    detail: result.detail,
+    detail: explainRefusal(result, request),
     rejections: result.rejections as Record<string, number>,
     withoutBlockingConstraint:
       alternative?.ok === true
@@ -261,6 +276,16 @@ export function planCluster(
         : null,
     market: marketSummary(snapshot),
   }
+}
+
+/** The placement's reason, and the one change of the request that most often fixes it. */
+export function explainRefusal(
+  result: Extract<PlacementResult, { ok: false }>,
+  request: ClusterRequest,
+): string {
+  if (result.blockingConstraint === 'gpu_count' && request.gpusPerNode > 0)
+    return `${result.detail}; to rent machines without GPUs ask for gpusPerNode 0 (CLI: --gpus-per-node 0)`
+  return result.detail
 }
 
 /** Hours may be fractional; the total is rounded down to the micro-dollar. */
@@ -274,7 +299,7 @@ export const maxMarketModels = 20
 function marketSummary(snapshot: SupplySnapshot): ClusterPlan['market'] {
   const byModel = new Map<string, { nodes: number; gpus: number; minPrice: bigint }>()
   for (const node of snapshot.nodes) {
-    if (!node.online || node.reserved) continue
+    if (!node.online || node.reserved || !node.runsClusterNodes) continue
     const summary = byModel.get(node.gpuModel) ?? {
       nodes: 0,
       gpus: 0,

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import type { HardwareInventory } from '@gpumesh/protocol'
+import { capable, type HardwareInventory } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
 import { normalizeModelQuery, OfferIndex } from './offer-index.ts'
 
@@ -61,6 +61,13 @@ function device(
     verificationFailures: 0,
     nextVerificationAtMs: 0,
     measuredFp32Tflops: null,
+    capabilities: {
+      clusterNodes: capable(),
+      modelReplicas: capable(),
+      gpus: capable(),
+      checks: [],
+      testedAtMs: 0,
+    },
     ...overrides,
   }
 }

@@ -6,7 +6,13 @@ import {
   parseUsdToMicro,
   type BandwidthTier,
 } from '@gpumesh/core'
-import { defaultOffersPageSize, type Offer, type OffersPage, type OffersQuery } from '@gpumesh/protocol'
+import {
+  defaultOffersPageSize,
+  type Offer,
+  type OffersPage,
+  type OffersQuery,
+  type WorkerCapabilities,
+} from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
 import type { NodeCandidate, SupplySnapshot } from '@gpumesh/scheduler'
 import {
@@ -28,7 +34,14 @@ type Entry = {
   /** Everything a search can see; equal signatures mean nothing visible changed. */
   readonly signature: string
   readonly offer: Offer
+  /** On the marketplace: idle and able to run cluster nodes. */
   readonly listed: boolean
+  /** Online, not failed, priced and not held by a cluster: it may serve models, rentable or not. */
+  readonly idle: boolean
+  /** Its self-test says it can run cluster nodes; why not, when it cannot. */
+  readonly runsClusterNodes: boolean
+  readonly clusterNodesReason: string | null
+  readonly capabilities: WorkerCapabilities | null
   /** Online and not failed: counts towards its model's supply when demand is measured. */
   readonly available: boolean
   /** Held by a cluster. */
@@ -191,8 +204,10 @@ export class OfferIndex {
   placementSnapshot(isReserved: (deviceId: string) => boolean = () => false): SupplySnapshot {
     if (!this.#placementSnapshot) {
       const nodes: NodeCandidate[] = []
+      // Idle machines that cannot run cluster nodes are in the snapshot too, so that a refusal can say how
+      // many the capability filter turned away and why.
       for (const entry of this.#entries.values()) {
-        if (!entry.listed) continue
+        if (!entry.idle) continue
         const offer = entry.offer
         nodes.push({
           deviceId: offer.deviceId,
@@ -211,6 +226,8 @@ export class OfferIndex {
           bandwidthRank: entry.bandwidthRank,
           pricePerGpuHourMicroUsd: entry.priceExactMicroUsd,
           reliability: offer.reliability,
+          runsClusterNodes: entry.runsClusterNodes,
+          ...(entry.clusterNodesReason === null ? {} : { clusterNodesReason: entry.clusterNodesReason }),
         })
       }
       this.#placementSnapshot = { nodes, roundTripMs: (a, b) => this.#roundTripMs(a, b) }
@@ -222,6 +239,17 @@ export class OfferIndex {
   offerOf(deviceId: string): Offer | undefined {
     const entry = this.#entries.get(deviceId)
     return entry?.listed ? entry.offer : undefined
+  }
+
+  /** What a device's self-test found, while it is in the index (it has reported hardware). */
+  capabilitiesOf(deviceId: string): WorkerCapabilities | null | undefined {
+    return this.#entries.get(deviceId)?.capabilities
+  }
+
+  /** A device's offer while it is idle (online, priced, not hired), whether or not it can run cluster nodes. */
+  idleOfferOf(deviceId: string): Offer | undefined {
+    const entry = this.#entries.get(deviceId)
+    return entry?.idle ? entry.offer : undefined
   }
 
   search(query: OffersQuery): OffersPage {
@@ -450,6 +478,11 @@ function toEntry(device: DeviceRecord, quote: (priced: PricedDevice) => DeviceQu
   if (!inventory || device.region === null || device.country === null) return undefined
   const available = device.state === 'online' && device.verificationState !== 'failed'
   const hired = device.reservedByClusterId !== null
+  const clusterNodes = device.capabilities?.clusterNodes
+  const runsClusterNodes = clusterNodes?.available === true
+  const clusterNodesReason = runsClusterNodes
+    ? null
+    : (clusterNodes?.reason ?? 'its worker has not reported what it can do')
   const model = dominantModel(inventory.gpus)
   const gpuCount = inventory.gpus.length
   const spec = model ? gpuModelById(model.modelKey) : undefined
@@ -491,7 +524,11 @@ function toEntry(device: DeviceRecord, quote: (priced: PricedDevice) => DeviceQu
     {
       signature: '',
       offer,
-      listed: available && !hired,
+      listed: available && !hired && runsClusterNodes,
+      idle: available && !hired,
+      runsClusterNodes,
+      clusterNodesReason,
+      capabilities: device.capabilities,
       available,
       hired,
       priced,
@@ -515,15 +552,17 @@ function withQuote(entry: Entry, quote: DeviceQuote): Entry {
     pricePerGpuHourUsd: formatMicroUsd(price),
     pricePerHourUsd: formatMicroUsd(price * BigInt(Math.max(1, entry.offer.gpuCount))),
   }
-  const listed = entry.available && !entry.hired && quote.priced
+  const idle = entry.available && !entry.hired && quote.priced
+  const listed = idle && entry.runsClusterNodes
   return {
     ...entry,
     offer,
     listed,
+    idle,
     priceExactMicroUsd: price,
     priceMicroUsd: Number(price),
     // The offer carries every priced input but the supplier's minimum.
-    signature: `${listed}|${entry.hired}|${entry.supplierAccountId}|${entry.priced.pricing.askingPriceMicroUsd}|${JSON.stringify(offer)}`,
+    signature: `${listed}|${idle}|${entry.clusterNodesReason}|${entry.hired}|${entry.supplierAccountId}|${entry.priced.pricing.askingPriceMicroUsd}|${JSON.stringify(offer)}`,
   }
 }
 

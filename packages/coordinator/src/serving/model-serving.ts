@@ -12,6 +12,9 @@ import {
   type ModelReplicaStatusMessage,
   type ReportMessage,
   type ServingPreference,
+  capable,
+  incapable,
+  type WorkerCapabilities,
 } from '@gpumesh/protocol'
 import { planModelReplicas, type ReplicaState, type ServingDevice } from '@gpumesh/scheduler'
 import type { DeviceServingRecord, ModelRecord, Store } from '@gpumesh/store'
@@ -81,6 +84,8 @@ export type ModelServing = {
   onReport(deviceId: string, message: ReportMessage): Promise<void>
   onReplicaReport(deviceId: string, message: ModelReplicaReportMessage): Promise<void>
   onDisconnected(deviceId: string): void
+  /** The device's self-test found something new. */
+  onCapabilities(deviceId: string, capabilities: WorkerCapabilities): void
   /** Stops a device's replica now (it was rented): the gateway routes around it from this moment. */
   evict(deviceId: string, reason: string): void
   /** Places and stops replicas; run every modelServingPlanMs. */
@@ -97,14 +102,45 @@ export function modelKeyOf(model: Pick<ModelRecord, 'name' | 'version'>): string
 
 /** Whether the gateway may send a replica requests: ready, and not being stopped. */
 const serves = (replica: Replica) => replica.phase === 'ready' && replica.drainingSinceMs === null
-const failedDeviceCooldownMs = 60_000
+/** After a failed replica its device rests this long, doubling with each failure in a row. */
+export const failedReplicaCooldownMs = 30_000
+export const maxFailedReplicaCooldownMs = 10 * 60_000
+/** This many failed replicas in a row and the device is no longer tried until its supplier acts. */
+export const maxFailedReplicasInARow = 3
+const suspendedReasonPrefix = 'suspended after'
 
 export function createModelServing(components: ModelServingComponents, init: ModelServingInit): ModelServing {
   const { store, clock, index, presence, links, log } = components
   const policy = init.pricingPolicy ?? defaultInferencePricingPolicy
   const replicas = new Map<string, Replica>()
   const preferences = new Map<string, DeviceServingRecord>()
-  const cooldownUntil = new Map<string, number>()
+  /** Devices whose replicas failed: how many in a row, and until when they rest. */
+  const failures = new Map<string, { inARow: number; restUntilMs: number }>()
+  /** Counts a failure; the third in a row suspends the device's serving, with the reason, until fixed. */
+  const recordFailure = async (deviceId: string, detail: string) => {
+    const inARow = (failures.get(deviceId)?.inARow ?? 0) + 1
+    const restMs = Math.min(maxFailedReplicaCooldownMs, failedReplicaCooldownMs * 2 ** (inARow - 1))
+    failures.set(deviceId, { inARow, restUntilMs: clock.nowMs() + restMs })
+    if (inARow < maxFailedReplicasInARow) return
+    const capabilities = index.capabilitiesOf(deviceId)
+    if (!capabilities || !capabilities.modelReplicas.available) return
+    const reason = `${suspendedReasonPrefix} ${inARow} failed replicas in a row; the last: ${detail}`
+    log.warn({ deviceId, reason }, 'model serving suspended on a device')
+    await store.setDeviceCapabilities(deviceId, {
+      ...capabilities,
+      modelReplicas: incapable(
+        reason,
+        'fix the cause (see the worker log), then restart the worker or run: gpumesh inference serve DEVICE',
+      ),
+    })
+  }
+  /** A supplier turning serving on again lifts a suspension: the next replica is tried at once. */
+  const liftSuspension = async (deviceId: string) => {
+    failures.delete(deviceId)
+    const capabilities = index.capabilitiesOf(deviceId)
+    if (capabilities?.modelReplicas.reason?.startsWith(suspendedReasonPrefix))
+      await store.setDeviceCapabilities(deviceId, { ...capabilities, modelReplicas: capable() })
+  }
   /** Load per model, smoothed: what placement scales on. */
   const smoothedInFlight = new Map<string, number>()
   let models: ModelRecord[] = []
@@ -136,7 +172,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
   const floorOf = (deviceId: string): bigint | undefined => {
     const preference = preferences.get(deviceId)
     if (preference?.minPriceMicroUsd != null) return preference.minPriceMicroUsd
-    const offer = index.offerOf(deviceId)
+    const offer = index.idleOfferOf(deviceId)
     return offer ? (parseUsdToMicro(offer.pricePerGpuHourUsd) ?? undefined) : undefined
   }
 
@@ -145,18 +181,23 @@ export function createModelServing(components: ModelServingComponents, init: Mod
     const consider = new Set([...preferences.keys(), ...[...replicas.values()].map((r) => r.deviceId)])
     for (const deviceId of consider) {
       const preference = preferences.get(deviceId)
-      const offer = index.offerOf(deviceId)
+      const offer = index.idleOfferOf(deviceId)
+      const capability = index.capabilitiesOf(deviceId)?.modelReplicas
       const reason = !preference?.enabled
         ? 'its supplier stopped serving models on it'
-        : !presence.isConnected(deviceId)
-          ? 'device offline'
-          : !offer
-            ? 'device rented or unlisted'
-            : init.requireVerified && offer.verificationState !== 'verified'
-              ? 'device not verified'
-              : (cooldownUntil.get(deviceId) ?? 0) > clock.nowMs()
-                ? 'device failed a replica recently'
-                : undefined
+        : capability && !capability.available
+          ? `it cannot run model replicas: ${capability.reason}`
+          : !capability
+            ? 'its worker has not reported what it can do'
+            : !presence.isConnected(deviceId)
+              ? 'device offline'
+              : !offer
+                ? 'device rented or unlisted'
+                : init.requireVerified && offer.verificationState !== 'verified'
+                  ? 'device not verified'
+                  : (failures.get(deviceId)?.restUntilMs ?? 0) > clock.nowMs()
+                    ? 'device failed a replica recently'
+                    : undefined
       devices.push({
         deviceId,
         eligible: reason === undefined,
@@ -198,7 +239,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       },
       accessToken: replica.accessToken,
       minReplicas: 1,
-      maxReplicas: Math.max(1, Math.min(4, index.offerOf(deviceId)?.gpuCount ?? 1)),
+      maxReplicas: Math.max(1, Math.min(4, index.idleOfferOf(deviceId)?.gpuCount ?? 1)),
     })
     if (!sent) replicas.delete(replica.replicaId)
   }
@@ -235,7 +276,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
         ready.map((replica) => ({
           deviceId: replica.deviceId,
           minPricePerGpuHourMicroUsd: floorOf(replica.deviceId) ?? 0n,
-          gpuCount: index.offerOf(replica.deviceId)?.gpuCount ?? 1,
+          gpuCount: index.idleOfferOf(replica.deviceId)?.gpuCount ?? 1,
           outputTokensPerSecond: replica.outputTokensPerSecond!,
         })),
         utilizationBp,
@@ -269,6 +310,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       }
       await store.inference.setServing(record, clock.nowMs())
       preferences.set(deviceId, record)
+      if (record.enabled) await liftSuspension(deviceId)
       return record
     },
 
@@ -331,6 +373,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       }
       if (message.outputTokensPerSecond !== undefined)
         replica.outputTokensPerSecond = message.outputTokensPerSecond
+      if (message.phase === 'ready') failures.delete(deviceId)
       if (message.phase === 'ready')
         log.info(
           {
@@ -343,10 +386,17 @@ export function createModelServing(components: ModelServingComponents, init: Mod
         )
       if (message.phase === 'failed') {
         log.warn({ replicaId: replica.replicaId, deviceId, detail: message.detail }, 'model replica failed')
-        cooldownUntil.set(deviceId, clock.nowMs() + failedDeviceCooldownMs)
         replicas.delete(replica.replicaId)
+        await recordFailure(deviceId, message.detail)
       }
       if (message.phase === 'stopped') replicas.delete(replica.replicaId)
+    },
+
+    onCapabilities(deviceId, capabilities) {
+      // A new self-test outcome: whatever failed before may be fixed, so the device starts with a clean slate.
+      failures.delete(deviceId)
+      if (!capabilities.modelReplicas.available)
+        this.evict(deviceId, `it can no longer run model replicas: ${capabilities.modelReplicas.reason}`)
     },
 
     onDisconnected(deviceId) {
@@ -369,7 +419,7 @@ export function createModelServing(components: ModelServingComponents, init: Mod
           nowMs - replica.askedAtMs > init.startTimeoutMs
         ) {
           stopReplica(replica, 'not ready in time')
-          cooldownUntil.set(replica.deviceId, nowMs + failedDeviceCooldownMs)
+          await recordFailure(replica.deviceId, 'not ready in time')
         }
         // A draining replica whose worker never confirmed the stop is forgotten after twice the drain time.
         if (replica.drainingSinceMs !== null && nowMs - replica.drainingSinceMs > 2 * init.drainMs + 10_000)

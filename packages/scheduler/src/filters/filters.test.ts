@@ -20,6 +20,7 @@ const base: NodeCandidate = {
   bandwidthRank: 2,
   pricePerGpuHourMicroUsd: 1_200_000n,
   reliability: 0.97,
+  runsClusterNodes: true,
 }
 const request: ClusterRequest = { nodeCount: 1, gpusPerNode: 1 }
 const firstRejection = (node: NodeCandidate, wanted: ClusterRequest): RejectionReason | undefined => {

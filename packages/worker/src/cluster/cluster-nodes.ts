@@ -23,6 +23,8 @@ export type ClusterNodesInit = {
   readonly stateDir: string
   readonly runAs?: { readonly uid: number; readonly gid: number }
   readonly endpointHost?: string
+  /** wireguard-go as the supplier installed it (default: found on PATH). */
+  readonly wireguardGoCommand?: string
   readonly numCpus?: number
   readonly objectStoreMemoryBytes?: number
   /** See MeshInterfaceInit.netnsMountNamespace. */
@@ -113,6 +115,7 @@ export function createClusterNodes(
         namespace,
         keyPair,
         keyDir,
+        ...(init.wireguardGoCommand ? { wireguardGoCommand: init.wireguardGoCommand } : {}),
         ...(init.netnsMountNamespace ? { netnsMountNamespace: init.netnsMountNamespace } : {}),
       })
       node = {
