@@ -62,8 +62,11 @@ type Session = {
   readonly sessionId: string
   lastReportAtMs: number
   lastCapabilitiesAtMs: number
+  /** A newer self-test outcome that came too soon after the last: applied when the interval has passed. */
+  pendingCapabilities?: CapabilitiesMessage
+  capabilitiesTimer?: NodeJS.Timeout
 }
-/** A worker may send a new self-test outcome at most this often; extra ones are dropped. */
+/** A new self-test outcome is applied at most this often per connection; a sooner one waits. */
 export const minCapabilitiesIntervalMs = 1_000
 
 export class WorkerLinks {
@@ -193,7 +196,7 @@ export class WorkerLinks {
       enqueue(() =>
         closed
           ? undefined
-          : this.#handle(socket, remoteAddress, message, nonce, session, authenticated, refuse),
+          : this.#handle(socket, remoteAddress, message, nonce, session, authenticated, refuse, enqueue),
       )
     })
 
@@ -203,6 +206,7 @@ export class WorkerLinks {
       clearTimeout(authTimer)
       const ended = session
       if (!ended) return
+      clearTimeout(ended.capabilitiesTimer)
       enqueue(async () => {
         const current = this.#sockets.get(ended.deviceId)
         if (current?.socket === socket) this.#sockets.delete(ended.deviceId)
@@ -224,6 +228,7 @@ export class WorkerLinks {
     session: Session | undefined,
     setSession: (session: Session) => void,
     refuse: (code: number, reason: string) => void,
+    enqueue: (work: () => Promise<void> | void) => void,
   ): Promise<void> {
     const { presence, clock, store, logger } = this.#components
     if (!session) {
@@ -278,18 +283,22 @@ export class WorkerLinks {
         if (!(await this.#report(socket, session, message))) return
         return this.#components.events?.onReport?.(session.deviceId, message)
       case 'capabilities': {
-        const nowMs = clock.nowMs()
-        if (nowMs - session.lastCapabilitiesAtMs < minCapabilitiesIntervalMs) {
-          send(socket, {
-            type: 'error',
-            code: 'GPUMESH_ERR_RATE_LIMITED',
-            message: 'capabilities ignored: too frequent',
+        // Too soon after the last: kept and applied once the interval has passed, in this connection's order;
+        // a flood costs one write per interval, and the newest outcome is never dropped.
+        const waitMs = session.lastCapabilitiesAtMs + minCapabilitiesIntervalMs - clock.nowMs()
+        if (waitMs <= 0) return this.#applyCapabilities(session, message)
+        session.pendingCapabilities = message
+        session.capabilitiesTimer ??= setTimeout(() => {
+          session.capabilitiesTimer = undefined
+          enqueue(() => {
+            const pending = session.pendingCapabilities
+            session.pendingCapabilities = undefined
+            return pending && this.#sockets.get(session.deviceId)?.sessionId === session.sessionId
+              ? this.#applyCapabilities(session, pending)
+              : undefined
           })
-          return
-        }
-        session.lastCapabilitiesAtMs = nowMs
-        await store.setDeviceCapabilities(session.deviceId, message.capabilities)
-        return this.#components.events?.onCapabilities?.(session.deviceId, message)
+        }, waitMs)
+        return
       }
       case 'challenge_commitment':
       case 'challenge_opening':
@@ -316,6 +325,12 @@ export class WorkerLinks {
         return refuse(WorkerCloseCode.normal, 'goodbye')
       }
     }
+  }
+
+  async #applyCapabilities(session: Session, message: CapabilitiesMessage): Promise<void> {
+    session.lastCapabilitiesAtMs = this.#components.clock.nowMs()
+    await this.#components.store.setDeviceCapabilities(session.deviceId, message.capabilities)
+    await this.#components.events?.onCapabilities?.(session.deviceId, message)
   }
 
   /** False when the report was dropped for coming too soon after the last. */

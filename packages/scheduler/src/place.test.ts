@@ -50,6 +50,7 @@ const nodeArbitrary = fc.record({
   bandwidthRank: fc.integer({ min: 0, max: 3 }),
   pricePerGpuHourMicroUsd: fc.bigInt({ min: 100_000n, max: 5_000_000n }),
   reliability: fc.double({ min: 0, max: 1, noNaN: true }),
+  runsClusterNodes: fc.boolean(),
 })
 const requestArbitrary = fc.record({
   nodeCount: fc.integer({ min: 1, max: 6 }),
@@ -77,7 +78,7 @@ describe('gang placement', () => {
           assert.equal(new Set(result.nodes.map((chosen) => chosen.deviceId)).size, cleanRequest.nodeCount)
           for (const chosen of result.nodes) {
             assert.ok(fits(chosen), `${chosen.deviceId} does not fit`)
-            assert.ok(chosen.online && !chosen.reserved)
+            assert.ok(chosen.online && !chosen.reserved && chosen.runsClusterNodes)
           }
         } else {
           assert.ok(fitting < cleanRequest.nodeCount, `${fitting} nodes fit but nothing was placed`)
@@ -132,6 +133,27 @@ describe('gang placement', () => {
       ['dev_a', 'dev_c'],
     )
     assert.equal(placed.pricePerHourMicroUsd, (1_000_000n + 1_300_000n) * 8n)
+  })
+
+  it('never gives a node to a machine that cannot run one, and says why it could not', () => {
+    const nodes = [
+      node('dev_a', { runsClusterNodes: false, clusterNodesReason: 'wireguard-go: wireguard-go not found' }),
+      node('dev_b', { runsClusterNodes: false, clusterNodesReason: 'wireguard-go: wireguard-go not found' }),
+      node('dev_c'),
+    ]
+    const one = placeCluster(snapshotOf(nodes), request({ nodeCount: 1 }))
+    assert.ok(one.ok)
+    assert.deepEqual(
+      one.nodes.map((chosen) => chosen.deviceId),
+      ['dev_c'],
+    )
+    const two = placeCluster(snapshotOf(nodes), request({ nodeCount: 2 }))
+    assert.ok(!two.ok)
+    assert.equal(two.blockingConstraint, 'capability')
+    assert.match(
+      two.detail,
+      /2 turned away by capability \(2 cannot run cluster nodes: wireguard-go: wireguard-go not found\)/,
+    )
   })
 
   it('names the constraint that blocks a request', () => {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { capable, type HardwareInventory } from '@gpumesh/protocol'
+import { capable, incapable, type HardwareInventory } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
 import { normalizeModelQuery, OfferIndex } from './offer-index.ts'
 
@@ -73,6 +73,36 @@ function device(
 }
 
 describe('offer index', () => {
+  it('lists only machines that can run a cluster node, and keeps the others for serving and explanations', () => {
+    const index = new OfferIndex()
+    const cannot = {
+      clusterNodes: incapable('wireguard-go: wireguard-go not found'),
+      modelReplicas: capable(),
+      gpus: capable(),
+      checks: [],
+      testedAtMs: 0,
+    }
+    index.upsert(device('dev_can'))
+    index.upsert(device('dev_cannot', { capabilities: cannot }))
+    index.upsert(device('dev_untested', { capabilities: null }))
+    assert.deepEqual(
+      index.search({}).offers.map((offer) => offer.deviceId),
+      ['dev_can'],
+    )
+    const snapshot = index.placementSnapshot().nodes
+    const byId = new Map(snapshot.map((node) => [node.deviceId, node]))
+    assert.equal(byId.get('dev_can')?.runsClusterNodes, true)
+    assert.equal(byId.get('dev_cannot')?.runsClusterNodes, false)
+    assert.equal(byId.get('dev_cannot')?.clusterNodesReason, 'wireguard-go: wireguard-go not found')
+    assert.match(byId.get('dev_untested')!.clusterNodesReason!, /has not reported/)
+    assert.equal(index.offerOf('dev_cannot'), undefined)
+    assert.equal(index.idleOfferOf('dev_cannot')?.deviceId, 'dev_cannot')
+    assert.equal(index.capabilitiesOf('dev_cannot')?.modelReplicas.available, true)
+    // The self-test passes again: back on offer.
+    index.upsert(device('dev_cannot', { changeSeq: 2n }))
+    assert.equal(index.offerOf('dev_cannot')?.deviceId, 'dev_cannot')
+  })
+
   it('lists only online devices with hardware, location and a price', () => {
     const index = new OfferIndex()
     index.upsert(device('dev_online'))

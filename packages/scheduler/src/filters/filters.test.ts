@@ -52,6 +52,7 @@ describe('placement filters', () => {
   const cases: [string, Partial<NodeCandidate>, Partial<ClusterRequest>, RejectionReason][] = [
     ['offline', { online: false }, {}, 'offline'],
     ['reserved', { reserved: true }, {}, 'reserved'],
+    ['cannot run cluster nodes', { runsClusterNodes: false }, {}, 'capability'],
     ['unverified', { verified: false }, {}, 'unverified'],
     ['another model', {}, { gpuModel: 'h100' }, 'gpu_model'],
     ['a model prefix that is not a family', {}, { gpuModel: 'a10' }, 'gpu_model'],
