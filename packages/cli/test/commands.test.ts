@@ -104,6 +104,7 @@ function cluster(state: ClusterView['state'], stateReason: string): ClusterView 
     subnet: '100.64.3.0/24',
     rayAddress: state === 'ready' ? '100.64.3.1:6379' : null,
     createdAtMs: t0,
+    provisionDeadlineAtMs: state === 'pending' || state === 'provisioning' ? t0 + 300_000 : null,
     readyAtMs: state === 'ready' ? t0 + 42_000 : null,
     expiresAtMs: t0 + 3_600_000,
     endedAtMs: null,
@@ -161,6 +162,7 @@ describe('gpumesh cluster create', () => {
       run.stdout,
       [
         `cluster ${clusterId} (demo): 2 nodes reserved at $2.4/h for 1 h`,
+        'it is ready by 12:05:00 UTC or it fails, releasing everything; nothing is charged before it is ready',
         '12:00:01  cluster  2 nodes reserved at 2.4 USD/h',
         '12:00:02  node 100.64.3.1 (dev_headhe…)  reserved as head',
         '12:00:03  node 100.64.3.1 (dev_headhe…)  mesh up',

@@ -225,6 +225,11 @@ export const ClusterView = Type.Object({
   /** Where the Ray head listens on the overlay (GCS), once known. */
   rayAddress: Type.Union([Type.String(), Type.Null()]),
   createdAtMs: TimestampMs,
+  /**
+   * Until it is first ready: the moment it fails if it is not ready by then, releasing every machine and its
+   * whole hold, charged nothing (clusterProvisionTimeoutMs after creation). Null once ready or ended.
+   */
+  provisionDeadlineAtMs: NullableTimestampMs,
   readyAtMs: NullableTimestampMs,
   expiresAtMs: NullableTimestampMs,
   endedAtMs: NullableTimestampMs,

@@ -51,8 +51,12 @@ export const CoordinatorSettings = Type.Object(
     platformFeeBasisPoints: Type.Integer({ minimum: 0, maximum: 5_000, default: 1_000 }),
     /** How often a running cluster is charged (a minute; shorter in tests). */
     billingIntervalMs: Type.Integer({ minimum: 100, maximum: 3_600_000, default: 60_000 }),
-    /** A cluster not ready this long after it was created fails, and its machines are released. */
-    clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 600_000 }),
+    /**
+     * A cluster not ready this long after it was created fails with the reason: every machine is released and
+     * its whole hold with them, nothing charged. Ray itself starts in seconds; replacing a node that failed
+     * takes one more start.
+     */
+    clusterProvisionTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 86_400_000, default: 300_000 }),
     /** A replacement node not in Ray this long after it was reserved is given up and replaced again. */
     clusterNodeJoinTimeoutMs: Type.Integer({ minimum: 1_000, maximum: 3_600_000, default: 180_000 }),
     /** Pay epoch rewards from the reward pool to verified, online devices. */

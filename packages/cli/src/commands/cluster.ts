@@ -37,6 +37,9 @@ export const pollWaitMs = 25_000
 /** Events per request; the coordinator's maximum. */
 const eventPageLimit = 1000
 export const defaultWaitTimeoutSeconds = 600
+/** Following goes on this long past the provisioning deadline, to print the coordinator's verdict. */
+const followPastDeadlineMs = 15_000
+const clock = (ms: number) => new Date(ms).toISOString().slice(11, 19) + ' UTC'
 /** Consecutive failed polls (coordinator unreachable or restarting) before following gives up. */
 const maxPollAttempts = 5
 const pollRetryBaseMs = 1000
@@ -102,13 +105,16 @@ export function registerClusterCommands(program: Command): void {
     .option('--no-wait', 'print the cluster id and return; do not follow provisioning')
     .option(
       '--wait-timeout <seconds>',
-      'give up following after this long (the cluster carries on)',
-      String(defaultWaitTimeoutSeconds),
+      "give up following after this long (the cluster carries on); default: until the cluster's provisioning deadline",
     )
     .option('--json', 'machine-readable output (does not follow provisioning)')
     .action(async (flags: Flags) => {
       const text = (name: string) => flags[name] as string | undefined
-      const waitTimeoutMs = parsePositiveNumber('--wait-timeout', text('waitTimeout') ?? '') * 1000
+      const waitTimeoutText = text('waitTimeout')
+      const givenWaitMs =
+        waitTimeoutText === undefined
+          ? undefined
+          : parsePositiveNumber('--wait-timeout', waitTimeoutText) * 1000
       const body = clusterRequestValidator.parse(clusterRequestFrom(flags, { name: text('name') }))
       const client = clientFrom(flags, true)
       if (flags['dryRun']) return printPlan(await client.planCluster(body), flags['json'] === true)
@@ -136,10 +142,21 @@ export function registerClusterCommands(program: Command): void {
       process.stdout.write(
         `cluster ${created.id} (${created.name}): ${plural(created.nodeCount, 'node')} reserved at $${created.pricePerHourUsd}/h for ${created.durationHours} h\n`,
       )
+      if (created.provisionDeadlineAtMs !== null)
+        process.stdout.write(
+          `it is ready by ${clock(created.provisionDeadlineAtMs)} or it fails, releasing everything; nothing is charged before it is ready\n`,
+        )
       if (flags['wait'] === false) {
         process.stdout.write(`follow it with: gpumesh cluster events ${created.id} --follow\n`)
         return
       }
+      // By default the CLI follows as long as the coordinator gives the cluster (a little past it, to hear the
+      // outcome), never forever; measured on the coordinator's clock, so a skewed local clock cannot cut it short.
+      const waitTimeoutMs =
+        givenWaitMs ??
+        (created.provisionDeadlineAtMs === null
+          ? defaultWaitTimeoutSeconds * 1000
+          : created.provisionDeadlineAtMs - created.createdAtMs + followPastDeadlineMs)
       const stopHint = onInterrupt(
         `stopped following; cluster ${created.id} keeps running (and costing) until it expires.\n` +
           `  follow again:  gpumesh cluster events ${created.id} --follow\n` +
@@ -156,7 +173,7 @@ export function registerClusterCommands(program: Command): void {
       if (outcome.timedOut) {
         process.exitCode = 1
         process.stderr.write(
-          `cluster ${final.id} is still ${final.state} after ${waitTimeoutMs / 1000} s (--wait-timeout): ${final.stateReason}\n` +
+          `cluster ${final.id} is still ${final.state} after ${Math.round(waitTimeoutMs / 1000)} s of following: ${final.stateReason}\n` +
             `it carries on; follow it with: gpumesh cluster events ${final.id} --follow\n`,
         )
         return

@@ -88,6 +88,8 @@ export class ClusterController {
   readonly #confirmedRay = new Map<string, string>()
   readonly #offlineSince = new Map<string, number>()
   readonly #replacementTriedAt = new Map<string, number>()
+  /** The last "no replacement" reason told per cluster, so a retry that finds the same says nothing. */
+  readonly #replacementUnavailable = new Map<string, string>()
   readonly #waiters = new Map<string, Set<Waiter>>()
   #queue: Promise<unknown> = Promise.resolve()
 
@@ -710,13 +712,15 @@ export class ClusterController {
     }
     const placement = placeCluster(snapshot, { ...request, nodeCount: needed })
     if (!placement.ok) {
-      await this.#event(
-        clusterId,
-        'replacement_unavailable',
-        `no replacement available yet: ${placement.detail}`,
-      )
+      // One event per fact: said again only when the reason changes, not at every retry.
+      const message = `no replacement available yet: ${placement.detail}`
+      if (this.#replacementUnavailable.get(clusterId) !== message) {
+        this.#replacementUnavailable.set(clusterId, message)
+        await this.#event(clusterId, 'replacement_unavailable', message)
+      }
       return false
     }
+    this.#replacementUnavailable.delete(clusterId)
     // Priced for what is left of the rental, as the first nodes were for all of it.
     const remainingMs = cluster.expiresAtMs === null ? cluster.durationMs : cluster.expiresAtMs - nowMs
     const priced = priceNodes(placement.nodes, Math.max(remainingMs, 0) / 3_600_000, this.#components.market)
@@ -858,6 +862,7 @@ export class ClusterController {
     this.#clients.delete(clusterId)
     this.#alive.delete(clusterId)
     this.#replacementTriedAt.delete(clusterId)
+    this.#replacementUnavailable.delete(clusterId)
     for (const key of [...this.#sent.keys()]) if (key.startsWith(`${clusterId}|`)) this.#sent.delete(key)
     for (const confirmed of [this.#confirmedMesh, this.#confirmedRay])
       for (const key of [...confirmed.keys()]) if (key.startsWith(`${clusterId}|`)) confirmed.delete(key)
@@ -899,6 +904,10 @@ export class ClusterController {
       subnet: cluster.subnetIndex === null ? null : clusterSubnet(cluster.subnetIndex),
       rayAddress: headAddress && cluster.state !== 'pending' ? `${headAddress}:${rayGcsPort}` : null,
       createdAtMs: cluster.createdAtMs,
+      provisionDeadlineAtMs:
+        cluster.readyAtMs === null && !isTerminalCluster(cluster)
+          ? cluster.createdAtMs + this.#policy.provisionTimeoutMs
+          : null,
       readyAtMs: cluster.readyAtMs,
       expiresAtMs: cluster.expiresAtMs,
       endedAtMs: cluster.endedAtMs,
