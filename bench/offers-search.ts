@@ -390,7 +390,7 @@ async function seed(): Promise<{ deviceIds: string[]; seedMs: number }> {
         })),
       )
     }
-    await store!.refreshReliability(nowMs, 30 * 86_400_000)
+    await store!.refreshReliability(nowMs, 30 * 86_400_000, 3_600_000)
   })
   await timed('store.setDeviceVerification + setDeviceBandwidthTier', () =>
     mapConcurrent(devices, parallel, async (device) => {

@@ -105,9 +105,9 @@ try {
     store!.sweepSilentDevices(Date.now() - 40_000, Date.now(), 'bench'),
   )
   await time('refreshReliability, all change (every 60 s)', () =>
-    store!.refreshReliability(Date.now(), 30 * 86_400_000),
+    store!.refreshReliability(Date.now(), 30 * 86_400_000, 3_600_000),
   )
-  await time('refreshReliability, none change', () => store!.refreshReliability(Date.now(), 30 * 86_400_000))
+  await time('refreshReliability, none change', () => store!.refreshReliability(Date.now(), 30 * 86_400_000, 3_600_000))
   await time('listDevicesChangedSince, nothing new (every 250 ms)', () =>
     store!.listDevicesChangedSince(1n << 60n, 5_000),
   )

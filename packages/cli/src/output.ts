@@ -12,3 +12,5 @@ export function printTable(head: string[], rows: (string | number)[][]): void {
 
 export const gib = (mib: number) => `${(mib / 1024).toFixed(mib % 1024 === 0 ? 0 : 1)} GiB`
 export const percent = (ratio: number) => `${(ratio * 100).toFixed(1)}%`
+/** A device's reliability: the measured online share, or "new" before it has an hour of history. */
+export const reliabilityText = (ratio: number | null) => (ratio === null ? 'new' : percent(ratio))

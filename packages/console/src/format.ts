@@ -44,6 +44,11 @@ export function formatPercent(ratio: number, digits = 1): string {
   return `${(ratio * 100).toFixed(digits)}%`
 }
 
+/** A device's reliability: the measured online share, or "new" before it has an hour of history. */
+export function formatReliability(ratio: number | null): string {
+  return ratio === null ? 'new' : formatPercent(ratio)
+}
+
 /** Parts per million of an epoch as a percentage. */
 export function formatPpm(ppm: number): string {
   return formatPercent(ppm / 1_000_000)

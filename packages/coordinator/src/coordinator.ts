@@ -99,6 +99,8 @@ export type Coordinator = {
 }
 
 export const reliabilityWindowMs = 30 * 86_400_000
+/** A device is "new" (no reliability figure) until it has this much history in the window. */
+export const reliabilityMinHistoryMs = 3_600_000
 
 /** Descriptors kept back from worker sockets for the API, the store, logs and child processes. */
 export const descriptorReserve = 1_000
@@ -539,6 +541,8 @@ export async function buildCoordinator(
   const updateMarket = async () => {
     index.updateMarket(new Date(clock.nowMs()).getUTCHours())
   }
+  // Figures left by an earlier run are brought up to now before anything shows them: one figure everywhere.
+  await store.refreshReliability(clock.nowMs(), reliabilityWindowMs, reliabilityMinHistoryMs)
   await feed.resync()
   await updateMarket()
   await clusters.start()
@@ -577,7 +581,7 @@ export async function buildCoordinator(
     }
     every(
       init.reliabilityRefreshMs ?? 60_000,
-      () => store.refreshReliability(clock.nowMs(), reliabilityWindowMs),
+      () => store.refreshReliability(clock.nowMs(), reliabilityWindowMs, reliabilityMinHistoryMs),
       'reliability refresh',
     )
   }

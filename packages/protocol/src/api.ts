@@ -144,8 +144,11 @@ export const DeviceView = Type.Object({
   askingPricePerGpuHourUsd: Type.Union([UsdAmount, Type.Null()]),
   bandwidthTier: Type.Union([BandwidthTierSchema, Type.Null()]),
   inventory: Type.Union([HardwareInventory, Type.Null()]),
-  /** Share of time online since enrollment, over the last 30 days, from recorded uptime. */
-  reliability: Type.Number({ minimum: 0, maximum: 1 }),
+  /**
+   * Share of time online since enrollment, over the last 30 days, from recorded uptime; null ("new") until the
+   * device has an hour of history.
+   */
+  reliability: Type.Union([Type.Number({ minimum: 0, maximum: 1 }), Type.Null()]),
   /** Effective FP32 TFLOPS from the last passed proof-of-compute (a lower bound: it includes overheads). */
   measuredFp32Tflops: Type.Union([Type.Number(), Type.Null()]),
   uptimeMsTotal: Type.Integer({ minimum: 0 }),
@@ -252,7 +255,8 @@ export const Offer = Type.Object({
     /** "measured": proof-of-compute has measured this device; "catalog": data-sheet figures only. */
     source: Type.Union([Type.Literal('measured'), Type.Literal('catalog'), Type.Literal('unknown')]),
   }),
-  reliability: Type.Number(),
+  /** Measured share of time online over 30 days; null ("new") before an hour of history. */
+  reliability: Type.Union([Type.Number(), Type.Null()]),
   verificationState: VerificationStateSchema,
   probeSource: Type.String(),
 })

@@ -104,7 +104,8 @@ export const ExplorerDeviceRow = Type.Object({
   gpuCount: Type.Integer({ minimum: 0 }),
   bandwidthTier: Type.Union([Type.String(), Type.Null()]),
   measuredFp32Tflops: Type.Union([Type.Number(), Type.Null()]),
-  reliability: Type.Number(),
+  /** Null: a new device, without an hour of history. */
+  reliability: Type.Union([Type.Number(), Type.Null()]),
 })
 export type ExplorerDeviceRow = Static<typeof ExplorerDeviceRow>
 

@@ -60,7 +60,7 @@ export type ExplorerDeviceRecord = {
   readonly gpuCount: number
   readonly bandwidthTier: string | null
   readonly measuredFp32Tflops: number | null
-  readonly reliability: number
+  readonly reliability: number | null
 }
 
 export type ExplorerStore = {
@@ -98,7 +98,7 @@ type DeviceRow = {
   gpu_count: bigint
   bandwidth_tier: string | null
   measured_fp32_tflops: number | null
-  reliability: number
+  reliability: number | null
 }
 
 const deviceRowColumns = `d.id, d.hostname, d.state, d.verification_state,

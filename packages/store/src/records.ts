@@ -59,7 +59,8 @@ export type DeviceRecord = {
   readonly enrolledAtMs: number
   readonly lastSeenAtMs: number | null
   readonly uptimeMsTotal: number
-  readonly reliability: number
+  /** Measured share of time online over 30 days; null (\"new\") before an hour of history. */
+  readonly reliability: number | null
   readonly changeSeq: bigint
   readonly verificationFailures: number
   readonly nextVerificationAtMs: number

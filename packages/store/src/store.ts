@@ -97,8 +97,12 @@ export interface Store {
   flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
   /** Online devices not seen since `cutoffMs` (their coordinator process died): marks them offline. */
   sweepSilentDevices(cutoffMs: number, nowMs: number, reason: string): Promise<string[]>
-  /** Recomputes reliability from uptime buckets over [nowMs - windowMs, nowMs]. */
-  refreshReliability(nowMs: number, windowMs: number): Promise<number>
+  /**
+   * Recomputes reliability from uptime buckets over [nowMs - windowMs, nowMs]: the share of the device's time
+   * in that window (since enrollment, if later) it was online. NULL ("new") while that time is under
+   * `minHistoryMs`. Returns how many devices changed.
+   */
+  refreshReliability(nowMs: number, windowMs: number, minHistoryMs: number): Promise<number>
   listDeviceEvents(deviceId: string, limit: number): Promise<DeviceEventRecord[]>
   listUptimeBuckets(deviceId: string, sinceMs: number): Promise<UptimeBucket[]>
   setDeviceVerification(deviceId: string, state: VerificationState, reason: string): Promise<void>
@@ -270,7 +274,7 @@ type DeviceRow = {
   enrolled_at_ms: bigint
   last_seen_at_ms: bigint | null
   uptime_ms_total: bigint
-  reliability: number
+  reliability: number | null
   change_seq: bigint
   verification_failures: number
   next_verification_at_ms: bigint
@@ -606,27 +610,30 @@ class SqlStore implements Store {
     })
   }
 
-  async refreshReliability(nowMs: number, windowMs: number): Promise<number> {
+  async refreshReliability(nowMs: number, windowMs: number, minHistoryMs: number): Promise<number> {
     // It updates many devices in one statement while heartbeat flushes and connects lock some of them:
     // on a deadlock the server aborts one side, and this side simply runs again.
-    return retryOnDeadlock(() => this.#refreshReliabilityOnce(nowMs, windowMs))
+    return retryOnDeadlock(() => this.#refreshReliabilityOnce(nowMs, windowMs, minHistoryMs))
   }
 
-  async #refreshReliabilityOnce(nowMs: number, windowMs: number): Promise<number> {
+  async #refreshReliabilityOnce(nowMs: number, windowMs: number, minHistoryMs: number): Promise<number> {
     const windowStartMs = nowMs - windowMs
     // Only a visible change bumps change_seq, so search indexes are not flooded with tiny drifts.
     return this.#driver.execute(
       `WITH measured AS (
          SELECT d.id,
-           LEAST(1.0, COALESCE((SELECT sum(b.online_ms) FROM device_uptime_buckets b
-                                WHERE b.device_id = d.id AND b.bucket_start_ms >= $2), 0)::double precision
-             / GREATEST(1, $1 - GREATEST(d.enrolled_at_ms, $2))::double precision) AS value
+           CASE WHEN $1 - GREATEST(d.enrolled_at_ms, $2) < $3 THEN NULL ELSE
+             LEAST(1.0, COALESCE((SELECT sum(b.online_ms) FROM device_uptime_buckets b
+                                  WHERE b.device_id = d.id AND b.bucket_start_ms >= $2), 0)::double precision
+               / GREATEST(1, $1 - GREATEST(d.enrolled_at_ms, $2))::double precision)
+           END AS value
          FROM devices d
        )
        UPDATE devices AS d SET reliability = m.value, change_seq = nextval('device_change_seq')
        FROM measured m
-       WHERE d.id = m.id AND abs(d.reliability - m.value) >= 0.0005`,
-      [nowMs, windowStartMs],
+       WHERE d.id = m.id AND (
+         (d.reliability IS NULL) <> (m.value IS NULL) OR abs(d.reliability - m.value) >= 0.0005)`,
+      [nowMs, windowStartMs, minHistoryMs],
     )
   }
 

@@ -270,7 +270,12 @@ for (const backend of storeBackends) {
       assert.equal(device?.lastSeenAtMs, t0 + hourMs + 1000)
 
       // enrolled at t0; 2 h later it has been up 1 h: reliability 0.5
-      await store.refreshReliability(t0 + 2 * hourMs, 30 * 24 * hourMs)
+      await store.refreshReliability(t0 + 2 * hourMs, 30 * 24 * hourMs, hourMs)
+      assert.equal((await store.getDevice('dev_1'))?.reliability, 0.5)
+      // With less history than asked for, the device is new: no figure rather than a misleading one.
+      await store.refreshReliability(t0 + 2 * hourMs, 30 * 24 * hourMs, 3 * hourMs)
+      assert.equal((await store.getDevice('dev_1'))?.reliability, null)
+      await store.refreshReliability(t0 + 2 * hourMs, 30 * 24 * hourMs, hourMs)
       assert.equal((await store.getDevice('dev_1'))?.reliability, 0.5)
     })
 

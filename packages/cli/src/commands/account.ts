@@ -2,7 +2,7 @@ import type { Role } from '@gpumesh/core'
 import type { DeviceView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
 import { clientFrom, saveCredentials, UsageError, type ConnectionFlags } from '../credentials.ts'
-import { printJson, printTable, percent } from '../output.ts'
+import { printJson, printTable, reliabilityText } from '../output.ts'
 
 const connectionOptions = (command: Command) =>
   command
@@ -164,7 +164,7 @@ export function registerAccountCommands(program: Command): void {
             ? `${device.inventory.gpus.length}× ${device.inventory.gpus[0]?.productName ?? 'CPU'}`
             : '-',
           device.askingPricePerGpuHourUsd ?? 'unset (not listed)',
-          percent(device.reliability),
+          reliabilityText(device.reliability),
           runsSummary(device.capabilities),
         ]),
       )

@@ -15,7 +15,7 @@ import { GpumeshApiError, type GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
 import Type from 'typebox'
 import { clientFrom, UsageError, type ConnectionFlags } from '../credentials.ts'
-import { gib, percent, printJson, printTable } from '../output.ts'
+import { gib, reliabilityText, printJson, printTable } from '../output.ts'
 import { connectionOptions } from './account.ts'
 
 const clusterRequestValidator = createValidator(ClusterRequestBody, 'cluster flags')
@@ -629,7 +629,7 @@ export function printPlan(plan: ClusterPlan, json: boolean): void {
         node.gpuCount === 0 ? '-' : gib(node.vramMibPerGpu),
         `${node.region} ${node.country}`,
         node.pricePerGpuHourUsd,
-        percent(node.reliability),
+        reliabilityText(node.reliability),
       ]),
     )
     return

@@ -1,7 +1,7 @@
 import { OffersQuery, createValidator } from '@gpumesh/protocol'
 import type { Command } from 'commander'
 import { clientFrom, type ConnectionFlags } from '../credentials.ts'
-import { gib, percent, printJson, printTable } from '../output.ts'
+import { gib, reliabilityText, printJson, printTable } from '../output.ts'
 import { connectionOptions } from './account.ts'
 
 const offersQueryValidator = createValidator(OffersQuery, 'search flags')
@@ -91,7 +91,7 @@ export function registerOfferCommands(program: Command): void {
           offer.performance.measuredFp32Tflops === null
             ? '-'
             : offer.performance.measuredFp32Tflops.toFixed(3),
-          percent(offer.reliability),
+          reliabilityText(offer.reliability),
           offer.verificationState,
         ]),
       )

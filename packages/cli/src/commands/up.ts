@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url'
 import { CoordinatorSettings } from '@gpumesh/protocol'
 import { GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
-import { printTable } from '../output.ts'
+import { printTable, reliabilityText } from '../output.ts'
 import { describeModelDirectory } from './models.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { builtConsoleDir, startCoordinator, untilSignal } from './coordinator.ts'
@@ -180,7 +180,7 @@ export function registerUpCommand(program: Command): void {
             offer.gpuCount === 0 ? offer.gpuModelName : `${offer.gpuCount}× ${offer.gpuModelName}`,
             `${offer.region} ${offer.country}`,
             offer.pricePerGpuHourUsd,
-            offer.reliability.toFixed(3),
+            reliabilityText(offer.reliability),
           ]),
         )
         if (online < workerCount) {

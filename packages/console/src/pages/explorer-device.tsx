@@ -11,9 +11,9 @@ import { RewardsTable } from '../components/rewards.tsx'
 import { Badge, Breadcrumb, ErrorBanner, Loading, PageHeader, Section, Stat } from '../components/ui.tsx'
 import { isNotFound } from '../errors.ts'
 import {
+  formatReliability,
   formatAgo,
   formatDayLabel,
-  formatPercent,
   formatTflops,
   formatTime,
   unitsToGmt,
@@ -82,7 +82,11 @@ function DeviceDetail({ detail }: { detail: ExplorerDeviceDetail }) {
             sub="last passed proof-of-compute"
           />
           <Stat label="Bandwidth tier" value={device.bandwidthTier ?? '—'} />
-          <Stat label="Reliability" value={formatPercent(device.reliability)} sub="online share, 30 days" />
+          <Stat
+            label="Reliability"
+            value={formatReliability(device.reliability)}
+            sub="online share, 30 days"
+          />
           <Stat
             label="Enrolled"
             value={formatTime(detail.enrolledAtMs)}

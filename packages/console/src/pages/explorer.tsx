@@ -16,6 +16,7 @@ import {
   type Choice,
 } from '../components/ui.tsx'
 import {
+  formatReliability,
   formatDayLabel,
   formatHours,
   formatPercent,
@@ -427,7 +428,7 @@ function ExplorerDevices({ summary }: { summary: ExplorerSummary | undefined }) 
                     </td>
                     <td>{device.bandwidthTier ?? '—'}</td>
                     <td className="numeric nowrap">{formatTflops(device.measuredFp32Tflops)}</td>
-                    <td className="numeric">{formatPercent(device.reliability)}</td>
+                    <td className="numeric">{formatReliability(device.reliability)}</td>
                   </LinkedRow>
                 )
               }}

@@ -28,7 +28,7 @@ import {
 } from '../components/ui.tsx'
 import { describeError, fieldErrorsOf } from '../errors.ts'
 import { bindFields, useFormSubmission } from '../form.ts'
-import { formatMib, formatPercent, formatTflops } from '../format.ts'
+import { formatReliability, formatMib, formatTflops } from '../format.ts'
 import { useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
 import {
@@ -266,7 +266,7 @@ function OfferSearch({ onUse }: { onUse(offer: Offer): void }) {
                       ? `${offer.performance.fp16TensorTflopsPerGpu} FP16 (sheet)`
                       : '—'}
                 </td>
-                <td className="numeric">{formatPercent(offer.reliability)}</td>
+                <td className="numeric">{formatReliability(offer.reliability)}</td>
                 <td>
                   <Badge>{offer.verificationState}</Badge>
                 </td>

@@ -26,7 +26,7 @@ import {
 } from '../components/ui.tsx'
 import { isNotFound } from '../errors.ts'
 import { useFormSubmission } from '../form.ts'
-import { formatAgo, formatDuration, formatPercent, formatTflops, formatTime } from '../format.ts'
+import { formatReliability, formatAgo, formatDuration, formatTflops, formatTime } from '../format.ts'
 import { useInterval, useNowMs, useResource, useTitle } from '../hooks.tsx'
 import { dailyUptimeRatios } from '../series.ts'
 import { useSession } from '../session.tsx'
@@ -242,7 +242,7 @@ export function SupplierDevicePage({ deviceId }: { deviceId: string }) {
             sub="last passed proof-of-compute"
           />
           <Stat label="Bandwidth tier" value={view.bandwidthTier ?? '—'} />
-          <Stat label="Reliability" value={formatPercent(view.reliability)} sub="online share, 30 days" />
+          <Stat label="Reliability" value={formatReliability(view.reliability)} sub="online share, 30 days" />
           <Stat label="Online in total" value={formatDuration(view.uptimeMsTotal)} />
           <Stat
             label="Location"

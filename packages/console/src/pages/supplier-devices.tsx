@@ -10,7 +10,7 @@ import {
   PageHeader,
   Section,
 } from '../components/ui.tsx'
-import { formatAgo, formatPercent, formatTflops } from '../format.ts'
+import { formatReliability, formatAgo, formatTflops } from '../format.ts'
 import { useInterval, useNowMs, useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
 
@@ -85,7 +85,7 @@ export function SupplierDevicesPage() {
                       {device.askingPricePerGpuHourUsd ?? '—'}
                     </td>
                     <td className="numeric nowrap">{formatTflops(device.measuredFp32Tflops)}</td>
-                    <td className="numeric">{formatPercent(device.reliability)}</td>
+                    <td className="numeric">{formatReliability(device.reliability)}</td>
                     <td className="nowrap">{formatAgo(device.lastSeenAtMs, nowMs)}</td>
                   </LinkedRow>
                 )

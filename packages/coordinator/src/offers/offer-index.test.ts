@@ -200,7 +200,7 @@ describe('offer index', () => {
           for (let i = 1; i < all.length; i += 1) {
             const [a, b] = [all[i - 1]!, all[i]!]
             if (sort === 'price') assert.ok(Number(a.pricePerGpuHourUsd) <= Number(b.pricePerGpuHourUsd))
-            if (sort === 'reliability') assert.ok(a.reliability >= b.reliability)
+            if (sort === 'reliability') assert.ok((a.reliability ?? -1) >= (b.reliability ?? -1))
           }
         },
       ),

@@ -225,7 +225,7 @@ export class OfferIndex {
           country: offer.country,
           bandwidthRank: entry.bandwidthRank,
           pricePerGpuHourMicroUsd: entry.priceExactMicroUsd,
-          reliability: offer.reliability,
+          reliability: offer.reliability ?? newDeviceReliabilityForPlacement,
           runsClusterNodes: entry.runsClusterNodes,
           ...(entry.clusterNodesReason === null ? {} : { clusterNodesReason: entry.clusterNodesReason }),
         })
@@ -389,15 +389,19 @@ function insertionPoint(
   return low
 }
 
+/** Placement ranks a device without history as half reliable: below proven ones, above poor ones. */
+export const newDeviceReliabilityForPlacement = 0.5
+/** Sorting and filters: a new device ranks below every measured one. */
+const reliabilityRank = (entry: Entry) => entry.offer.reliability ?? -1
 const byDeviceId = (a: Entry, b: Entry) =>
   a.offer.deviceId < b.offer.deviceId ? -1 : a.offer.deviceId > b.offer.deviceId ? 1 : 0
 const comparators: Record<SortKey, (a: Entry, b: Entry) => number> = {
   price: (a, b) =>
-    a.priceMicroUsd - b.priceMicroUsd || b.offer.reliability - a.offer.reliability || byDeviceId(a, b),
+    a.priceMicroUsd - b.priceMicroUsd || reliabilityRank(b) - reliabilityRank(a) || byDeviceId(a, b),
   performance: (a, b) =>
     b.performance - a.performance || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
   reliability: (a, b) =>
-    b.offer.reliability - a.offer.reliability || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
+    reliabilityRank(b) - reliabilityRank(a) || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
 }
 
 /** "RTX 4090", "nvidia a100", "a100-80gb" -> a comparable key */
@@ -462,7 +466,7 @@ function compileFilter(query: OffersQuery): (entry: Entry) => boolean {
   if (query.verifiedOnly) checks.push((entry) => entry.offer.verificationState === 'verified')
   if (query.minReliability !== undefined) {
     const minReliability = query.minReliability
-    checks.push((entry) => entry.offer.reliability >= minReliability)
+    checks.push((entry) => reliabilityRank(entry) >= minReliability)
   }
   if (checks.length === 0) return matchesEverything
   return (entry) => checks.every((check) => check(entry))
