@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
 # Prepares a Debian machine for gpumesh (run as root, e.g. by .ci/run on a fresh clone):
-#   - installs the Debian packages gpumesh needs, only those that are missing
-#     (wireguard-go wireguard-tools iproute2 chromium, plus $GPUMESH_EXTRA_APT_PACKAGES, space separated)
-#   - makes sure PostgreSQL accepts connections on 127.0.0.1:5432
+#   - installs the Debian packages gpumesh needs, only those that are missing: what a network's workers
+#     run (wireguard-go wireguard-tools iproute2), plus, for the tests, chromium and
+#     $GPUMESH_EXTRA_APT_PACKAGES (space separated)
+#   - makes sure PostgreSQL accepts connections on 127.0.0.1:5432 (tests only)
 #   - prints the versions found
-# Idempotent: when everything is already in place it only checks and prints versions.
+#   --product   only what `gpumesh up` needs to run a network (what `./gpumesh up` runs itself)
+# Idempotent: when everything is already in place it only checks and prints versions. Safe to run again
+# after an interrupted run: a dpkg left half-configured is finished first.
 set -euo pipefail
 
 log() { echo "gpumesh setup: $*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
+
+product_only=0
+for arg in "$@"; do
+  case "$arg" in
+    --product) product_only=1 ;;
+    *) die "unknown argument $arg (expected --product)" ;;
+  esac
+done
 
 PG_HOST=127.0.0.1
 PG_PORT=5432
@@ -16,8 +27,9 @@ PG_WAIT_SECONDS=30
 
 # --- Debian packages -------------------------------------------------------------------------
 # chromium: the browser tests of the web console drive Debian's build with playwright-core (a browser download fails here)
-packages=(wireguard-go wireguard-tools iproute2 chromium)
-if [ -n "${GPUMESH_EXTRA_APT_PACKAGES:-}" ]; then
+packages=(wireguard-go wireguard-tools iproute2)
+[ "$product_only" -eq 1 ] || packages+=(chromium)
+if [ "$product_only" -eq 0 ] && [ -n "${GPUMESH_EXTRA_APT_PACKAGES:-}" ]; then
   # shellcheck disable=SC2206 # word splitting is intended: a space separated list
   packages+=(${GPUMESH_EXTRA_APT_PACKAGES})
 fi
@@ -35,8 +47,14 @@ if [ "${#missing[@]}" -eq 0 ]; then
   log "Debian packages already installed: ${packages[*]}"
 else
   [ "$(id -u)" -eq 0 ] || die "missing Debian packages (${missing[*]}) and not running as root"
+  command -v apt-get >/dev/null 2>&1 || die "missing Debian packages (${missing[*]}) and no apt-get on this machine"
   log "installing Debian packages: ${missing[*]}"
   apt_start=$SECONDS
+  # An install stopped half-way (Ctrl-C) leaves dpkg waiting to configure; finish that first.
+  if [ -n "$(dpkg --audit 2>/dev/null || true)" ]; then
+    log "finishing an interrupted package installation (dpkg --configure -a)"
+    DEBIAN_FRONTEND=noninteractive dpkg --configure -a >&2 || die "dpkg --configure -a failed"
+  fi
   apt-get update -qq >&2 || die "apt-get update failed"
   # --no-install-recommends: otherwise wireguard-tools pulls in a kernel image (via wireguard-modules)
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2 \
@@ -45,6 +63,13 @@ else
     is_installed "$p" || die "package $p is still not installed after apt-get install"
   done
   log "Debian packages installed in $((SECONDS - apt_start)) s"
+fi
+
+if [ "$product_only" -eq 1 ]; then
+  log "versions found:"
+  for tool in wireguard-go wg; do log "  $tool: $("$tool" --version 2>&1 | head -n 1 || true)"; done
+  log "system setup done"
+  exit 0
 fi
 
 # --- PostgreSQL ------------------------------------------------------------------------------

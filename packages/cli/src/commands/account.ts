@@ -160,9 +160,11 @@ export function registerAccountCommands(program: Command): void {
           device.hostname,
           device.state,
           device.stateReason,
-          device.inventory
-            ? `${device.inventory.gpus.length}× ${device.inventory.gpus[0]?.productName ?? 'CPU'}`
-            : '-',
+          !device.inventory
+            ? '-'
+            : device.inventory.gpus.length === 0
+              ? 'none (CPU)'
+              : `${device.inventory.gpus.length}× ${device.inventory.gpus[0]!.productName}`,
           device.askingPricePerGpuHourUsd ?? 'unset (not listed)',
           reliabilityText(device.reliability),
           runsSummary(device.capabilities),

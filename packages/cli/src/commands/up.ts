@@ -5,12 +5,24 @@ import { existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 
 import { join, resolve } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { CoordinatorSettings } from '@gpumesh/protocol'
+import type { DeviceView } from '@gpumesh/protocol'
 import { GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
 import { printTable, reliabilityText } from '../output.ts'
 import { describeModelDirectory } from './models.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { builtConsoleDir, startCoordinator, untilSignal } from './coordinator.ts'
+import { readCredentials, saveCredentials } from '../credentials.ts'
+import { prepareMachine } from '../setup/machine.ts'
+import {
+  bootstrapTimings,
+  featuresOf,
+  formatFeatures,
+  formatTimings,
+  nextCommands,
+  stepTimings,
+  type PhaseTiming,
+} from '../setup/banner.ts'
 
 // `gpumesh up`: a whole local network on the embedded defaults — a coordinator on PGlite and a few worker
 // agents as separate processes — for trying gpumesh and for development.
@@ -23,6 +35,11 @@ const localSites = [
   { region: 'ap-south', country: 'IN', price: '1.10' },
   { region: 'eu-north', country: 'SE', price: '1.50' },
 ]
+
+/** How long `up` waits for its workers to be online, self-tested and verified. */
+const upReadyTimeoutMs = 120_000
+/** What the local renter starts with from the faucet, once per data dir. */
+const localRenterFundsGmt = '100'
 
 type LocalAccounts = { coordinatorUrl: string; supplierKey: string; renterKey: string }
 
@@ -56,6 +73,7 @@ export function registerUpCommand(program: Command): void {
     )
     .option('--heartbeat-interval-ms <ms>', 'worker heartbeat interval (default 10000)')
     .option('--exit-when-ready', 'stop everything once all workers are online (a smoke test)')
+    .option('--no-install', 'install nothing (system packages, the Python runtime): start with what is there')
     .action(async (flags: Record<string, string | boolean | undefined>) => {
       const dataDir = resolve(String(flags['dataDir']))
       const workerCount = Number(flags['workers'])
@@ -70,7 +88,29 @@ export function registerUpCommand(program: Command): void {
         faucetMaxClaimGmt: '1000',
         logLevel: 'warn',
       })
-      const running = await startCoordinator(settings)
+      const say = (line: string) => process.stderr.write(`gpumesh up: ${line}\n`)
+      const timings: PhaseTiming[] = bootstrapTimings(process.env['GPUMESH_BOOTSTRAP_TIMINGS'])
+      const timed = async <T>(phase: string, work: () => Promise<T>): Promise<T> => {
+        const startedAt = performance.now()
+        const result = await work()
+        timings.push({ phase, durationMs: Math.round(performance.now() - startedAt) })
+        return result
+      }
+
+      // What the product needs on this machine, once: later runs find it there and skip it.
+      const steps = await prepareMachine({
+        repoRoot,
+        install: flags['install'] !== false,
+        log: (line) => say(`  | ${line}`),
+      })
+      for (const step of steps)
+        say(
+          `${step.name}: ${step.outcome === 'off' ? `OFF, ${step.detail}` : step.detail} (${(step.durationMs / 1000).toFixed(1)} s)` +
+            (step.fix ? `\n  turn it on: ${step.fix}` : ''),
+        )
+      timings.push(...stepTimings(steps))
+
+      const running = await timed('coordinator', () => startCoordinator(settings))
       // Funded once per data dir: the transfer id makes a restart a replay, not a second million.
       await running.store.ledger.createTransfers(
         [
@@ -88,12 +128,16 @@ export function registerUpCommand(program: Command): void {
       )
       const client = new GpumeshClient({ baseUrl: running.url })
       const accounts = await localAccounts(client, dataDir)
+      const renter = new GpumeshClient({ baseUrl: running.url, apiKey: accounts.renterKey })
+      // The renter starts with test GMT, once: the request id makes a restart a replay, not a second claim.
+      await renter.claimFaucet({ amountGmt: localRenterFundsGmt, requestId: 'gpumesh-up-initial-funds' })
+      const login = saveLocalLogin(running.url, accounts.renterKey)
       const storedModel = await pushShippedModel(running.url, join(dataDir, 'coordinator', 'operator.key'))
       const supplier = new GpumeshClient({ baseUrl: running.url, apiKey: accounts.supplierKey })
       const captures = flags['sampleGpus'] ? sampleCaptures() : []
 
-      const servesModels = process.getuid?.() === 0 && storedModel !== undefined
       const workers: ChildProcess[] = []
+      const workersStartedAt = performance.now()
       for (let index = 0; index < workerCount; index += 1) {
         const stateDir = join(dataDir, `worker-${index + 1}`)
         const site = localSites[index % localSites.length]!
@@ -123,8 +167,8 @@ export function registerUpCommand(program: Command): void {
           'warn',
           ...(token ? ['--token', token] : []),
           ...(capture ? ['--nvidia-smi-xml', capture] : []),
-          // Idle machines serve the store's models (their sandbox needs root); see docs/inference.md.
-          ...(servesModels ? ['--serve-models'] : []),
+          // Idle machines serve the store's models; each worker's self-test says whether it can.
+          ...(storedModel ? ['--serve-models'] : []),
         ]
         workers.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }))
       }
@@ -145,17 +189,37 @@ export function registerUpCommand(program: Command): void {
       }
 
       try {
-        const deadline = Date.now() + 60_000
+        const deadline = Date.now() + upReadyTimeoutMs
         let online = 0
+        let devices: DeviceView[] = []
         let page = await client.searchOffers({ limit: 50 })
-        // Ready when every worker is online and listed (the marketplace follows the store a moment later).
+        // Ready when every worker is online and has said what it can do (its self-test takes seconds).
         while (Date.now() < deadline) {
-          const { devices } = await supplier.listDevices()
-          online = devices.filter((device) => device.state === 'online' && device.inventory !== null).length
-          page = await client.searchOffers({ limit: 50 })
-          if (online >= workerCount && page.total >= workerCount) break
+          devices = (await supplier.listDevices()).devices
+          // ...and has answered its first proof-of-compute challenge: renters place on verified machines.
+          online = devices.filter(
+            (device) =>
+              device.state === 'online' &&
+              device.inventory !== null &&
+              device.capabilities !== null &&
+              (device.verificationState === 'verified' || device.verificationState === 'failed'),
+          ).length
+          if (online >= workerCount) break
           await new Promise((done) => setTimeout(done, 200))
         }
+        timings.push({
+          phase: 'workers online',
+          durationMs: Math.round(performance.now() - workersStartedAt),
+        })
+        // The marketplace follows the store a moment later.
+        for (let tries = 0; tries < 25; tries += 1) {
+          page = await client.searchOffers({ limit: 50 })
+          const rentable = devices.filter((device) => device.capabilities?.clusterNodes.available).length
+          if (page.total >= rentable) break
+          await new Promise((done) => setTimeout(done, 200))
+        }
+        const features = featuresOf(devices, storedModel !== undefined)
+        writeFileSync(join(dataDir, 'up-timings.json'), `${JSON.stringify({ timings, steps }, null, 2)}\n`)
         process.stdout.write(
           `\ngpumesh local network is up\n\n` +
             `  coordinator   ${running.url}   (store: embedded PGlite in ${join(dataDir, 'coordinator')})\n` +
@@ -165,13 +229,17 @@ export function registerUpCommand(program: Command): void {
             `  API document  ${running.url}/v1/openapi.json\n` +
             `  workers       ${online} of ${workerCount} online${captures.length > 0 ? ' (replaying saved nvidia-smi captures)' : ' (probing this machine)'}\n` +
             (storedModel ? `  model store   ${storedModel}\n` : '') +
-            (servesModels
+            (features.find((feature) => feature.name === 'inference')?.on
               ? `  inference     ${running.url}/v1/chat/completions   (OpenAI-compatible; model tiny-chat, paid with the renter key once its replica is up)\n`
               : '') +
             `  supplier key  ${accounts.supplierKey}\n` +
-            `  renter key    ${accounts.renterKey}\n` +
-            `  (keys saved in ${join(dataDir, 'accounts.json')})\n\n` +
-            `Marketplace (gpumesh offers search --coordinator ${running.url}):\n`,
+            `  renter key    ${accounts.renterKey}   (funded with ${localRenterFundsGmt} GMT from the faucet)\n` +
+            `  (keys saved in ${join(dataDir, 'accounts.json')})\n` +
+            `  login         ${login}\n\n` +
+            `Features (each worker's self-test; ./gpumesh worker doctor shows every check):\n` +
+            formatFeatures(features) +
+            `\n${formatTimings(timings)}\n` +
+            `Marketplace (./gpumesh offers search):\n`,
         )
         printTable(
           ['device', 'hardware', 'where', '$/GPU-h', 'reliability'],
@@ -183,10 +251,11 @@ export function registerUpCommand(program: Command): void {
             reliabilityText(offer.reliability),
           ]),
         )
+        process.stdout.write(`\n${nextCommands(running.url, features, accounts.renterKey)}`)
         if (online < workerCount) {
           process.exitCode = 1
           process.stderr.write(
-            `only ${online} of ${workerCount} workers came online within 60 s; see their logs above\n`,
+            `only ${online} of ${workerCount} workers came online and verified within ${upReadyTimeoutMs / 1000} s; see their logs above (./gpumesh device ls says why)\n`,
           )
         }
         if (!flags['exitWhenReady']) {
@@ -245,4 +314,20 @@ async function localAccounts(client: GpumeshClient, dataDir: string): Promise<Lo
   mkdirSync(dataDir, { recursive: true, mode: 0o700 })
   writeFileSync(path, `${JSON.stringify(accounts, null, 2)}\n`, { mode: 0o600 })
   return accounts
+}
+
+/**
+ * Saves the local renter as this machine's login, so the next command just works. A login to another
+ * coordinator is kept: the user chose it, and is told how to use the local one instead.
+ */
+function saveLocalLogin(coordinatorUrl: string, renterKey: string): string {
+  const saved = readCredentials()
+  if (saved && saved.coordinatorUrl !== coordinatorUrl && !isLocalUrl(saved.coordinatorUrl))
+    return `kept your login to ${saved.coordinatorUrl}; for this network: ./gpumesh login --coordinator ${coordinatorUrl} --api-key <renter key>`
+  const path = saveCredentials({ coordinatorUrl, apiKey: renterKey })
+  return `the renter key, saved in ${path} (./gpumesh login --coordinator ${coordinatorUrl} --api-key <supplier key> switches)`
+}
+
+function isLocalUrl(url: string): boolean {
+  return /^https?:\/\/(127\.0\.0\.1|localhost)(:|\/|$)/.test(url)
 }
