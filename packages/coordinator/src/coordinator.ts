@@ -15,7 +15,7 @@ import {
   type HeartbeatFlushEntry,
   type Store,
 } from '@gpumesh/store'
-import Fastify, { type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from './presence/presence.ts'
@@ -71,6 +71,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   /** Set false in tests that drive `tick()` by hand. */
   readonly runBackgroundLoops?: boolean
   readonly logger?: boolean | object
+  /** The process's own pino logger (the CLI's, so every gpumesh process logs one shape); wins over `logger`. */
+  readonly loggerInstance?: FastifyBaseLogger
   /** Where model artifacts are kept; absent: `<dataDir>/artifacts`. */
   readonly artifactStore?: ArtifactStore
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
@@ -139,7 +141,9 @@ export async function buildCoordinator(
   const feed = new OfferFeed(store, index)
 
   const app = Fastify({
-    logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }),
+    ...(init.loggerInstance
+      ? { loggerInstance: init.loggerInstance }
+      : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
     bodyLimit: maxHttpBodyBytes,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },

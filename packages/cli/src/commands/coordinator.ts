@@ -6,6 +6,7 @@ import { CoordinatorSettings } from '@gpumesh/protocol'
 import { openStore, type Store } from '@gpumesh/store'
 import type { Command } from 'commander'
 import { integerFlag, loadSettings } from '../settings.ts'
+import { createLogger } from '../logging.ts'
 
 export const systemClock: Clock = {
   nowMs: () => Date.now(),
@@ -32,7 +33,14 @@ export async function startCoordinator(
     : await openStore({ kind: 'pglite', dataDir: resolve(settings.dataDir, 'pgdata') })
   try {
     const operatorKeyPath = await bootstrapOperator(store, settings.dataDir)
-    const coordinator = await buildCoordinator({ store, clock: systemClock }, { ...settings, consoleDir })
+    const coordinator = await buildCoordinator(
+      { store, clock: systemClock },
+      {
+        ...settings,
+        consoleDir,
+        loggerInstance: createLogger({ component: 'coordinator', level: settings.logLevel }),
+      },
+    )
     const url = await coordinator.listen()
     return { coordinator, store, url, ...(operatorKeyPath ? { operatorKeyPath } : {}) }
   } catch (error) {

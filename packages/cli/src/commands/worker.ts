@@ -18,23 +18,8 @@ import type { Command } from 'commander'
 import { printJson, printTable } from '../output.ts'
 import { UsageError } from '../credentials.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
+import { createLogger, workerLoggerOf } from '../logging.ts'
 import { untilSignal } from './coordinator.ts'
-
-const logLevels = ['error', 'warn', 'info', 'debug', 'silent'] as const
-
-function consoleLogger(level: (typeof logLevels)[number]): WorkerLogger {
-  const threshold = logLevels.indexOf(level)
-  const write = (name: (typeof logLevels)[number], message: string, fields?: Record<string, unknown>) => {
-    if (logLevels.indexOf(name) > threshold || level === 'silent') return
-    const line = { time: new Date().toISOString(), level: name, msg: message, ...fields }
-    process.stderr.write(`${JSON.stringify(line)}\n`)
-  }
-  return {
-    info: (message, fields) => write('info', message, fields),
-    warn: (message, fields) => write('warn', message, fields),
-    error: (message, fields) => write('error', message, fields),
-  }
-}
 
 /** The Python prover from the managed environment; the TypeScript reference only where numpy is missing. */
 function chooseProver(logger: WorkerLogger): Prover {
@@ -145,7 +130,13 @@ export function registerWorkerCommands(program: Command): void {
         serveHost: text('serveHost'),
         servePort: integerFlag(text('servePort')),
       })
-      const logger = consoleLogger(settings.logLevel as (typeof logLevels)[number])
+      const logger = workerLoggerOf(
+        createLogger({
+          component: 'worker',
+          level: settings.logLevel,
+          base: { stateDir: settings.stateDir },
+        }),
+      )
       const [uid, gid] = settings.clusterUser.split(':').map(Number) as [number, number]
       const canRunClusters = process.getuid?.() === 0
       if (settings.serveModels && !canRunClusters)
