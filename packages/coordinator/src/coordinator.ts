@@ -28,6 +28,7 @@ import { ClusterController } from './clusters/controller.ts'
 import { createClusterBilling } from './clusters/billing.ts'
 import type { PlanMarket } from './clusters/plan.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
+import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
 import { defaultReconcilePolicy } from './clusters/reconcile.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerLedgerRoutes } from './ledger/routes.ts'
@@ -89,6 +90,8 @@ export type Coordinator = {
   readonly rewards: EpochCloser
   /** Model replicas on idle devices; tests drive its tick by hand. */
   readonly serving: ModelServing
+  /** What GET /metrics serves (Prometheus's text format). */
+  readonly metrics: CoordinatorMetrics
   /** Charges finished inference requests now. */
   settleInference(): Promise<void>
   /** Records a price index sample per model now. */
@@ -137,6 +140,7 @@ export async function buildCoordinator(
   const { store, clock } = components
   const offlineAfterMs = init.heartbeatIntervalMs * init.missedHeartbeatsBeforeOffline
   const presence = new Presence({ offlineAfterMs, restartGraceMs: init.restartGraceMs })
+  const metrics = createCoordinatorMetrics()
   const index = new OfferIndex()
   const feed = new OfferFeed(store, index)
 
@@ -238,6 +242,7 @@ export async function buildCoordinator(
       random: components.random ?? cryptoRandom,
       logger: log,
       send: (deviceId, message) => links.send(deviceId, message),
+      metrics,
     },
     {
       ...defaultVerifierInit,
@@ -274,6 +279,7 @@ export async function buildCoordinator(
     logger: log,
     heartbeatIntervalMs: init.heartbeatIntervalMs,
     recordStateChanges,
+    onHeartbeat: () => metrics.heartbeats.inc(),
     events: {
       ...(init.verificationEnabled ? verificationEvents : {}),
       ...clusterEvents,
@@ -336,6 +342,7 @@ export async function buildCoordinator(
         await feed.pull()
       },
       ...(clusterBilling ? { billing: clusterBilling } : {}),
+      metrics,
       onDevicesReserved: (deviceIds, reason) => {
         for (const deviceId of deviceIds) serving.evict(deviceId, reason)
       },
@@ -365,6 +372,7 @@ export async function buildCoordinator(
     clock,
     settlement: localSettlement(store),
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
+    metrics,
   })
   await registerSpeedtestRoutes(app, { store, clock })
   registerRewardRoutes(app, { store, clock, cacheMs: init.explorerCacheMs })
@@ -399,7 +407,7 @@ export async function buildCoordinator(
   if (init.inferenceEnabled) {
     const gateway = registerInferenceGateway(
       app,
-      { store, clock, serving, billing: inferenceBilling },
+      { store, clock, serving, billing: inferenceBilling, metrics },
       { requestsPerMinute: init.inferenceRequestsPerMinute, maxAttempts: 3, firstByteTimeoutMs: 120_000 },
     )
     registerServingRoutes(app, { store, clock, serving, billing: inferenceBilling, gateway })
@@ -432,6 +440,16 @@ export async function buildCoordinator(
       spotCheckFraction: init.rewardSpotCheckFraction,
     },
   )
+  registerMetricSources(metrics, {
+    connectedWorkers: () => links.connectedCount,
+    clustersByState: () => clusters.clustersByState(),
+    replicasByPhase: () => serving.replicasByPhase(),
+    ledgerTransferSeq: () => store.ledger.lastTransferSeq(),
+  })
+  app.get('/metrics', { schema: { hide: true } }, async (_request, reply) =>
+    reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
+  )
+
   const samplePriceIndex = async () => {
     const atMs = clock.nowMs()
     await store.explorer.insertPriceSamples(index.priceIndex().map((sample) => ({ ...sample, atMs })))
@@ -604,6 +622,7 @@ export async function buildCoordinator(
     rtt,
     rewards,
     serving,
+    metrics,
     settleInference: () => inferenceBilling.settle(),
     samplePriceIndex,
     async stop() {

@@ -39,6 +39,8 @@ export type WorkerLinkComponents = {
   /** Persists state changes; a failed write is retried by the caller. */
   recordStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
   readonly events?: WorkerLinkEvents
+  /** Counts heartbeats for GET /metrics. */
+  onHeartbeat?(): void
 }
 
 /** What other parts (proof-of-compute, the cluster controller) hear from the link. */
@@ -277,6 +279,7 @@ export class WorkerLinks {
       case 'auth':
         return refuse(WorkerCloseCode.policyViolation, 'already authenticated')
       case 'heartbeat':
+        this.#components.onHeartbeat?.()
         presence.heartbeat(session.deviceId, session.sessionId, clock.nowMs())
         return
       case 'report':

@@ -483,6 +483,22 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
         const verified = await call('GET', '/v1/ledger/verify', operatorKey)
         assert.equal(verified.status, 200)
         assert.equal(verified.body.ok, true, JSON.stringify(verified.body))
+        // The operator's view of the same traffic: requests, tokens and latency per model in GET /metrics.
+        const metrics = await (await fetch(`${baseUrl}/metrics`)).text()
+        const value = (series: string) =>
+          Number(
+            metrics
+              .split('\n')
+              .find((line) => line.startsWith(`${series} `))
+              ?.split(' ')[1] ?? NaN,
+          )
+        const model = 'model="tiny-chat:1.0.0"'
+        const stats = (await call('GET', '/v1/inference/stats')).body.byModel['tiny-chat:1.0.0']
+        assert.equal(value(`gpumesh_gateway_requests_total{${model},outcome="succeeded"}`), stats.succeeded)
+        assert.equal(value(`gpumesh_gateway_requests_total{${model},outcome="failed"}`) || 0, stats.failed)
+        assert.ok(value(`gpumesh_gateway_tokens_total{${model},kind="completion"}`) > 0)
+        assert.ok(value(`gpumesh_gateway_request_duration_seconds_count{${model}}`) > 0)
+        assert.ok(value('gpumesh_model_replicas{phase="ready"}') >= 1)
       })
     })
   }

@@ -409,6 +409,12 @@ for (const backend of storeBackends) {
       })
       closers.push(worker.close)
       await failedWith(worker.deviceId, 'malformed_response')
+      const metrics = await (await fetch(`${baseUrl}/metrics`)).text()
+      assert.match(
+        metrics,
+        /^gpumesh_verification_outcomes_total\{outcome="failed",reason="malformed_response"\} [1-9]/m,
+      )
+      assert.match(metrics, /^gpumesh_verification_outcomes_total\{outcome="passed",reason=""\} [1-9]/m)
       const health = (await (await fetch(`${baseUrl}/v1/health`)).json()) as any
       assert.equal(health.status, 'ok')
     })

@@ -35,6 +35,8 @@ export type LedgerStore = {
     nowMs: number,
     alongside: (tx: SqlExecutor) => Promise<void>,
   ): Promise<TransferResult[]>
+  /** The newest transfer's sequence number (0 with none): its growth is the ledger's transfer rate. */
+  lastTransferSeq(): Promise<bigint>
   /** Voids pending transfers past their timeout (each by its own `expire:` transfer); returns how many. */
   expirePending(nowMs: number, limit?: number): Promise<number>
   /** An account's transfers, newest first. */
@@ -234,6 +236,10 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
       return rows.map(toAccount)
     },
 
+    async lastTransferSeq() {
+      const [row] = await driver.query<{ seq: bigint | null }>('SELECT max(seq) AS seq FROM ledger_transfers')
+      return BigInt(row?.seq ?? 0)
+    },
     createTransfers(batch, nowMs) {
       if (batch.length === 0) return Promise.resolve([])
       return retryWhen(

@@ -29,6 +29,7 @@ import { measureRoundTrips, startRttResponder, type RttResponder } from './rtt/r
 import { createModelReplicas, type ModelReplicasInit } from './models/model-replicas.ts'
 import { describeCapabilities } from './capabilities/derive.ts'
 import type { SelfTest } from './capabilities/self-test.ts'
+import { recordCapabilities, type WorkerMetrics } from './metrics.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
@@ -57,6 +58,8 @@ export type WorkerAgentComponents = {
    * after a node or replica failed here. Absent: the machine claims nothing it was not given components for.
    */
   readonly selfTest?: SelfTest
+  /** Link, heartbeat, proof and capability figures for the machine's own /metrics. */
+  readonly metrics?: WorkerMetrics
   /** How this machine runs model replicas; used when settings.serveModels is on. */
   readonly models?: Omit<
     ModelReplicasInit,
@@ -76,6 +79,9 @@ export type WorkerAgent = {
   stop(reason?: string): Promise<void>
   readonly status: WorkerAgentStatus
   readonly deviceId: string | undefined
+  /** Cluster nodes and model replicas it runs now. */
+  readonly clusterNodeCount: number
+  readonly modelReplicaCount: number
   /** Resolves when the agent stops for good (stop(), or a fatal refusal such as a blocked device). */
   readonly finished: Promise<{ fatalError?: Error }>
 }
@@ -121,6 +127,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         if (capabilities !== undefined) sendToCoordinator({ type: 'capabilities', capabilities: found })
       }
       capabilities = found
+      recordCapabilities(components.metrics, found)
       return found
     })().finally(() => (selfTesting = undefined))
     return selfTesting
@@ -315,6 +322,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
           })
         } else if (message.type === 'welcome') {
           wasOnline = true
+          components.metrics?.linkUp.set(1)
           status = 'online'
           if (speedtestTimer === undefined) {
             scheduleSpeedtest(
@@ -354,10 +362,10 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
           sendMessage({ type: 'cluster_nodes_held', clusterIds: clusterNodes?.heldClusterIds() ?? [] })
           sendMessage({ type: 'model_replicas_held', replicaIds: modelReplicas?.heldReplicaIds() ?? [] })
           clearInterval(heartbeatTimer)
-          heartbeatTimer = setInterval(
-            () => sendMessage({ type: 'heartbeat', seq: seq++ }),
-            message.heartbeatIntervalMs,
-          )
+          heartbeatTimer = setInterval(() => {
+            sendMessage({ type: 'heartbeat', seq: seq++ })
+            components.metrics?.heartbeatsSent.inc()
+          }, message.heartbeatIntervalMs)
         } else if (message.type === 'error') {
           logger.warn('coordinator reported an error', { code: message.code, message: message.message })
         } else if (message.type === 'rtt_probe') {
@@ -400,11 +408,15 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
               detail: refusal ?? 'this machine does not run cluster nodes',
             })
         } else {
+          if (message.type === 'challenge_result')
+            components.metrics?.proofs.inc({ outcome: message.passed ? 'passed' : 'failed' })
           proofs.handle(message as Parameters<typeof proofs.handle>[0], sendMessage)
         }
       })
       ws.on('error', (error) => logger.warn('link error', { error: String(error) }))
       ws.on('close', (code, reasonBuffer) => {
+        components.metrics?.linkUp.set(0)
+        if (!stopping) components.metrics?.reconnects.inc()
         proofs.closeAll()
         clearInterval(heartbeatTimer)
         heartbeatTimer = undefined
@@ -476,6 +488,12 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
     },
     get deviceId() {
       return deviceId
+    },
+    get clusterNodeCount() {
+      return clusterNodes?.heldClusterIds().length ?? 0
+    },
+    get modelReplicaCount() {
+      return modelReplicas?.heldReplicaIds().length ?? 0
     },
     finished,
     async start() {

@@ -4,7 +4,9 @@ import {
   createPythonProver,
   createSelfTest,
   createWorkerAgent,
+  createWorkerMetrics,
   describeCapabilities,
+  serveWorkerMetrics,
   formatInventoryTable,
   probeHardware,
   referenceProver,
@@ -145,9 +147,23 @@ export function registerWorkerCommands(program: Command): void {
         logger.warn(
           'not running as root: this machine cannot host cluster nodes (network namespaces need root)',
         )
+      // Metrics read the agent lazily: it is made below, with them among its components.
+      const started: { agent?: { clusterNodeCount: number; modelReplicaCount: number } } = {}
+      const metrics =
+        settings.metricsPort === undefined
+          ? undefined
+          : createWorkerMetrics({
+              clusterNodes: () => started.agent?.clusterNodeCount ?? 0,
+              modelReplicas: () => started.agent?.modelReplicaCount ?? 0,
+            })
+      const metricsServer = metrics
+        ? await serveWorkerMetrics(metrics.registry, settings.metricsPort!)
+        : undefined
+      if (metricsServer) logger.info(`metrics on http://127.0.0.1:${metricsServer.port}/metrics`)
       const agent = createWorkerAgent(
         {
           logger,
+          ...(metrics ? { metrics } : {}),
           ...(settings.clustersEnabled && canRunClusters
             ? {
                 clusters: {
@@ -199,6 +215,7 @@ export function registerWorkerCommands(program: Command): void {
         },
         settings,
       )
+      started.agent = agent
       await agent.start()
       const outcome: { fatalError?: Error } = await Promise.race([
         untilSignal().then(async (signal) => {
@@ -207,6 +224,7 @@ export function registerWorkerCommands(program: Command): void {
         }),
         agent.finished,
       ])
+      await metricsServer?.close()
       if (outcome.fatalError) process.exitCode = 1
     })
 

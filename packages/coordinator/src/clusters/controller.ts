@@ -33,6 +33,7 @@ import { mintId } from '../credentials.ts'
 import type { OfferIndex } from '../offers/offer-index.ts'
 import type { Presence } from '../presence/presence.ts'
 import type { WorkerLinks } from '../worker-link.ts'
+import type { CoordinatorMetrics } from '../metrics.ts'
 import { billingEndMs, type ClusterBilling } from './billing.ts'
 import { planCluster, priceNodes, resolveClusterRequest, type PlanMarket } from './plan.ts'
 import {
@@ -67,6 +68,8 @@ export type ClusterControllerComponents = {
   readonly market: PlanMarket
   /** Charges clusters from renters' wallets; absent, clusters are free. */
   readonly billing?: ClusterBilling
+  /** Placement and provisioning times, for GET /metrics. */
+  readonly metrics?: Pick<CoordinatorMetrics, 'placementSeconds' | 'provisioningSeconds'>
 }
 
 /** How often a cluster that needs a replacement but found none tries again. */
@@ -113,6 +116,22 @@ export class ClusterController {
     return this.#clusters.size
   }
 
+  /** Active clusters by state, for GET /metrics. */
+  clustersByState(): Record<string, number> {
+    const counts: Record<string, number> = {}
+    for (const cluster of this.#clusters.values()) counts[cluster.state] = (counts[cluster.state] ?? 0) + 1
+    return counts
+  }
+
+  #timedPlacement<T>(kind: 'cluster' | 'replacement', place: () => T): T {
+    const startedAt = performance.now()
+    try {
+      return place()
+    } finally {
+      this.#components.metrics?.placementSeconds.observe({ kind }, (performance.now() - startedAt) / 1000)
+    }
+  }
+
   /** One pass over every active cluster. */
   tick(): Promise<void> {
     return this.#serial(async () => {
@@ -135,7 +154,7 @@ export class ClusterController {
         await this.#components.pullOffers()
         const snapshot = index.placementSnapshot()
         const { request, durationHours } = resolveClusterRequest(body, snapshot)
-        const placement = placeCluster(snapshot, request)
+        const placement = this.#timedPlacement('cluster', () => placeCluster(snapshot, request))
         if (!placement.ok) {
           const plan = planCluster(snapshot, body, this.#components.market)
           throw new UnplaceableError(`cannot place this cluster: ${plan.detail}`, {
@@ -710,7 +729,9 @@ export class ClusterController {
       nodes: full.nodes.filter((node) => !memberIds.has(node.deviceId)),
       roundTripMs: full.roundTripMs,
     }
-    const placement = placeCluster(snapshot, { ...request, nodeCount: needed })
+    const placement = this.#timedPlacement('replacement', () =>
+      placeCluster(snapshot, { ...request, nodeCount: needed }),
+    )
     if (!placement.ok) {
       // One event per fact: said again only when the reason changes, not at every retry.
       const message = `no replacement available yet: ${placement.detail}`
@@ -840,6 +861,8 @@ export class ClusterController {
 
   async #patchCluster(clusterId: string, patch: Parameters<Store['updateCluster']>[1]): Promise<void> {
     let updated = await this.#components.store.updateCluster(clusterId, patch, this.#components.clock.nowMs())
+    if (patch.readyAtMs !== undefined && patch.readyAtMs !== null)
+      this.#components.metrics?.provisioningSeconds.observe((patch.readyAtMs - updated.createdAtMs) / 1000)
     // Ending: charge what the nodes served up to the end, then release the rest of the hold.
     const billing = this.#components.billing
     if (

@@ -33,6 +33,7 @@ import Type from 'typebox'
 import { authenticate, requireRole, type Principal } from '../principal.ts'
 import type { App } from '../routes.ts'
 import { faucetAccountId, type SettlementAdapter } from './settlement.ts'
+import type { CoordinatorMetrics } from '../metrics.ts'
 
 // Wallets and the ledger over HTTP. Every amount is validated at the edge (exact decimals, positive, at most
 // 10^12 GMT); a request id makes deposits, withdrawals and claims safe to retry.
@@ -43,6 +44,8 @@ export type LedgerRouteComponents = {
   readonly settlement: SettlementAdapter
   /** Units one faucet claim may take at most; 0: no faucet. */
   readonly faucetMaxClaimUnits: bigint
+  /** The last verification's outcome, for GET /metrics. */
+  readonly metrics?: Pick<CoordinatorMetrics, 'ledgerVerifyOk' | 'ledgerVerifiedAtSeconds'>
 }
 
 class FaucetEmptyError extends GpumeshError {
@@ -452,6 +455,8 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
       requireRole(await principalOf(request), 'operator')
       const startedAt = performance.now()
       const verification = await store.ledger.verify()
+      components.metrics?.ledgerVerifyOk.set(verification.ok ? 1 : 0)
+      components.metrics?.ledgerVerifiedAtSeconds.set(components.clock.nowMs() / 1000)
       return {
         ...verification,
         mismatched: [...verification.mismatched],

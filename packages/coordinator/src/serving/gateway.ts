@@ -16,6 +16,7 @@ import { authenticate, requireRole, type Principal } from '../principal.ts'
 import type { App } from '../routes.ts'
 import type { InferenceBilling } from './inference-billing.ts'
 import { modelKeyOf, type ModelServing, type Replica } from './model-serving.ts'
+import type { CoordinatorMetrics } from '../metrics.ts'
 
 // The OpenAI-compatible gateway. A request is authenticated by its API key, rate-limited per key, checked
 // against the model's limits, priced, and its most possible cost reserved from the caller's funds before any
@@ -28,6 +29,8 @@ export type GatewayComponents = {
   readonly clock: Clock
   readonly serving: ModelServing
   readonly billing: InferenceBilling
+  /** Requests, latency and tokens, for GET /metrics. */
+  readonly metrics?: Pick<CoordinatorMetrics, 'gatewayRequests' | 'gatewaySeconds' | 'gatewayTokens'>
 }
 
 export type GatewayInit = {
@@ -339,6 +342,14 @@ export function registerInferenceGateway(
     )
     const stats = statsOf(modelKey)
     stats.requests += 1
+    const requestStartedAt = performance.now()
+    const record = (outcome: 'succeeded' | 'failed') => {
+      components.metrics?.gatewayRequests.inc({ model: modelKey, outcome })
+      components.metrics?.gatewaySeconds.observe(
+        { model: modelKey },
+        (performance.now() - requestStartedAt) / 1000,
+      )
+    }
     const receiptId = `inf_${mintIdBody()}`
     const stream = endpoint !== 'embeddings' && body.stream === true
     const callerWantsUsage =
@@ -362,6 +373,9 @@ export function registerInferenceGateway(
       stats.succeeded += 1
       stats.promptTokens += promptTokens
       stats.completionTokens += completionTokens
+      record('succeeded')
+      components.metrics?.gatewayTokens.inc({ model: modelKey, kind: 'prompt' }, promptTokens)
+      components.metrics?.gatewayTokens.inc({ model: modelKey, kind: 'completion' }, completionTokens)
       billing.complete(reservation, {
         id: receiptId,
         accountId: principal.accountId,
@@ -405,6 +419,7 @@ export function registerInferenceGateway(
         if (outcome.kind !== 'ok') {
           billing.cancel(reservation)
           stats.failed += 1
+          record('failed')
           return reply
         }
         replica.consecutiveFailures = 0
@@ -414,6 +429,7 @@ export function registerInferenceGateway(
         if (!(error instanceof RetryableUpstreamError)) {
           billing.cancel(reservation)
           stats.failed += 1
+          record('failed')
           throw error
         }
         lastFailure = error.message
@@ -429,6 +445,7 @@ export function registerInferenceGateway(
     }
     billing.cancel(reservation)
     stats.failed += 1
+    record('failed')
     throw new OpenAiError(
       503,
       `no replica of ${model.name} could answer: ${lastFailure}`,

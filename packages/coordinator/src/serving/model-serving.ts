@@ -75,6 +75,8 @@ export type ModelServing = {
   pricesOf(modelId: string): TokenPrices | undefined
   /** Replicas the gateway may send requests to: ready, and not being stopped. */
   readyReplicas(modelId?: string): Replica[]
+  /** Replicas this coordinator knows, by phase (draining ones apart), for GET /metrics. */
+  replicasByPhase(): Record<string, number>
   /** Live models, with their ready replica counts. */
   servedModels(): { model: ModelRecord; ready: number }[]
   /** A supplier's choice for one device (API or report). */
@@ -289,6 +291,15 @@ export function createModelServing(components: ModelServingComponents, init: Mod
       return [...replicas.values()].filter(
         (r) => serves(r) && (modelId === undefined || r.model.id === modelId),
       )
+    },
+
+    replicasByPhase() {
+      const counts: Record<string, number> = {}
+      for (const replica of replicas.values()) {
+        const phase = replica.drainingSinceMs === null ? replica.phase : 'draining'
+        counts[phase] = (counts[phase] ?? 0) + 1
+      }
+      return counts
     },
 
     servedModels() {

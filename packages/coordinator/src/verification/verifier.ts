@@ -21,6 +21,7 @@ import {
 } from '@gpumesh/verification'
 import type { FastifyBaseLogger } from 'fastify'
 import { mintIdBody } from '../credentials.ts'
+import type { CoordinatorMetrics } from '../metrics.ts'
 
 // Runs proof-of-compute against the workers connected to this process: issues challenges at enrollment and
 // again at random times, times the answers, checks the opened rows, and records every outcome with a reason.
@@ -47,6 +48,8 @@ export type VerifierComponents = {
   readonly random: Random
   readonly logger: FastifyBaseLogger
   send(deviceId: string, message: CoordinatorMessage): boolean
+  /** Outcomes counted for GET /metrics. */
+  readonly metrics?: Pick<CoordinatorMetrics, 'verificationOutcomes'>
 }
 
 type Pending = {
@@ -320,6 +323,7 @@ export class Verifier {
   }
 
   async #pass(deviceId: string, pending: Pending): Promise<void> {
+    this.#components.metrics?.verificationOutcomes.inc({ outcome: 'passed', reason: '' })
     const { clock, store, random } = this.#components
     const device = await store.getDevice(deviceId)
     if (device && (await this.#flagUuidConflicts(device))) {
@@ -370,6 +374,7 @@ export class Verifier {
   ): Promise<void> {
     this.#pending.delete(deviceId)
     const { clock, store } = this.#components
+    this.#components.metrics?.verificationOutcomes.inc({ outcome: 'failed', reason: reasonCode })
     const nowMs = clock.nowMs()
     const device = await store.getDevice(deviceId)
     const failures = (device?.verificationFailures ?? 0) + 1
