@@ -1,7 +1,13 @@
 import type { Role } from '@gpumesh/core'
 import type { DeviceView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
-import { clientFrom, saveCredentials, UsageError, type ConnectionFlags } from '../credentials.ts'
+import {
+  clientFrom,
+  readCredentials,
+  saveCredentials,
+  UsageError,
+  type ConnectionFlags,
+} from '../credentials.ts'
 import { printJson, printTable, reliabilityText } from '../output.ts'
 
 const connectionOptions = (command: Command) =>
@@ -57,17 +63,29 @@ export function registerAccountCommands(program: Command): void {
       },
     )
 
-  connectionOptions(
-    program.command('login').description('check an API key and save it for later commands'),
-  ).action(async (flags: ConnectionFlags) => {
-    if (!flags.apiKey) throw new UsageError('--api-key is required')
-    const client = clientFrom(flags, true)
-    const me = await client.me()
-    const path = saveCredentials({ coordinatorUrl: client.baseUrl, apiKey: flags.apiKey })
-    process.stdout.write(
-      `logged in to ${client.baseUrl} as ${me.account.name} (${me.apiKey.roles.join(', ')}); saved to ${path}\n`,
+  connectionOptions(program.command('login').description('check an API key and save it for later commands'))
+    .option(
+      '--print-env',
+      'print the saved login as shell exports (eval "$(gpumesh login --print-env)"), for curl and SDKs',
     )
-  })
+    .action(async (flags: ConnectionFlags & { printEnv?: boolean }) => {
+      if (flags.printEnv) {
+        const saved = readCredentials()
+        if (!saved) throw new UsageError('not logged in: run gpumesh login --coordinator URL --api-key KEY')
+        const quoted = (value: string) => `'${value.replaceAll("'", "'\\''")}'`
+        process.stdout.write(
+          `export GPUMESH_COORDINATOR=${quoted(saved.coordinatorUrl)}\nexport GPUMESH_API_KEY=${quoted(saved.apiKey)}\n`,
+        )
+        return
+      }
+      if (!flags.apiKey) throw new UsageError('--api-key is required')
+      const client = clientFrom(flags, true)
+      const me = await client.me()
+      const path = saveCredentials({ coordinatorUrl: client.baseUrl, apiKey: flags.apiKey })
+      process.stdout.write(
+        `logged in to ${client.baseUrl} as ${me.account.name} (${me.apiKey.roles.join(', ')}); saved to ${path}\n`,
+      )
+    })
 
   const apiKey = program.command('api-key').description('API keys of your account')
   connectionOptions(apiKey.command('create').description('create an API key (shown once)'))

@@ -222,11 +222,11 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('show')
       .description('one cluster and each of its nodes')
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .option('--json', 'machine-readable output')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       const view = await clientFrom(flags, true).getCluster(clusterId)
       if (flags['json']) return printJson(view)
       printClusterView(view)
@@ -236,12 +236,12 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('extend')
       .description("add hours to a cluster's duration")
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .requiredOption('--hours <hours>', 'hours to add')
     .option('--json', 'machine-readable output')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       const hours = parsePositiveNumber('--hours', flags['hours'] as string, maxClusterDurationHours)
       const view = await clientFrom(flags, true).extendCluster(clusterId, hours)
       if (flags['json']) return printJson(view)
@@ -254,7 +254,7 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('terminate')
       .description('tear a cluster down and release its machines; waits until they are released')
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .option('--no-wait', 'return once the teardown has started')
     .option(
@@ -264,7 +264,7 @@ export function registerClusterCommands(program: Command): void {
     )
     .option('--json', 'machine-readable output (does not wait)')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       const waitTimeoutMs = parsePositiveNumber('--wait-timeout', flags['waitTimeout'] as string) * 1000
       const client = clientFrom(flags, true)
       const wait = flags['wait'] !== false && !flags['json']
@@ -298,12 +298,12 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('events')
       .description("a cluster's events: nodes joining, leaving and being replaced, state changes")
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .option('--follow', 'keep printing new events until the cluster is terminated or failed (or Ctrl-C)')
     .option('--json', 'one JSON object per event and line')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       const client = clientFrom(flags, true)
       const onEvent = flags['json']
         ? (event: ClusterEventView) => process.stdout.write(`${JSON.stringify(event)}\n`)
@@ -330,13 +330,13 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('connect')
       .description("join this machine to a cluster's private mesh (writes a WireGuard config for wg-quick)")
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .option('--name <name>', 'how this machine is listed among the clients', 'client')
     .option('--out <file>', 'where to write the WireGuard config (default gm-<cluster>.conf, mode 0600)')
     .option('--json', 'machine-readable output (the config is still written)')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       // Made here: only the public key goes to the coordinator.
       const keyPair = generateWireguardKeyPair()
       const config = await clientFrom(flags, true).connectClient(clusterId, {
@@ -365,11 +365,11 @@ export function registerClusterCommands(program: Command): void {
     cluster
       .command('disconnect')
       .description("remove a machine from a cluster's mesh")
-      .argument('<id>', 'cluster id (cls_...)'),
+      .argument('<id>', 'cluster id (cls_...) or name'),
   )
     .requiredOption('--config <file>', 'the WireGuard config `cluster connect` wrote')
     .action(async (id: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('<id>', id)
+      const clusterId = await clusterRef(flags, '<id>', id)
       const publicKey = /^# public-key: (\S+)$/m.exec(readFileSync(flags['config'] as string, 'utf8'))?.[1]
       if (!publicKey)
         throw new UsageError(
@@ -679,4 +679,20 @@ export function clusterIdArgument(name: string, value: string): string {
   if (!clusterIdValidator.check(value))
     throw new UsageError(`${name}: "${value}" is not a cluster id (cls_..., see gpumesh cluster ls)`)
   return value
+}
+
+/**
+ * A cluster named by its id (cls_...) or by its name: the newest of the caller's clusters with that name
+ * that has not ended (else the newest that has). Names are what people type; ids are what scripts keep.
+ */
+export async function clusterRef(flags: ConnectionFlags, name: string, value: string): Promise<string> {
+  if (clusterIdValidator.check(value)) return value
+  if (!/^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/.test(value))
+    throw new UsageError(`${name}: "${value}" is neither a cluster id (cls_...) nor a cluster name`)
+  const { clusters } = await clientFrom(flags, true).listClusters({ limit: maxClusterListLimit })
+  const named = clusters.filter((view) => view.name === value)
+  const live = named.filter((view) => view.state !== 'terminated' && view.state !== 'failed')
+  const chosen = live[0] ?? named[0]
+  if (!chosen) throw new UsageError(`${name}: you have no cluster named "${value}" (gpumesh cluster ls)`)
+  return chosen.id
 }

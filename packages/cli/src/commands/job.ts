@@ -15,7 +15,7 @@ import { create as createTar } from 'tar'
 import { clientFrom, UsageError, type ConnectionFlags } from '../credentials.ts'
 import { printJson, printTable } from '../output.ts'
 import { connectionOptions } from './account.ts'
-import { clusterIdArgument, firstLine, onInterrupt, pollWaitMs, retrying, time } from './cluster.ts'
+import { clusterRef, firstLine, onInterrupt, pollWaitMs, retrying, time } from './cluster.ts'
 
 const jobIdValidator = createValidator(JobId, 'job id')
 
@@ -46,7 +46,7 @@ export function registerJobCommands(program: Command): void {
         'the command, after "--"; arguments with spaces or shell characters are quoted',
       ),
   )
-    .requiredOption('--cluster <id>', 'cluster id (cls_...)')
+    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
     .option(
       '--working-dir <dir>',
       `send this directory (without ${[...excludedWorkingDirNames].join(', ')}); the command runs in it on every node`,
@@ -54,7 +54,7 @@ export function registerJobCommands(program: Command): void {
     .option('--no-wait', 'print the job id and return; do not stream its output')
     .option('--json', 'machine-readable output (does not stream)')
     .action(async (command: string[], flags: Flags) => {
-      const clusterId = clusterIdArgument('--cluster', flags['cluster'] as string)
+      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const entrypoint = entrypointOf(command)
       if (entrypoint.length > maxJobEntrypointLength)
         throw new UsageError(
@@ -96,10 +96,10 @@ export function registerJobCommands(program: Command): void {
     })
 
   connectionOptions(job.command('ls').description("a cluster's jobs, newest first"))
-    .requiredOption('--cluster <id>', 'cluster id (cls_...)')
+    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
     .option('--json', 'machine-readable output')
     .action(async (flags: Flags) => {
-      const clusterId = clusterIdArgument('--cluster', flags['cluster'] as string)
+      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const { jobs } = await clientFrom(flags, true).listJobs(clusterId)
       if (flags['json']) return printJson(jobs)
       if (jobs.length === 0) {
@@ -124,10 +124,10 @@ export function registerJobCommands(program: Command): void {
   connectionOptions(
     job.command('show').description('one job and its status').argument('<job>', 'job id (job_...)'),
   )
-    .requiredOption('--cluster <id>', 'cluster id (cls_...)')
+    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
     .option('--json', 'machine-readable output')
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('--cluster', flags['cluster'] as string)
+      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
       const view = await clientFrom(flags, true).getJob(clusterId, checkedJobId)
       if (flags['json']) return printJson(view)
@@ -144,10 +144,10 @@ export function registerJobCommands(program: Command): void {
     })
 
   connectionOptions(job.command('logs').description("a job's output").argument('<job>', 'job id (job_...)'))
-    .requiredOption('--cluster <id>', 'cluster id (cls_...)')
+    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
     .option('--follow', "keep streaming until the job finishes, then exit with the job's exit code")
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('--cluster', flags['cluster'] as string)
+      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
       const follow = flags['follow'] === true
       const view = await streamJobLogs(clientFrom(flags, true), clusterId, checkedJobId, follow)
@@ -157,10 +157,10 @@ export function registerJobCommands(program: Command): void {
   connectionOptions(
     job.command('stop').description('ask Ray to stop a job').argument('<job>', 'job id (job_...)'),
   )
-    .requiredOption('--cluster <id>', 'cluster id (cls_...)')
+    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
     .option('--json', 'machine-readable output')
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = clusterIdArgument('--cluster', flags['cluster'] as string)
+      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
       const view = await clientFrom(flags, true).stopJob(clusterId, checkedJobId)
       if (flags['json']) return printJson(view)

@@ -36,6 +36,8 @@ const localSites = [
   { region: 'eu-north', country: 'SE', price: '1.50' },
 ]
 
+/** How long `up` waits for the first model replica before printing its banner anyway. */
+const upReplicaTimeoutMs = 180_000
 /** How long `up` waits for its workers to be online, self-tested and verified. */
 const upReadyTimeoutMs = 120_000
 /** What the local renter starts with from the faucet, once per data dir. */
@@ -219,6 +221,24 @@ export function registerUpCommand(program: Command): void {
           await new Promise((done) => setTimeout(done, 200))
         }
         const features = featuresOf(devices, storedModel !== undefined)
+        // Ready to use means the printed commands work now: with inference on, the model is being served.
+        if (features.find((feature) => feature.name === 'inference')?.on) {
+          say('waiting for the model replica to be ready (the first start loads Ray Serve: about 20 s)')
+          const replicaStartedAt = performance.now()
+          const replicaDeadline = Date.now() + upReplicaTimeoutMs
+          let served = false
+          while (!served && Date.now() < replicaDeadline) {
+            served = (await client.servedModels()).data.some((model) => model.replicas > 0)
+            if (!served) await new Promise((done) => setTimeout(done, 500))
+          }
+          timings.push({
+            phase: 'model replica',
+            durationMs: Math.round(performance.now() - replicaStartedAt),
+            ...(served ? {} : { note: 'not ready yet' }),
+          })
+          if (!served)
+            say(`no replica ready within ${upReplicaTimeoutMs / 1000} s; ./gpumesh device ls says why`)
+        }
         writeFileSync(join(dataDir, 'up-timings.json'), `${JSON.stringify({ timings, steps }, null, 2)}\n`)
         process.stdout.write(
           `\ngpumesh local network is up\n\n` +
