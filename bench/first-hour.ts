@@ -48,7 +48,16 @@ async function runUp(run: number): Promise<{ wallMs: number; timings: Timing[] }
     ['up', '--exit-when-ready', '--port', String(port), '--data-dir', dataDir],
     {
       cwd: clone,
-      env: { ...process.env, GPUMESH_CONFIG_DIR: join(workDir, 'config'), GPUMESH_PYTHON_ENV: '' },
+      env: {
+        ...process.env,
+        // As a new user's shell: the system Node only, so the clone brings Node 24 itself.
+        PATH: (process.env['PATH'] ?? '')
+          .split(':')
+          .filter((dir) => !dir.includes('/.tools/'))
+          .join(':'),
+        GPUMESH_CONFIG_DIR: join(workDir, 'config'),
+        GPUMESH_PYTHON_ENV: '',
+      },
       stdio: ['ignore', 'ignore', 'pipe'],
     },
   )
