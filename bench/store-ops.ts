@@ -107,7 +107,9 @@ try {
   await time('refreshReliability, all change (every 60 s)', () =>
     store!.refreshReliability(Date.now(), 30 * 86_400_000, 3_600_000),
   )
-  await time('refreshReliability, none change', () => store!.refreshReliability(Date.now(), 30 * 86_400_000, 3_600_000))
+  await time('refreshReliability, none change', () =>
+    store!.refreshReliability(Date.now(), 30 * 86_400_000, 3_600_000),
+  )
   await time('listDevicesChangedSince, nothing new (every 250 ms)', () =>
     store!.listDevicesChangedSince(1n << 60n, 5_000),
   )
