@@ -277,10 +277,22 @@ describe('gpumesh cluster terminate', () => {
   })
 
   it('checks the id before calling anyone', async () => {
+    const run = await gpumesh('cluster', 'terminate', 'my cluster/1')
+    assert.equal(run.code, 2)
+    assert.match(
+      run.stderr,
+      /<id>: "my cluster\/1" is neither a cluster id \(cls_\.\.\.\) nor a cluster name/,
+    )
+    assert.equal(requests.length, 0)
+  })
+
+  it("looks a name up among the caller's clusters and says when none has it", async () => {
+    handler = () => ({ body: { clusters: [] } })
     const run = await gpumesh('cluster', 'terminate', 'my-cluster')
     assert.equal(run.code, 2)
-    assert.match(run.stderr, /<id>: "my-cluster" is not a cluster id/)
-    assert.equal(requests.length, 0)
+    assert.match(run.stderr, /<id>: you have no cluster named "my-cluster"/)
+    assert.equal(requests.length, 1)
+    assert.equal(requests[0]?.path, '/v1/clusters')
   })
 })
 
