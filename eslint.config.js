@@ -77,6 +77,7 @@ export default tseslint.config(
       'packages/core/src/**/*.ts',
       'packages/protocol/src/**/*.ts',
       'packages/scheduler/src/**/*.ts',
+      'packages/clusters/src/**/*.ts',
       'packages/verification/src/**/*.ts',
       'packages/mesh/src/**/*.ts',
       'packages/ledger/src/**/*.ts',

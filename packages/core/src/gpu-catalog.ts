@@ -79,3 +79,13 @@ export function gpuModelKey(productName: string): string {
     .replace(/[^a-z0-9]+/g, '-')
     .replace(/^-|-$/g, '')
 }
+
+/** What a renter typed for a model ("RTX 4090", "nvidia a100", "a100-80gb") as a key comparable with gpuModelKey. */
+export function normalizeModelQuery(text: string): string {
+  return text
+    .toLowerCase()
+    .replace(/^nvidia\s+/, '')
+    .replace(/^(geforce|tesla)\s+/, '')
+    .replace(/[^a-z0-9]+/g, '-')
+    .replace(/^-|-$/g, '')
+}

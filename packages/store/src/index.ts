@@ -1,7 +1,8 @@
 export * from './driver.ts'
 export * from './migrate.ts'
 export * from './records.ts'
-export * from './cluster-records.ts'
+// The cluster records are the clusters package's; the store keeps them.
+export * from '@gpumesh/clusters/records'
 export * from './store.ts'
 export * from './open.ts'
 export * from './ledger-store.ts'

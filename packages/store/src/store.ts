@@ -36,8 +36,8 @@ import type {
   NewClusterEvent,
   NewClusterOutcome,
   ClusterClientRecord,
-} from './cluster-records.ts'
-import { firstClientAddressIndex, maxClusterClients } from './cluster-records.ts'
+} from '@gpumesh/clusters/records'
+import { firstClientAddressIndex, maxClusterClients } from '@gpumesh/clusters/records'
 import type {
   AccountRecord,
   ApiKeyRecord,

@@ -35,7 +35,7 @@ import type { Presence } from '../presence/presence.ts'
 import type { WorkerLinks } from '../worker-link.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 import { billingEndMs, type ClusterBilling } from './billing.ts'
-import { planCluster, priceNodes, resolveClusterRequest, type PlanMarket } from './plan.ts'
+import { planCluster, priceNodes, resolveClusterRequest, type PlanMarket } from '@gpumesh/clusters'
 import {
   isActiveNode,
   isTerminalCluster,
@@ -46,7 +46,7 @@ import {
   type CommandKind,
   type ReconcilePolicy,
   type SentCommand,
-} from './reconcile.ts'
+} from '@gpumesh/clusters'
 
 // The cluster controller: the I/O around reconcileCluster. It keeps every active cluster and its nodes in
 // memory (written through to the store, which stays the source of truth), turns worker reports into node

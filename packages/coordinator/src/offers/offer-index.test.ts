@@ -3,7 +3,8 @@ import { describe, it } from 'node:test'
 import fc from 'fast-check'
 import { capable, incapable, type HardwareInventory } from '@gpumesh/protocol'
 import type { DeviceRecord } from '@gpumesh/store'
-import { normalizeModelQuery, OfferIndex } from './offer-index.ts'
+import { normalizeModelQuery } from '@gpumesh/core'
+import { OfferIndex } from './offer-index.ts'
 
 const models = [
   { modelKey: 'h100', productName: 'NVIDIA H100 80GB HBM3', vramMib: 81559 },

@@ -3,6 +3,7 @@ import {
   formatMicroUsd,
   type DevicePricing,
   gpuModelById,
+  normalizeModelQuery,
   parseUsdToMicro,
   type BandwidthTier,
 } from '@gpumesh/core'
@@ -402,16 +403,6 @@ const comparators: Record<SortKey, (a: Entry, b: Entry) => number> = {
     b.performance - a.performance || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
   reliability: (a, b) =>
     reliabilityRank(b) - reliabilityRank(a) || a.priceMicroUsd - b.priceMicroUsd || byDeviceId(a, b),
-}
-
-/** "RTX 4090", "nvidia a100", "a100-80gb" -> a comparable key */
-export function normalizeModelQuery(text: string): string {
-  return text
-    .toLowerCase()
-    .replace(/^nvidia\s+/, '')
-    .replace(/^(geforce|tesla)\s+/, '')
-    .replace(/[^a-z0-9]+/g, '-')
-    .replace(/^-|-$/g, '')
 }
 
 function compileFilter(query: OffersQuery): (entry: Entry) => boolean {

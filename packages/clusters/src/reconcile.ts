@@ -1,4 +1,5 @@
-import { createHash } from 'node:crypto'
+import { sha256 } from '@noble/hashes/sha2.js'
+import { bytesToHex, utf8ToBytes } from '@noble/hashes/utils.js'
 import {
   clusterNamespaceName,
   clusterSubnet,
@@ -13,7 +14,7 @@ import type {
   ClusterPatch,
   ClusterRecord,
   NewClusterEvent,
-} from '@gpumesh/store'
+} from './records.ts'
 
 // The cluster controller's decisions, as a pure function: given a cluster's desired and observed state,
 // what to write, whom to tell what, and how many nodes to replace. The controller (controller.ts) runs it
@@ -282,10 +283,10 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     for (const client of view.clients ?? [])
       peers.push({ publicKey: client.publicKey, overlayAddress: nodeAddress(subnet, client.addressIndex) })
     peers.sort((a, b) => (a.overlayAddress < b.overlayAddress ? -1 : 1))
-    const revision = createHash('sha256')
-      .update(`${addressOf(node)}|${JSON.stringify(peers)}`)
-      .digest('hex')
-      .slice(0, 32)
+    const revision = bytesToHex(sha256(utf8ToBytes(`${addressOf(node)}|${JSON.stringify(peers)}`))).slice(
+      0,
+      32,
+    )
     return { peers, revision }
   }
   const meshCurrent = (node: ClusterNodeRecord) =>

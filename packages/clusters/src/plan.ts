@@ -2,6 +2,7 @@ import {
   bandwidthTierRank,
   formatGmtUnits,
   formatMicroUsd,
+  normalizeModelQuery,
   parseUsdToMicro,
   ValidationError,
 } from '@gpumesh/core'
@@ -24,7 +25,6 @@ import {
   type RejectionReason,
   type SupplySnapshot,
 } from '@gpumesh/scheduler'
-import { normalizeModelQuery } from '../offers/offer-index.ts'
 
 /** A whole 8-GPU node is the common unit; "A100:16" becomes two 8-GPU nodes. */
 export const defaultGpusPerNodeForShorthand = 8

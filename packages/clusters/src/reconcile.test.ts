@@ -15,7 +15,7 @@ import type {
   ClusterNodeRecord,
   ClusterRecord,
   ClusterState,
-} from '@gpumesh/store'
+} from './records.ts'
 import {
   isActiveNode,
   rayGcsPort,
