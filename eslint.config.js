@@ -78,6 +78,7 @@ export default tseslint.config(
       'packages/protocol/src/**/*.ts',
       'packages/scheduler/src/**/*.ts',
       'packages/clusters/src/**/*.ts',
+      'packages/presence/src/**/*.ts',
       'packages/verification/src/**/*.ts',
       'packages/mesh/src/**/*.ts',
       'packages/ledger/src/**/*.ts',

@@ -18,7 +18,7 @@ import {
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
-import { Presence } from './presence/presence.ts'
+import { Presence } from '@gpumesh/presence'
 import { registerRoutes } from './routes.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'

@@ -1,7 +1,5 @@
 export * from './coordinator.ts'
 export * from './offers/offer-index.ts'
-export * from './presence/presence.ts'
-export * from './presence/uptime.ts'
 export * from './credentials.ts'
 export * from './signatures.ts'
 export * from './device-request-auth.ts'

@@ -55,7 +55,7 @@ import { mintApiKey, mintEnrollmentToken, mintId, parseEnrollmentToken } from '.
 import type { OfferIndex } from './offers/offer-index.ts'
 import { authenticate, ownDevice as findOwnDevice, requireRole, type Principal } from './principal.ts'
 import { accountView, apiKeyView, deviceView, enrollmentTokenView } from './views.ts'
-import { uptimeBucketMs } from './presence/uptime.ts'
+import { uptimeBucketMs } from '@gpumesh/presence'
 import { factorViews, planCluster, type PlanMarket } from '@gpumesh/clusters'
 import { coordinatorVersion } from './version.ts'
 import { verifyEd25519 } from './signatures.ts'

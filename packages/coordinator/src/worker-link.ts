@@ -19,7 +19,7 @@ import type { DeviceStateChange, Store } from '@gpumesh/store'
 import type { FastifyBaseLogger } from 'fastify'
 import type { WebSocket } from 'ws'
 import { mintIdBody } from './credentials.ts'
-import type { Presence } from './presence/presence.ts'
+import type { Presence } from '@gpumesh/presence'
 import { verifyEd25519 } from './signatures.ts'
 
 // One WebSocket per worker. Every frame is size-checked (by ws), parsed and schema-validated before it is

@@ -3,6 +3,8 @@ export * from './migrate.ts'
 export * from './records.ts'
 // The cluster records are the clusters package's; the store keeps them.
 export * from '@gpumesh/clusters/records'
+// So are presence's flush entries and state changes.
+export * from '@gpumesh/presence/records'
 export * from './store.ts'
 export * from './open.ts'
 export * from './ledger-store.ts'

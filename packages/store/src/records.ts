@@ -79,23 +79,6 @@ export type DeviceEventRecord = {
   readonly reason: string
 }
 
-export type UptimeBucket = { readonly bucketStartMs: number; readonly onlineMs: number }
-
-/** What the heartbeat flusher writes for one device: one row per device per flush, never per heartbeat. */
-export type HeartbeatFlushEntry = {
-  readonly deviceId: string
-  readonly lastSeenAtMs: number
-  readonly uptimeBuckets: readonly UptimeBucket[]
-}
-
-export type DeviceStateChange = {
-  readonly deviceId: string
-  readonly state: DeviceState
-  readonly reasonCode: StateReasonCode
-  readonly reason: string
-  readonly atMs: number
-}
-
 export type DeviceReport = {
   readonly hostname: string
   readonly inventory: HardwareInventory

@@ -38,23 +38,26 @@ import type {
   ClusterClientRecord,
 } from '@gpumesh/clusters/records'
 import { firstClientAddressIndex, maxClusterClients } from '@gpumesh/clusters/records'
+import {
+  mergeFlushEntries,
+  type DeviceStateChange,
+  type HeartbeatFlushEntry,
+  type UptimeBucket,
+} from '@gpumesh/presence/records'
 import type {
   AccountRecord,
   ApiKeyRecord,
   DeviceEventRecord,
   DeviceRecord,
   DeviceReport,
-  DeviceStateChange,
   EnrollmentTokenRecord,
   EnrollOutcome,
   EnrollRequest,
   GpuUuidConflict,
-  HeartbeatFlushEntry,
   ChallengeRecord,
   GangReservation,
   GangReservationOutcome,
   SpeedtestRecord,
-  UptimeBucket,
   VerificationOutcome,
 } from './records.ts'
 
@@ -1408,29 +1411,6 @@ async function bumpDeviceChangeSeq(tx: SqlExecutor, deviceIds: readonly string[]
 /** JSON text with bigints as decimal strings: JSON has no bigint (PGlite writes JSONB params the same way). */
 function jsonText(value: unknown): string {
   return JSON.stringify(value, (_key, item: unknown) => (typeof item === 'bigint' ? item.toString() : item))
-}
-
-/** One entry per device: uptime per bucket summed, last seen the latest. */
-export function mergeFlushEntries(entries: readonly HeartbeatFlushEntry[]): HeartbeatFlushEntry[] {
-  const byDevice = new Map<string, { lastSeenAtMs: number; buckets: Map<number, number> }>()
-  for (const entry of entries) {
-    const merged = byDevice.get(entry.deviceId) ?? { lastSeenAtMs: 0, buckets: new Map<number, number>() }
-    merged.lastSeenAtMs = Math.max(merged.lastSeenAtMs, entry.lastSeenAtMs)
-    for (const bucket of entry.uptimeBuckets) {
-      merged.buckets.set(
-        bucket.bucketStartMs,
-        (merged.buckets.get(bucket.bucketStartMs) ?? 0) + bucket.onlineMs,
-      )
-    }
-    byDevice.set(entry.deviceId, merged)
-  }
-  return [...byDevice.entries()].map(([deviceId, merged]) => ({
-    deviceId,
-    lastSeenAtMs: merged.lastSeenAtMs,
-    uptimeBuckets: [...merged.buckets.entries()]
-      .sort(([a], [b]) => a - b)
-      .map(([bucketStartMs, onlineMs]) => ({ bucketStartMs, onlineMs })),
-  }))
 }
 
 async function insertEvent(tx: SqlExecutor, change: DeviceStateChange): Promise<void> {

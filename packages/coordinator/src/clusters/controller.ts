@@ -31,7 +31,7 @@ import type {
 import type { FastifyBaseLogger } from 'fastify'
 import { mintId } from '../credentials.ts'
 import type { OfferIndex } from '../offers/offer-index.ts'
-import type { Presence } from '../presence/presence.ts'
+import type { Presence } from '@gpumesh/presence'
 import type { WorkerLinks } from '../worker-link.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 import { billingEndMs, type ClusterBilling } from './billing.ts'

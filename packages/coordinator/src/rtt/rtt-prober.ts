@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import type { Clock, Random } from '@gpumesh/core'
 import type { ReportMessage, RttReportMessage } from '@gpumesh/protocol'
 import type { OfferIndex } from '../offers/offer-index.ts'
-import type { Presence } from '../presence/presence.ts'
+import type { Presence } from '@gpumesh/presence'
 import type { WorkerLinks } from '../worker-link.ts'
 
 // Measured round trips between workers, for placement. Every interval each connected worker is asked to

@@ -21,7 +21,7 @@ import type { DeviceServingRecord, ModelRecord, Store } from '@gpumesh/store'
 import type { FastifyBaseLogger } from 'fastify'
 import { mintIdBody } from '../credentials.ts'
 import type { OfferIndex } from '../offers/offer-index.ts'
-import type { Presence } from '../presence/presence.ts'
+import type { Presence } from '@gpumesh/presence'
 import type { WorkerLinks } from '../worker-link.ts'
 
 // The replicas serving models on idle devices, as this coordinator knows them: it places them (see

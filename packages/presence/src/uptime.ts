@@ -1,4 +1,4 @@
-import type { UptimeBucket } from '@gpumesh/store'
+import type { UptimeBucket } from './records.ts'
 
 /** Uptime is recorded in hour buckets: the unit that reliability, billing and rewards read. */
 export const uptimeBucketMs = 3_600_000

@@ -3,7 +3,7 @@ import {
   type DeviceStateChange,
   type HeartbeatFlushEntry,
   type UptimeBucket,
-} from '@gpumesh/store'
+} from './records.ts'
 import { mergeBuckets, splitIntoBuckets } from './uptime.ts'
 
 // Who is connected, as seen by this coordinator process: absorbs heartbeats in memory and hands the store
