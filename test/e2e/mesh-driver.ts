@@ -7,8 +7,8 @@ import {
   startMeshInterface,
   type MeshInterface,
   type RayNode,
-  type WireguardKeyPair,
 } from '@gpumesh/worker'
+import type { WireguardKeyPair } from '@gpumesh/mesh'
 
 const keys = new Map<string, WireguardKeyPair>()
 const interfaces = new Map<string, MeshInterface>()

@@ -1,1 +1,2 @@
 export * from './addressing.ts'
+export * from './wireguard-keys.ts'

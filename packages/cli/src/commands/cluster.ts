@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import { randomBytes } from 'node:crypto'
 import {
   ClusterId,
   ClusterPlan,
@@ -9,7 +10,7 @@ import {
   type ClusterEventView,
   type ClusterView,
 } from '@gpumesh/protocol'
-import { generateWireguardKeyPair } from '@gpumesh/worker'
+import { wireguardKeyPairFromSecret, wireguardSecretBytes } from '@gpumesh/mesh'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { GpumeshApiError, type GpumeshClient } from '@gpumesh/sdk'
 import type { Command } from 'commander'
@@ -338,7 +339,7 @@ export function registerClusterCommands(program: Command): void {
     .action(async (id: string, flags: Flags) => {
       const clusterId = await clusterRef(flags, '<id>', id)
       // Made here: only the public key goes to the coordinator.
-      const keyPair = generateWireguardKeyPair()
+      const keyPair = wireguardKeyPairFromSecret(randomBytes(wireguardSecretBytes))
       const config = await clientFrom(flags, true).connectClient(clusterId, {
         publicKey: keyPair.publicKey,
         name: flags['name'] as string,

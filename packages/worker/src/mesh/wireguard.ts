@@ -1,9 +1,15 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { generateKeyPairSync } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
-import type { MeshPeer, MeshPlan } from '@gpumesh/mesh'
+import {
+  wireguardKeyPairFromSecret,
+  wireguardSecretBytes,
+  type MeshPeer,
+  type MeshPlan,
+  type WireguardKeyPair,
+} from '@gpumesh/mesh'
 
 // A cluster node's end of the private mesh, on the supplier's machine. wireguard-go (userspace) serves
 // the interface; its UDP socket and control socket stay in the worker's own network namespace, while the
@@ -15,17 +21,9 @@ const wireguardSocketDir = '/var/run/wireguard'
 const socketWaitMs = 10_000
 const stopWaitMs = 5_000
 
-export type WireguardKeyPair = { readonly privateKey: string; readonly publicKey: string }
-
-/** Curve25519 keys in WireGuard's base64 form, made here: the private key never leaves this machine. */
+/** A fresh key pair from this machine's CSPRNG: the private key never leaves this machine. */
 export function generateWireguardKeyPair(): WireguardKeyPair {
-  const { privateKey, publicKey } = generateKeyPairSync('x25519')
-  const raw = (jwk: { d?: string; x?: string }, field: 'd' | 'x') =>
-    Buffer.from(jwk[field]!, 'base64url').toString('base64')
-  return {
-    privateKey: raw(privateKey.export({ format: 'jwk' }), 'd'),
-    publicKey: raw(publicKey.export({ format: 'jwk' }), 'x'),
-  }
+  return wireguardKeyPairFromSecret(randomBytes(wireguardSecretBytes))
 }
 
 export type MeshInterfaceInit = {
