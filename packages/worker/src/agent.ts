@@ -30,17 +30,12 @@ import { createModelReplicas, type ModelReplicasInit } from './models/model-repl
 import { describeCapabilities } from './capabilities/derive.ts'
 import type { SelfTest } from './capabilities/self-test.ts'
 import { recordCapabilities, type WorkerMetrics } from './metrics.ts'
+import type { WorkerLogger } from './logger.ts'
 
 // The supplier daemon: enrolls once, then holds one authenticated WebSocket to the coordinator, heartbeating,
 // reporting its hardware, and reconnecting with backoff and jitter whenever the link drops.
 
 export const workerAgentVersion = '0.1.0'
-
-export type WorkerLogger = {
-  info(message: string, fields?: Record<string, unknown>): void
-  warn(message: string, fields?: Record<string, unknown>): void
-  error(message: string, fields?: Record<string, unknown>): void
-}
 
 export type WorkerAgentComponents = {
   readonly logger: WorkerLogger

@@ -1,4 +1,5 @@
 export * from './agent.ts'
+export * from './logger.ts'
 export * from './backoff.ts'
 export * from './identity.ts'
 export * from './probe/index.ts'

@@ -8,11 +8,11 @@ import {
   type ClusterRayMessage,
   type WorkerMessage,
 } from '@gpumesh/protocol'
-import type { WorkerLogger } from '../agent.ts'
+import type { WorkerLogger } from '../logger.ts'
 import { createMeshInterface, generateWireguardKeyPair, type MeshInterface } from '../mesh/wireguard.ts'
 import { startClusterHeadAgent, type ClusterHeadAgent } from '../ray/cluster-head-agent.ts'
 import { createRayNode, type RayNode } from '../ray/ray-node.ts'
-import { cleanUpClusterNode, clusterNodeTempDir } from './leftovers.ts'
+import { cleanUpClusterNode, clusterNodeTempDir, type ClusterNodeFootprint } from './leftovers.ts'
 
 // The cluster nodes this machine runs. The coordinator decides and this carries out: a key pair and an open
 // WireGuard interface, then the overlay address and peers, then Ray. Every command is idempotent — a
@@ -41,14 +41,6 @@ export type ClusterNodes = {
   releaseAll(reason: string): Promise<void>
   /** Removes what a previous run of the agent left behind (it crashed or was killed). */
   cleanUpLeftovers(): Promise<void>
-}
-
-/** What is kept on disk per node, so a crashed agent's leftovers can be found and removed next time. */
-export type ClusterNodeFootprint = {
-  readonly clusterId: string
-  readonly namespace: string
-  readonly interfaceName: string
-  readonly rayTempDir: string
 }
 
 type NodeState = {

@@ -3,13 +3,20 @@ import { readdirSync, readFileSync, rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { clusterNamespaceName, meshInterfaceName } from '@gpumesh/mesh'
-import type { ClusterNodeFootprint } from './cluster-nodes.ts'
 
 // An agent killed outright leaves its cluster nodes running: Ray in the cluster namespace, wireguard-go
 // for the interface. The next start removes them, found only by what that node owned (its namespace, its
 // interface, its Ray temp dir), never by process names another cluster could share.
 
 const run = promisify(execFile)
+
+/** What is kept on disk per node, so a crashed agent's leftovers can be found and removed next time. */
+export type ClusterNodeFootprint = {
+  readonly clusterId: string
+  readonly namespace: string
+  readonly interfaceName: string
+  readonly rayTempDir: string
+}
 
 export async function cleanUpClusterNode(
   footprint: ClusterNodeFootprint,

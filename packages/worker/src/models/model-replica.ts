@@ -17,7 +17,7 @@ import { pipeline } from 'node:stream'
 import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { artifactPathPattern, sha256HexPattern } from '@gpumesh/protocol'
-import type { WorkerLogger } from '../agent.ts'
+import type { WorkerLogger } from '../logger.ts'
 import { asUser, rayEnvironment, rayProcessesOf } from '../ray/ray-node.ts'
 import type { ArtifactRef } from './artifact-cache.ts'
 

@@ -2,7 +2,7 @@ import { chmodSync, mkdirSync } from 'node:fs'
 import { availableParallelism } from 'node:os'
 import { join } from 'node:path'
 import type { ModelReplicaCommandMessage, ModelReplicaStartMessage, WorkerMessage } from '@gpumesh/protocol'
-import type { WorkerLogger } from '../agent.ts'
+import type { WorkerLogger } from '../logger.ts'
 import { ArtifactMismatchError, createArtifactCache } from './artifact-cache.ts'
 import { cleanUpModelReplicaLeftovers, createModelReplica, type ModelReplica } from './model-replica.ts'
 
