@@ -295,7 +295,10 @@ export async function buildCoordinator(
     },
   })
   const rtt = new RttProber({ clock, random: components.random ?? cryptoRandom, index, links, presence })
-  index.useRoundTrips((a, b) => rtt.roundTripMs(a, b))
+  index.useRoundTrips(
+    (a, b) => rtt.roundTripMs(a, b),
+    (deviceId) => rtt.isMeasured(deviceId),
+  )
   const gmtUnitsPerUsd = parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n
   const supplierOfDevice = new Map<string, string>()
   const clusterBilling = init.clusterBillingEnabled

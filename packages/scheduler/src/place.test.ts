@@ -1,8 +1,10 @@
 import assert from 'node:assert/strict'
 import { describe, it } from 'node:test'
 import fc from 'fast-check'
-import { filterPlugins } from './registry.ts'
-import { placeCluster } from './place.ts'
+import { seededRandom } from '@gpumesh/core'
+import { filterPlugins, scorePlugins } from './registry.ts'
+import { candidatePoolSize, gangSeeds, placeCluster } from './place.ts'
+import { roundTripMs } from './scores/latency.ts'
 import type { ClusterRequest, NodeCandidate, SupplySnapshot } from './types.ts'
 
 function node(id: string, overrides: Partial<NodeCandidate> = {}): NodeCandidate {
@@ -180,6 +182,102 @@ describe('gang placement', () => {
     assert.deepEqual(
       relaxed.nodes.map((chosen) => chosen.deviceId),
       ['dev_b', 'dev_c'],
+    )
+  })
+
+  it('chooses what the plain algorithm chooses: every node judged in order, every seed sorts the pool', () => {
+    // The plain algorithm, written out as the oracle: the candidate pool is the first fitting nodes in
+    // preference order; each seed takes its nearest by sorting the pool. placeCluster keeps per-snapshot
+    // lists and selects instead of sorting; on the same snapshot, cache warm or cold, it must agree.
+    const preference = (a: NodeCandidate, b: NodeCandidate) =>
+      a.pricePerGpuHourMicroUsd !== b.pricePerGpuHourMicroUsd
+        ? a.pricePerGpuHourMicroUsd < b.pricePerGpuHourMicroUsd
+          ? -1
+          : 1
+        : b.reliability - a.reliability || (a.deviceId < b.deviceId ? -1 : 1)
+    const oracle = (snapshot: SupplySnapshot, wanted: ClusterRequest) => {
+      const fits = [...snapshot.nodes]
+        .sort(preference)
+        .filter((candidate) => filterPlugins.every((plugin) => plugin.filter(candidate, wanted).pass))
+      const pool = fits.slice(0, candidatePoolSize(wanted.nodeCount))
+      if (pool.length < wanted.nodeCount) return { ok: false, feasibleNodes: fits.length }
+      let maxPrice = 0n
+      for (const candidate of pool)
+        if (candidate.pricePerGpuHourMicroUsd > maxPrice) maxPrice = candidate.pricePerGpuHourMicroUsd
+      let best: { ids: string[]; total: number; key: string } | undefined
+      for (const seed of pool.slice(0, gangSeeds)) {
+        const nearest = pool
+          .filter((candidate) => candidate !== seed)
+          .map((candidate, rank) => ({ candidate, rank, distance: roundTripMs(snapshot, seed, candidate) }))
+          .sort((a, b) => a.distance - b.distance || a.rank - b.rank)
+          .slice(0, wanted.nodeCount - 1)
+          .map((entry) => entry.candidate)
+        const gang = [seed, ...nearest]
+        const total = scorePlugins.reduce(
+          (sum, plugin) =>
+            sum + plugin.weight * plugin.score(gang, { snapshot, maxPricePerGpuHourMicroUsd: maxPrice }),
+          0,
+        )
+        const ids = gang.map((candidate) => candidate.deviceId).sort()
+        const key = ids.join(',')
+        if (!best || total < best.total - 1e-12 || (Math.abs(total - best.total) <= 1e-12 && key < best.key))
+          best = { ids, total, key }
+      }
+      return { ok: true, ids: best!.ids }
+    }
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 2 ** 31 - 1 }),
+        fc.integer({ min: 200, max: 1_500 }),
+        fc.array(requestArbitrary, { minLength: 1, maxLength: 6 }),
+        (seed, size, requests) => {
+          const random = seededRandom(seed)
+          const pick = <T>(list: readonly T[]) => list[Math.floor(random.next() * list.length)]!
+          const nodes = Array.from({ length: size }, (_, index) =>
+            node(`dev_${String(index).padStart(5, '0')}`, {
+              online: random.next() < 0.9,
+              verified: random.next() < 0.8,
+              reserved: random.next() < 0.15,
+              runsClusterNodes: random.next() < 0.95,
+              gpuModel: pick(['a100-80gb', 'a100-40gb', 'h100', 'rtx-4090', 'cpu']),
+              gpuCount: pick([0, 1, 2, 4, 8]),
+              region: pick(['eu-west', 'us-east', 'ap-south']),
+              country: pick(['DE', 'US', 'IN']),
+              bandwidthRank: pick([0, 1, 2, 3]),
+              // Few distinct prices and reliabilities, so ties in preference and distance are common.
+              pricePerGpuHourMicroUsd: BigInt(pick([500_000, 1_000_000, 1_500_000, 2_000_000])),
+              reliability: pick([0.9, 0.95, 1]),
+            }),
+          )
+          const measured = new Map<string, number>()
+          for (let pair = 0; pair < size; pair += 1)
+            measured.set(`${pick(nodes).deviceId}|${pick(nodes).deviceId}`, Math.floor(random.next() * 200))
+          const snapshot: SupplySnapshot = { nodes, roundTripMs: (a, b) => measured.get(`${a}|${b}`) }
+          // The same supply with the hint the RTT prober gives: which devices any measured pair involves.
+          const measuredDevices = new Set([...measured.keys()].flatMap((pair) => pair.split('|')))
+          const hinted: SupplySnapshot = { ...snapshot, isMeasured: (id) => measuredDevices.has(id) }
+          for (const wanted of requests) {
+            const clean = Object.fromEntries(
+              Object.entries(wanted).filter(([, value]) => value !== undefined),
+            ) as ClusterRequest
+            const expected = oracle(snapshot, clean)
+            const placed = placeCluster(snapshot, clean)
+            if (!expected.ok) {
+              assert.equal(placed.ok, false)
+              assert.equal(!placed.ok && placed.feasibleNodes, expected.feasibleNodes)
+            } else {
+              assert.ok(placed.ok, !placed.ok ? placed.detail : '')
+              assert.deepEqual(
+                placed.nodes.map((chosen) => chosen.deviceId),
+                expected.ids,
+              )
+              const placedWithHint = placeCluster(hinted, clean)
+              assert.deepEqual(placedWithHint.ok && placedWithHint.nodes, placed.nodes)
+            }
+          }
+        },
+      ),
+      { numRuns: 40 },
     )
   })
 })

@@ -36,39 +36,10 @@ export function placeCluster(
   plugins: PlacementPlugins = { filters: filterPlugins, scores: scorePlugins },
 ): PlacementResult {
   // Nodes are judged in order of preference, so the candidate pool is full after the first few hundred fits
-  // and most requests never look at the rest of the supply. A complete scan happens only when too few fit,
-  // and then every rejection is counted for the explanation.
-  const poolSize = candidatePoolSize(request.nodeCount)
-  const pool: NodeCandidate[] = []
-  const rejections: Partial<Record<RejectionReason, number>> = {}
-  /** Nodes that fail exactly one filter: relaxing that one constraint would admit them. */
-  const soleBlockers: Partial<Record<RejectionReason, number>> = {}
-  /** Why machines turned away for their capability cannot run a node: their own self-test's words. */
-  const incapableReasons = new Map<string, number>()
-  for (const node of preferenceOrder(snapshot)) {
-    let first: RejectionReason | undefined
-    let failures = 0
-    for (const plugin of plugins.filters) {
-      const result = plugin.filter(node, request)
-      if (result.pass) continue
-      failures += 1
-      first ??= result.reason
-      if (failures > 1) break
-    }
-    if (first === undefined) {
-      pool.push(node)
-      if (pool.length === poolSize) break
-    } else {
-      rejections[first] = (rejections[first] ?? 0) + 1
-      if (failures === 1) soleBlockers[first] = (soleBlockers[first] ?? 0) + 1
-      if (first === 'capability') {
-        const why = node.clusterNodesReason ?? 'cannot run cluster nodes'
-        incapableReasons.set(why, (incapableReasons.get(why) ?? 0) + 1)
-      }
-    }
-  }
-  if (pool.length < request.nodeCount)
-    return unplaceable(request, pool.length, rejections, soleBlockers, incapableReasons)
+  // and most requests never look at the rest of the supply. Only when too few fit is every node judged again,
+  // counting each rejection for the explanation.
+  const pool = candidatePool(snapshot, request, plugins.filters, candidatePoolSize(request.nodeCount))
+  if (pool.length < request.nodeCount) return unplaceable(snapshot, request, plugins.filters)
 
   let maxPrice = 0n
   for (const node of pool)
@@ -77,12 +48,7 @@ export function placeCluster(
 
   let best: { nodes: NodeCandidate[]; total: number; key: string; scores: Record<string, number> } | undefined
   for (const seed of pool.slice(0, gangSeeds)) {
-    const nearest = pool
-      .filter((node) => node !== seed)
-      .map((node, rank) => ({ node, rank, distance: roundTripMs(snapshot, seed, node) }))
-      .sort((a, b) => a.distance - b.distance || a.rank - b.rank)
-      .slice(0, request.nodeCount - 1)
-      .map((entry) => entry.node)
+    const nearest = nearestNodes(snapshot, seed, pool, request.nodeCount - 1)
     const gang = [seed, ...nearest]
     const scores: Record<string, number> = {}
     let total = 0
@@ -127,13 +93,39 @@ function preference(a: NodeCandidate, b: NodeCandidate): number {
   return b.reliability - a.reliability || (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0)
 }
 
+/** Judges every node with every filter, counting first failures, and says what blocks the request. */
 function unplaceable(
+  snapshot: SupplySnapshot,
   request: ClusterRequest,
-  feasibleNodes: number,
-  rejections: Partial<Record<RejectionReason, number>>,
-  soleBlockers: Partial<Record<RejectionReason, number>>,
-  incapableReasons: ReadonlyMap<string, number>,
+  filters: readonly FilterPlugin[],
 ): Unplaceable {
+  let feasibleNodes = 0
+  const rejections: Partial<Record<RejectionReason, number>> = {}
+  /** Nodes that fail exactly one filter: relaxing that one constraint would admit them. */
+  const soleBlockers: Partial<Record<RejectionReason, number>> = {}
+  /** Why machines turned away for their capability cannot run a node: their own self-test's words. */
+  const incapableReasons = new Map<string, number>()
+  for (const node of preferenceOrder(snapshot)) {
+    let first: RejectionReason | undefined
+    let failures = 0
+    for (const plugin of filters) {
+      const result = plugin.filter(node, request)
+      if (result.pass) continue
+      failures += 1
+      first ??= result.reason
+      if (failures > 1) break
+    }
+    if (first === undefined) {
+      feasibleNodes += 1
+      continue
+    }
+    rejections[first] = (rejections[first] ?? 0) + 1
+    if (failures === 1) soleBlockers[first] = (soleBlockers[first] ?? 0) + 1
+    if (first === 'capability') {
+      const why = node.clusterNodesReason ?? 'cannot run cluster nodes'
+      incapableReasons.set(why, (incapableReasons.get(why) ?? 0) + 1)
+    }
+  }
   const ranked = (counts: Partial<Record<RejectionReason, number>>) =>
     (Object.entries(counts) as [RejectionReason, number][]).sort(
       (a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1),
@@ -157,4 +149,109 @@ function describeCounts(counts: Partial<Record<RejectionReason, number>>): strin
     .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
     .map(([reason, count]) => `${count} turned away by ${reason}`)
   return parts.length > 0 ? parts.join(', ') : 'no nodes on offer'
+}
+
+/**
+ * The first `size` nodes in preference order that pass every filter. Filters that declare an index key are
+ * applied once per snapshot and key: the nodes they pass are kept in order, extended only as far as a
+ * placement has needed, so later placements with the same key skip what those filters turn away.
+ */
+function candidatePool(
+  snapshot: SupplySnapshot,
+  request: ClusterRequest,
+  filters: readonly FilterPlugin[],
+  size: number,
+): NodeCandidate[] {
+  const indexed = filters.filter((plugin) => plugin.indexKey !== undefined)
+  const others = filters.filter((plugin) => plugin.indexKey === undefined)
+  const key = indexed.map((plugin) => `${plugin.name}=${plugin.indexKey!(request)}`).join('\u0000')
+  const order = preferenceOrder(snapshot)
+  const narrowed = narrowedOrder(snapshot, filters, key)
+  const pool: NodeCandidate[] = []
+  let next = 0
+  while (pool.length < size) {
+    if (next === narrowed.nodes.length) {
+      // Extend the kept list by the next node in preference order that the indexed filters pass.
+      while (narrowed.scanned < order.length) {
+        const node = order[narrowed.scanned]!
+        narrowed.scanned += 1
+        if (passesAll(indexed, node, request)) {
+          narrowed.nodes.push(node)
+          break
+        }
+      }
+      if (next === narrowed.nodes.length) break
+    }
+    const node = narrowed.nodes[next]!
+    next += 1
+    if (passesAll(others, node, request)) pool.push(node)
+  }
+  return pool
+}
+
+function passesAll(filters: readonly FilterPlugin[], node: NodeCandidate, request: ClusterRequest): boolean {
+  for (const plugin of filters) if (!plugin.filter(node, request).pass) return false
+  return true
+}
+
+type NarrowedOrder = { readonly nodes: NodeCandidate[]; scanned: number }
+
+/** Distinct index keys kept per snapshot; beyond it the kept lists start over (a snapshot lives briefly). */
+const maxIndexKeysPerSnapshot = 64
+const narrowedOrders = new WeakMap<
+  SupplySnapshot,
+  WeakMap<readonly FilterPlugin[], Map<string, NarrowedOrder>>
+>()
+
+function narrowedOrder(
+  snapshot: SupplySnapshot,
+  filters: readonly FilterPlugin[],
+  key: string,
+): NarrowedOrder {
+  let byFilters = narrowedOrders.get(snapshot)
+  if (!byFilters) {
+    byFilters = new WeakMap()
+    narrowedOrders.set(snapshot, byFilters)
+  }
+  let byKey = byFilters.get(filters)
+  if (!byKey) {
+    byKey = new Map()
+    byFilters.set(filters, byKey)
+  }
+  let narrowed = byKey.get(key)
+  if (!narrowed) {
+    if (byKey.size >= maxIndexKeysPerSnapshot) byKey.clear()
+    narrowed = { nodes: [], scanned: 0 }
+    byKey.set(key, narrowed)
+  }
+  return narrowed
+}
+
+/**
+ * The `count` pool nodes nearest the seed, nearest first, ties in pool order: what sorting the pool by
+ * (round trip, pool rank) and taking the first `count` gives, without sorting the whole pool.
+ */
+function nearestNodes(
+  snapshot: SupplySnapshot,
+  seed: NodeCandidate,
+  pool: readonly NodeCandidate[],
+  count: number,
+): NodeCandidate[] {
+  const nodes: NodeCandidate[] = []
+  const distances: number[] = []
+  for (const node of pool) {
+    if (node === seed || count === 0) continue
+    const distance = roundTripMs(snapshot, seed, node)
+    if (nodes.length === count && distance >= distances[count - 1]!) continue
+    // Insert after every kept node at the same distance: those came earlier in the pool.
+    let at = nodes.length
+    while (at > 0 && distances[at - 1]! > distance) at -= 1
+    nodes.splice(at, 0, node)
+    distances.splice(at, 0, distance)
+    if (nodes.length > count) {
+      nodes.pop()
+      distances.pop()
+    }
+  }
+  return nodes
 }

@@ -31,6 +31,11 @@ export type SupplySnapshot = {
   readonly nodes: readonly NodeCandidate[]
   /** Measured round-trip time between two devices, when a worker has measured it. */
   roundTripMs(a: string, b: string): number | undefined
+  /**
+   * False for a device no measured pair involves (true may be stale): placement then estimates its round
+   * trips from regions without calling roundTripMs. Absent: every pair is looked up.
+   */
+  isMeasured?(deviceId: string): boolean
 }
 
 export type ClusterRequest = {
@@ -72,6 +77,12 @@ export type FilterResult =
 export type FilterPlugin = {
   readonly name: string
   filter(node: NodeCandidate, request: ClusterRequest): FilterResult
+  /**
+   * Declares that the verdict on a node depends on the request only through this key ('' when it depends
+   * on the node alone). Placement then keeps, per snapshot and key, the nodes such filters pass, in order,
+   * and scans only those; a filter without it runs on every node scanned.
+   */
+  readonly indexKey?: (request: ClusterRequest) => string
 }
 
 /** Scores a whole gang; lower is better; every score plugin returns a value in [0, 1]. */

@@ -74,6 +74,7 @@ export class OfferIndex {
   #generation = 0
   #placementSnapshot: SupplySnapshot | undefined
   #roundTripMs: SupplySnapshot['roundTripMs'] = () => undefined
+  #isMeasured: SupplySnapshot['isMeasured'] = undefined
   /** Newest change seen per device, delisted ones included, so a late, older read cannot undo a newer one. */
   readonly #changeSeqs = new Map<string, bigint>()
   readonly #policy: PricingPolicy
@@ -193,8 +194,12 @@ export class OfferIndex {
   }
 
   /** Where placement snapshots read measured round trips between devices (see rtt/rtt-prober.ts). */
-  useRoundTrips(lookup: SupplySnapshot['roundTripMs']): void {
+  useRoundTrips(
+    lookup: SupplySnapshot['roundTripMs'],
+    isMeasured?: NonNullable<SupplySnapshot['isMeasured']>,
+  ): void {
     this.#roundTripMs = lookup
+    this.#isMeasured = isMeasured
     this.#placementSnapshot = undefined
   }
 
@@ -231,7 +236,12 @@ export class OfferIndex {
           ...(entry.clusterNodesReason === null ? {} : { clusterNodesReason: entry.clusterNodesReason }),
         })
       }
-      this.#placementSnapshot = { nodes, roundTripMs: (a, b) => this.#roundTripMs(a, b) }
+      const isMeasured = this.#isMeasured
+      this.#placementSnapshot = {
+        nodes,
+        roundTripMs: (a, b) => this.#roundTripMs(a, b),
+        ...(isMeasured ? { isMeasured: (deviceId: string) => isMeasured(deviceId) } : {}),
+      }
     }
     return this.#placementSnapshot
   }

@@ -31,6 +31,8 @@ export class RttProber {
   readonly #probePorts = new Map<string, number>()
   readonly #outstanding = new Map<string, { deviceId: string; targets: Set<string>; sentAtMs: number }>()
   readonly #measured = new Map<string, Measurement>()
+  /** Every device some measured pair has involved (never shrinks: a stale entry only costs a lookup). */
+  readonly #measuredDevices = new Set<string>()
 
   constructor(components: RttProberComponents) {
     this.#components = components
@@ -51,6 +53,8 @@ export class RttProber {
     for (const result of message.results) {
       if (!probe.targets.has(result.deviceId) || result.rttMs === null) continue
       this.#measured.set(pairKey(deviceId, result.deviceId), { rttMs: result.rttMs, atMs })
+      this.#measuredDevices.add(deviceId)
+      this.#measuredDevices.add(result.deviceId)
     }
   }
 
@@ -59,6 +63,11 @@ export class RttProber {
     const measurement = this.#measured.get(pairKey(a, b))
     if (!measurement || this.#components.clock.nowMs() - measurement.atMs > rttMaxAgeMs) return undefined
     return measurement.rttMs
+  }
+
+  /** False when no measurement has ever involved the device: placement can skip looking its pairs up. */
+  isMeasured(deviceId: string): boolean {
+    return this.#measuredDevices.has(deviceId)
   }
 
   get measuredPairs(): number {

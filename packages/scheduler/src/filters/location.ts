@@ -3,6 +3,7 @@ import { passed } from './passed.ts'
 
 export const regionFilter: FilterPlugin = {
   name: 'region',
+  indexKey: (request) => request.region ?? '',
   filter: (node, request) =>
     request.region === undefined || node.region === request.region
       ? passed
@@ -11,6 +12,7 @@ export const regionFilter: FilterPlugin = {
 
 export const countryFilter: FilterPlugin = {
   name: 'country',
+  indexKey: (request) => request.country ?? '',
   filter: (node, request) =>
     request.country === undefined || node.country === request.country
       ? passed

@@ -6,8 +6,11 @@ export const estimatedRoundTripMs = { sameRegion: 5, sameCountry: 20, elsewhere:
 export const worstRoundTripMs = 300
 
 export function roundTripMs(snapshot: SupplySnapshot, a: NodeCandidate, b: NodeCandidate): number {
-  const measured =
-    snapshot.roundTripMs(a.deviceId, b.deviceId) ?? snapshot.roundTripMs(b.deviceId, a.deviceId)
+  const mayBeMeasured =
+    snapshot.isMeasured === undefined || (snapshot.isMeasured(a.deviceId) && snapshot.isMeasured(b.deviceId))
+  const measured = mayBeMeasured
+    ? (snapshot.roundTripMs(a.deviceId, b.deviceId) ?? snapshot.roundTripMs(b.deviceId, a.deviceId))
+    : undefined
   if (measured !== undefined) return measured
   if (a.region === b.region) return estimatedRoundTripMs.sameRegion
   if (a.country === b.country) return estimatedRoundTripMs.sameCountry
