@@ -3,7 +3,13 @@ import { hmac } from '@noble/hashes/hmac.js'
 import { sha256 } from '@noble/hashes/sha2.js'
 import { utf8ToBytes } from '@noble/hashes/utils.js'
 import type { Random } from '@gpumesh/core'
-import { controlMagic, probeTagLength, sessionIdLength, type SessionId } from './transport-wire.ts'
+import {
+  asPlainBytes,
+  controlMagic,
+  probeTagLength,
+  sessionIdLength,
+  type SessionId,
+} from './transport-wire.ts'
 
 // Obfuscation profiles of the mesh transport. WireGuard's encryption is untouched underneath; what an
 // observer could otherwise key on is its framing: a type byte 1–4 followed by three zero bytes, and
@@ -155,7 +161,8 @@ export type DeobfuscateResult =
   | { readonly ok: false; readonly reason: 'unknown-header' | 'bad-size' }
 
 /** Restores a packet from a peer for wireguard-go, or says why it must be dropped (junk lands here too). */
-export function deobfuscatePacket(frame: Uint8Array, keys: TransportKeys): DeobfuscateResult {
+export function deobfuscatePacket(input: Uint8Array, keys: TransportKeys): DeobfuscateResult {
+  const frame = asPlainBytes(input)
   if (frame.length < 4) return { ok: false, reason: 'bad-size' }
   if (keys.profile === 'off') {
     const type = plainMessageType(frame)

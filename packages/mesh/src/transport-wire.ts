@@ -165,7 +165,9 @@ const fixedBodyLengths: Partial<Record<ControlKind, number>> = {
 }
 
 /** Splits what arrived on the mesh socket. Never throws: malformed input comes back as 'invalid'. */
-export function decodeFrame(bytes: Uint8Array): DecodedFrame {
+export function decodeFrame(input: Uint8Array): DecodedFrame {
+  // A Node Buffer's slice() is a view, not a copy: work on a plain Uint8Array over the same bytes.
+  const bytes = asPlainBytes(input)
   if (!startsWithControlMagic(bytes)) return { type: 'wireguard', packet: bytes }
   const kind = kindsByCode.get(bytes[3]!)
   if (!kind) return { type: 'invalid', reason: `unknown control kind ${bytes[3]}` }
@@ -217,6 +219,12 @@ export function decodeFrame(bytes: Uint8Array): DecodedFrame {
         frame: { kind, sessionId: copy(0, sessionIdLength), payload: copy(sessionIdLength, body.length) },
       }
   }
+}
+
+export function asPlainBytes(input: Uint8Array): Uint8Array {
+  return Object.getPrototypeOf(input) === Uint8Array.prototype
+    ? input
+    : new Uint8Array(input.buffer, input.byteOffset, input.byteLength)
 }
 
 /** Session ids as map keys. */
