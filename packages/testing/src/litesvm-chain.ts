@@ -15,6 +15,7 @@ import {
   setTransactionMessageLifetimeUsingBlockhash,
   signTransactionMessageWithSigners,
   getBase64EncodedWireTransaction,
+  getCompiledTransactionMessageDecoder,
   type Instruction,
   type KeyPairSigner,
 } from '@solana/kit'
@@ -80,6 +81,14 @@ export type LiteSvmChain = {
 export async function createLiteSvmChain(): Promise<LiteSvmChain> {
   const svm = new LiteSVM()
   const landed = new Map<string, Landed>()
+  /** Per account address, the signatures of transactions naming it, oldest first. */
+  const touching = new Map<string, string[]>()
+  const record = (signature: string, wireBase64: string, entry: Landed) => {
+    landed.set(signature, entry)
+    const transaction = getTransactionDecoder().decode(Buffer.from(wireBase64, 'base64'))
+    const message = getCompiledTransactionMessageDecoder().decode(transaction.messageBytes)
+    for (const key of message.staticAccounts) touching.set(key, [...(touching.get(key) ?? []), signature])
+  }
   const mintAuthority = await generateKeyPairSigner()
   const mint = await generateKeyPairSigner()
   svm.airdrop(mintAuthority.address, lamports(100_000_000_000n))
@@ -99,14 +108,14 @@ export async function createLiteSvmChain(): Promise<LiteSvmChain> {
     if (landed.has(signature)) return signature
     if (faults.failNextTransactions > 0) {
       faults.failNextTransactions -= 1
-      landed.set(signature, { wireBase64, failed: true, slot: slot() })
+      record(signature, wireBase64, { wireBase64, failed: true, slot: slot() })
       return signature
     }
     const result = svm.sendTransaction(transaction)
     if ('err' in result) {
       if (result.err() === alreadyProcessed) return signature
-      landed.set(signature, { wireBase64, failed: true, slot: slot() })
-    } else landed.set(signature, { wireBase64, failed: false, slot: slot() })
+      record(signature, wireBase64, { wireBase64, failed: true, slot: slot() })
+    } else record(signature, wireBase64, { wireBase64, failed: false, slot: slot() })
     return signature
   }
   const levelOf = (entry: Landed): ChainCommitment => {
@@ -162,6 +171,10 @@ export async function createLiteSvmChain(): Promise<LiteSvmChain> {
           const account = svm.getAccount(address(text))
           return account.exists ? { owner: account.programAddress, data: account.data } : null
         })
+      },
+      async signaturesFor(target, limit) {
+        await gate()
+        return (touching.get(target) ?? []).slice(-limit).reverse()
       },
       async rentExemptLamports(space) {
         await gate()
@@ -239,7 +252,7 @@ export async function createLiteSvmChain(): Promise<LiteSvmChain> {
     const signature = getSignatureFromTransaction(transaction)
     const result = svm.sendTransaction(transaction)
     if ('err' in result) throw new Error(`test transaction failed: ${result.toString()}`)
-    landed.set(signature, { wireBase64, failed: false, slot: slot() })
+    record(signature, wireBase64, { wireBase64, failed: false, slot: slot() })
     // A fresh blockhash per transaction, so two identical test transfers are two transactions.
     svm.expireBlockhash()
     return signature

@@ -91,11 +91,14 @@ export type ChainVerification = {
 
 export type ChainSettlement = SettlementAdapter & {
   readonly vaultAddress: string
+  readonly mint: string
   readonly commitment: ChainCommitment
   /** Checks the mint (6 decimals) and creates the vault's token account when it is missing. */
   open(): Promise<void>
   depositAddress(accountId: string): Promise<string>
   creditDeposit(signature: string): Promise<DepositOutcome>
+  /** Credits what the account's deposit address received lately and nobody reported yet. */
+  scanDeposits(accountId: string): Promise<DepositOutcome>
   withdrawTo(request: SettlementRequest & { destination: string }): Promise<WithdrawalOutcome>
   /** Settles every stored transaction that is not final yet; returns how many became final. */
   resume(): Promise<number>
@@ -114,6 +117,8 @@ export class ChainWithdrawalFailedError extends GpumeshError {
   readonly httpStatus = 409
 }
 
+/** Transactions a deposit scan looks back over, per address. */
+const scanLimit = 50
 const signaturePattern = /^[1-9A-HJ-NP-Za-km-z]{64,88}$/
 
 /** The seed of an account's deposit address (at most 32 characters, as createAccountWithSeed allows). */
@@ -276,6 +281,7 @@ function chainSettlement(
   const adapter: ChainSettlement = {
     name: 'solana',
     vaultAddress,
+    mint: init.mint,
     commitment,
 
     async open() {
@@ -390,6 +396,25 @@ function chainSettlement(
         await sweep(accountId, transfer.destination, transferId, transfer.amount)
       }
       return { status: 'credited', credits }
+    },
+
+    async scanDeposits(accountId) {
+      const known = await store.chain.getDepositAddress(accountId)
+      if (!known) return { status: 'credited', credits: [] }
+      const credits: DepositCredit[] = []
+      let unconfirmed = false
+      for (const signature of await rpc.signaturesFor(known.address, scanLimit)) {
+        if ((await store.chain.listDeposits(signature)).length > 0) continue
+        try {
+          const outcome = await adapter.creditDeposit(signature)
+          if (outcome.status === 'unconfirmed') unconfirmed = true
+          else credits.push(...outcome.credits)
+        } catch (error) {
+          // Our own sweeps, the address's creation, failed transfers: they touch the address but pay nothing in.
+          if (!(error instanceof ChainDepositError)) throw error
+        }
+      }
+      return credits.length === 0 && unconfirmed ? { status: 'unconfirmed' } : { status: 'credited', credits }
     },
 
     async deposit() {

@@ -36,6 +36,8 @@ export interface ChainRpc {
   /** One entry per address, null where no account exists. */
   getAccounts(addresses: readonly string[]): Promise<(ChainAccount | null)[]>
   rentExemptLamports(space: number): Promise<bigint>
+  /** The newest `limit` signatures of transactions that touched the address, newest first. */
+  signaturesFor(address: string, limit: number): Promise<string[]>
 }
 
 /** The chain's RPC did not answer in time, or answered something that is not a Solana reply. */
@@ -142,6 +144,18 @@ export function solanaRpc(init: SolanaRpcInit): ChainRpc {
         }
       }
       return answers
+    },
+    async signaturesFor(target, limit) {
+      const found = await call(
+        'getSignaturesForAddress',
+        rpc.getSignaturesForAddress(address(target), {
+          limit,
+          commitment: commitment === 'processed' ? 'confirmed' : commitment,
+        }),
+      )
+      if (!Array.isArray(found) || !found.every((entry) => typeof entry?.signature === 'string'))
+        return garbage('getSignaturesForAddress')
+      return found.map((entry) => entry.signature)
     },
     async rentExemptLamports(space) {
       const lamports = await call(
