@@ -33,6 +33,10 @@ import { defaultReconcilePolicy } from '@gpumesh/clusters'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerLedgerRoutes } from './ledger/routes.ts'
 import { faucetAccountId, localSettlement } from './ledger/settlement.ts'
+import { createChainSettlement, type ChainSettlement } from './ledger/chain/chain-settlement.ts'
+import { registerChainRoutes } from './ledger/chain/routes.ts'
+import { solanaRpc, type ChainRpc } from './ledger/chain/rpc.ts'
+import { loadVaultKey } from './ledger/chain/vault-key.ts'
 import { ledgerAccounts } from '@gpumesh/ledger'
 import { defaultRewardPolicy } from '@gpumesh/rewards'
 import { createEpochCloser, type EpochCloser } from './rewards/epoch-closer.ts'
@@ -76,6 +80,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   readonly loggerInstance?: FastifyBaseLogger
   /** Where model artifacts are kept; absent: `<dataDir>/artifacts`. */
   readonly artifactStore?: ArtifactStore
+  /** The chain's RPC seam instead of a JSON-RPC endpoint at `chain.rpcUrl` (tests: LiteSVM). */
+  readonly chainRpc?: ChainRpc
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
 }
@@ -370,10 +376,27 @@ export async function buildCoordinator(
     publicUrl: () => init.publicUrl ?? baseUrl,
   })
   registerClusterRoutes(app, { store, clock, clusters })
+  // GMT on chain when configured (docs/chain.md): the vault key is read once, here, from the operator's file.
+  const chain: ChainSettlement | undefined = init.chain
+    ? await createChainSettlement(
+        {
+          store,
+          clock,
+          rpc: init.chainRpc ?? solanaRpc({ url: init.chain.rpcUrl, commitment: init.chain.commitment }),
+        },
+        {
+          mint: init.chain.mint,
+          vault: await loadVaultKey(init.chain.vaultKeyFile),
+          commitment: init.chain.commitment,
+        },
+      )
+    : undefined
+  registerChainRoutes(app, { store, clock, chain })
   registerLedgerRoutes(app, {
     store,
     clock,
-    settlement: localSettlement(store),
+    settlement: chain ?? localSettlement(store),
+    ...(chain ? { chain } : {}),
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
     metrics,
   })
@@ -581,7 +604,13 @@ export async function buildCoordinator(
     ],
     clock.nowMs(),
   )
+  if (chain) {
+    await chain.open()
+    // What a crash left between sending and confirming is settled before anything new is sent.
+    await chain.resume()
+  }
   if (init.runBackgroundLoops !== false) {
+    if (chain && init.chain) every(init.chain.resumeIntervalMs, () => chain.resume(), 'chain settlement')
     every(Math.min(1000, init.heartbeatIntervalMs), expireSilent, 'liveness check')
     if (init.verificationEnabled) every(250, () => verifier.tick(), 'proof-of-compute')
     every(init.heartbeatFlushIntervalMs, flush, 'heartbeat flush')

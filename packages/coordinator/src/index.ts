@@ -7,3 +7,6 @@ export { registerSpeedtestRoutes, type SpeedtestComponents } from './speedtest/r
 export { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
 export { s3ArtifactStore, type S3ArtifactStoreInit } from './models/s3-artifact-store.ts'
 export * from './mesh/rendezvous.ts'
+export * from './ledger/chain/rpc.ts'
+export * from './ledger/chain/chain-settlement.ts'
+export { loadVaultKey } from './ledger/chain/vault-key.ts'

@@ -54,4 +54,14 @@ export const ledgerAccounts = {
     ownerId: null,
     allowNegative: true,
   }),
+  /**
+   * The chain's mirror on a chain-settled network (docs/chain.md): deposits come from here, withdrawals go
+   * back, so minus its posted balance is what the ledger says the vault holds on chain.
+   */
+  chainVault: (): LedgerAccountSpec => ({
+    id: 'external:chain-vault',
+    kind: 'settlement',
+    ownerId: null,
+    allowNegative: true,
+  }),
 } as const

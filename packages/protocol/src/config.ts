@@ -109,6 +109,26 @@ export const CoordinatorSettings = Type.Object(
     modelServingPlanMs: Type.Integer({ minimum: 50, maximum: 600_000, default: 2_000 }),
     /** A replica being stopped (its device hired, its model less wanted) gets this long to finish its requests. */
     replicaDrainMs: Type.Integer({ minimum: 0, maximum: 600_000, default: 10_000 }),
+    /** GMT as an SPL token on Solana (docs/chain.md); absent: GMT lives in the ledger only (local settlement). */
+    chain: Type.Optional(
+      Type.Object(
+        {
+          rpcUrl: Type.String({ pattern: '^https?://', maxLength: 2048 }),
+          /** The GMT mint (base58). */
+          mint: Type.String({ pattern: '^[1-9A-HJ-NP-Za-km-z]{32,44}$' }),
+          /** The vault's signing key (solana-keygen JSON), mode 0600; never stored in the database. */
+          vaultKeyFile: Type.String({ minLength: 1, maxLength: 4096 }),
+          /** When a deposit or withdrawal counts. */
+          commitment: Type.Union(
+            [Type.Literal('processed'), Type.Literal('confirmed'), Type.Literal('finalized')],
+            { default: 'finalized' },
+          ),
+          /** How often unsettled chain transactions are looked up again (after a crash, an RPC outage). */
+          resumeIntervalMs: Type.Integer({ minimum: 100, maximum: 600_000, default: 5_000 }),
+        },
+        { additionalProperties: false },
+      ),
+    ),
     logLevel: Type.Union(
       [
         Type.Literal('fatal'),

@@ -75,7 +75,12 @@ export type WalletTransferView = Static<typeof WalletTransferView>
 export const WalletHistory = Type.Object({ transfers: Type.Array(WalletTransferView) })
 export type WalletHistory = Static<typeof WalletHistory>
 
-export const WalletReceipt = Type.Object({ transferId: Type.String(), wallet: WalletView })
+export const WalletReceipt = Type.Object({
+  transferId: Type.String(),
+  wallet: WalletView,
+  /** On a chain-settled network: the withdrawal's transaction signature. */
+  signature: Type.Optional(Type.String()),
+})
 export type WalletReceipt = Static<typeof WalletReceipt>
 
 /** One ledger account's totals (operators): e.g. the platform fee account's income. */
@@ -144,3 +149,74 @@ export const CollectEarningsBody = Type.Object(
   { additionalProperties: false },
 )
 export type CollectEarningsBody = Static<typeof CollectEarningsBody>
+
+// GMT on chain (docs/chain.md): deposit addresses, reported deposits, withdrawals to an address, reconciliation.
+
+const SolanaAddress = Type.String({
+  pattern: '^[1-9A-HJ-NP-Za-km-z]{32,44}$',
+  description: 'a base58 Solana address',
+})
+
+export const WalletWithdrawBody = Type.Object(
+  {
+    amountGmt: GmtAmount,
+    requestId: Type.Optional(RequestId),
+    /** On a chain-settled network: the owner address paid (its GMT token account is created if missing). */
+    to: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
+  },
+  { additionalProperties: false },
+)
+export type WalletWithdrawBody = Static<typeof WalletWithdrawBody>
+
+export const DepositAddressView = Type.Object({
+  accountId: Type.String(),
+  address: SolanaAddress,
+  mint: SolanaAddress,
+  commitment: Type.String(),
+})
+export type DepositAddressView = Static<typeof DepositAddressView>
+
+export const DepositReportBody = Type.Object(
+  {
+    /** A transaction paying the deposit address; absent: the coordinator looks at the address's recent transactions. */
+    signature: Type.Optional(Type.String({ pattern: '^[1-9A-HJ-NP-Za-km-z]{64,88}$' })),
+  },
+  { additionalProperties: false },
+)
+export type DepositReportBody = Static<typeof DepositReportBody>
+
+export const DepositReportView = Type.Object({
+  /** credited: at least one transfer is in the wallet; unconfirmed: not at the commitment yet; none: nothing new. */
+  status: Type.Union([Type.Literal('credited'), Type.Literal('unconfirmed'), Type.Literal('none')]),
+  credits: Type.Array(
+    Type.Object({
+      transferId: Type.String(),
+      signature: Type.String(),
+      amountGmt: Type.String(),
+      newlyCredited: Type.Boolean(),
+    }),
+  ),
+  wallet: WalletView,
+})
+export type DepositReportView = Static<typeof DepositReportView>
+
+export const ChainVerificationView = Type.Object({
+  ok: Type.Boolean(),
+  vaultAddress: Type.String(),
+  ledgerGmt: Type.String(),
+  chainGmt: Type.String(),
+  vaultChainGmt: Type.String(),
+  depositAddresses: Type.Integer(),
+  mismatches: Type.Array(
+    Type.Object({
+      kind: Type.String(),
+      address: Type.String(),
+      accountId: Type.Union([Type.String(), Type.Null()]),
+      ledgerGmt: Type.String(),
+      chainGmt: Type.Union([Type.String(), Type.Null()]),
+      detail: Type.String(),
+    }),
+  ),
+  tookMs: Type.Number(),
+})
+export type ChainVerificationView = Static<typeof ChainVerificationView>

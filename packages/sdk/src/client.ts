@@ -14,6 +14,11 @@ import type {
   LedgerVerificationView,
   OperatorCreditBody,
   WalletAmountBody,
+  WalletWithdrawBody,
+  DepositAddressView,
+  DepositReportBody,
+  DepositReportView,
+  ChainVerificationView,
   WalletHistory,
   WalletReceipt,
   WalletView,
@@ -130,7 +135,11 @@ export class GpumeshClient {
   wallet = () => this.#request<WalletView>('GET', '/v1/wallet')
   walletHistory = (query: { limit?: number } = {}) =>
     this.#request<WalletHistory>('GET', `/v1/wallet/history${toQueryString(query)}`)
-  withdraw = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
+  withdraw = (body: WalletWithdrawBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
+  depositAddress = () => this.#request<DepositAddressView>('GET', '/v1/wallet/deposit-address')
+  reportDeposit = (body: DepositReportBody = {}) =>
+    this.#request<DepositReportView>('POST', '/v1/wallet/deposits', body)
+  verifyChain = () => this.#request<ChainVerificationView>('GET', '/v1/ledger/verify-chain')
   claimFaucet = (body: WalletAmountBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/faucet', body)
   earnings = (query: EarningsQuery = {}) =>
     this.#request<EarningsView>('GET', `/v1/earnings${toQueryString(query)}`)

@@ -1,6 +1,7 @@
 import { createModelRegistry, type ModelRegistry } from './model-store.ts'
 import { createInferenceStore, type InferenceStore } from './inference-store.ts'
 import { createRewardStore, type RewardStore } from './reward-store.ts'
+import { createChainStore, type ChainStore } from './chain-store.ts'
 import { createExplorerStore, type ExplorerStore } from './explorer-store.ts'
 import type {
   BandwidthTier,
@@ -71,6 +72,8 @@ export interface Store {
   readonly explorer: ExplorerStore
   readonly models: ModelRegistry
   readonly inference: InferenceStore
+  /** The chain settlement adapter's bookkeeping (deposit addresses, signed transactions). */
+  readonly chain: ChainStore
   createAccount(account: AccountRecord): Promise<void>
   getAccount(id: string): Promise<AccountRecord | undefined>
   countAccountsWithRole(role: Role): Promise<number>
@@ -300,6 +303,7 @@ class SqlStore implements Store {
   readonly explorer: ExplorerStore
   readonly models: ModelRegistry
   readonly inference: InferenceStore
+  readonly chain: ChainStore
   readonly #driver: SqlDriver
 
   constructor(driver: SqlDriver) {
@@ -310,6 +314,7 @@ class SqlStore implements Store {
     this.explorer = createExplorerStore(driver)
     this.models = createModelRegistry(driver)
     this.inference = createInferenceStore(driver, this.ledger)
+    this.chain = createChainStore(driver, this.ledger)
   }
 
   async createAccount(account: AccountRecord): Promise<void> {

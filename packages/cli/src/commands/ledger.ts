@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import { parseGmtToUnits } from '@gpumesh/core'
 import type { WalletView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
@@ -15,7 +16,9 @@ export function registerLedgerCommands(program: Command): void {
       ),
   )
     .option('--json', 'machine-readable output')
-    .action(async (flags: ConnectionFlags & { json?: boolean }) => {
+    .option('--chain', "also compare what the ledger says the vault holds with the chain's balances")
+    .action(async (flags: ConnectionFlags & { json?: boolean; chain?: boolean }) => {
+      if (flags.chain) return verifyChain(flags)
       const verification = await clientFrom(flags, true).verifyLedger()
       if (!verification.ok) process.exitCode = 1
       if (flags.json) return printJson(verification)
@@ -47,11 +50,21 @@ export function registerWalletCommands(program: Command): void {
   connectionOptions(
     wallet
       .command('deposit')
-      .description('take test GMT from the faucet of a development network (gpumesh up)'),
+      .description(
+        'take test GMT from the faucet of a development network (gpumesh up), or deposit on chain (--chain)',
+      ),
   )
-    .requiredOption('--amount <gmt>', 'GMT, e.g. 100 or 12.5')
+    .option('--amount <gmt>', 'GMT from the faucet, e.g. 100 or 12.5')
     .option('--request-id <id>', 'makes a retry safe: the same id never deposits twice')
-    .action(async (flags: ConnectionFlags & { amount: string; requestId?: string }) => {
+    .option('--chain', 'print your deposit address on chain and wait until a transfer to it is credited')
+    .option(
+      '--signature <sig>',
+      'with --chain: the transaction that paid it (otherwise the address is watched)',
+    )
+    .option('--timeout <seconds>', 'with --chain: give up waiting after this long (default 900)')
+    .action(async (flags: DepositFlags) => {
+      if (flags.chain) return depositOnChain(flags)
+      if (flags.amount === undefined) throw new UsageError('--amount is required (or --chain)')
       const receipt = await clientFrom(flags, true).claimFaucet({
         amountGmt: gmtFlag('--amount', flags.amount),
         ...(flags.requestId ? { requestId: flags.requestId } : {}),
@@ -61,13 +74,19 @@ export function registerWalletCommands(program: Command): void {
     })
   connectionOptions(wallet.command('withdraw').description('send GMT out through the settlement adapter'))
     .requiredOption('--amount <gmt>', 'GMT, e.g. 100 or 12.5')
+    .option('--to <address>', 'on a chain-settled network: the Solana address to pay')
     .option('--request-id <id>', 'makes a retry safe: the same id never withdraws twice')
-    .action(async (flags: ConnectionFlags & { amount: string; requestId?: string }) => {
+    .action(async (flags: ConnectionFlags & { amount: string; requestId?: string; to?: string }) => {
+      if (flags.to !== undefined && !solanaAddressPattern.test(flags.to))
+        throw new UsageError(`--to must be a base58 Solana address (got ${flags.to})`)
       const receipt = await clientFrom(flags, true).withdraw({
         amountGmt: gmtFlag('--amount', flags.amount),
         ...(flags.requestId ? { requestId: flags.requestId } : {}),
+        ...(flags.to ? { to: flags.to } : {}),
       })
-      process.stdout.write(`withdrawn (transfer ${receipt.transferId})\n`)
+      process.stdout.write(
+        `withdrawn (transfer ${receipt.transferId}${receipt.signature ? `, signature ${receipt.signature}` : ''})\n`,
+      )
       show(receipt.wallet)
     })
   connectionOptions(wallet.command('history').description('every transfer in and out of your wallet'))
@@ -192,6 +211,75 @@ export function registerEarningsCommands(program: Command): void {
 }
 
 /** A positive GMT decimal, checked before any request. */
+const solanaAddressPattern = /^[1-9A-HJ-NP-Za-km-z]{32,44}$/
+
+type DepositFlags = ConnectionFlags & {
+  amount?: string
+  requestId?: string
+  chain?: boolean
+  signature?: string
+  timeout?: string
+}
+
+/** Prints the deposit address, then asks the coordinator to look for a credit every few seconds, with progress. */
+async function depositOnChain(flags: DepositFlags): Promise<void> {
+  const timeoutS = flags.timeout === undefined ? 900 : Number(flags.timeout)
+  if (!Number.isInteger(timeoutS) || timeoutS < 1 || timeoutS > 86_400)
+    throw new UsageError('--timeout must be a whole number of seconds from 1 to 86400')
+  const client = clientFrom(flags, true)
+  const target = await client.depositAddress()
+  process.stdout.write(
+    `send GMT (mint ${target.mint}) to your deposit address:\n  ${target.address}\n` +
+      `it is credited once the transfer is ${target.commitment}\n`,
+  )
+  const startedAt = Date.now()
+  for (;;) {
+    const report = await client.reportDeposit(flags.signature ? { signature: flags.signature } : {})
+    const fresh = report.credits.filter((credit) => credit.newlyCredited || flags.signature)
+    if (report.status === 'credited' && fresh.length > 0) {
+      for (const credit of fresh)
+        process.stdout.write(`credited ${credit.amountGmt} GMT (signature ${credit.signature})\n`)
+      process.stdout.write(
+        `balance ${report.wallet.balanceGmt} GMT, available ${report.wallet.availableGmt} GMT\n`,
+      )
+      return
+    }
+    const waitedS = Math.round((Date.now() - startedAt) / 1000)
+    if (waitedS >= timeoutS) {
+      process.stderr.write(`\nno deposit credited after ${waitedS} s; run this again to keep waiting\n`)
+      process.exitCode = 1
+      return
+    }
+    process.stderr.write(
+      `\r${report.status === 'unconfirmed' ? 'seen, waiting for the chain to confirm' : 'waiting for a transfer'}… ${waitedS} s`,
+    )
+    await sleep(2_000)
+  }
+}
+
+async function verifyChain(flags: ConnectionFlags & { json?: boolean }): Promise<void> {
+  const verification = await clientFrom(flags, true).verifyChain()
+  if (!verification.ok) process.exitCode = 1
+  if (flags.json) return printJson(verification)
+  process.stdout.write(
+    `${verification.ok ? 'ledger and chain agree' : 'LEDGER AND CHAIN DISAGREE'}: the ledger says ${verification.ledgerGmt} GMT, ` +
+      `the chain holds ${verification.chainGmt} GMT (vault ${verification.vaultAddress}: ${verification.vaultChainGmt}; ` +
+      `${verification.depositAddresses} deposit addresses), ${verification.tookMs} ms\n`,
+  )
+  if (verification.mismatches.length > 0)
+    printTable(
+      ['kind', 'address', 'account', 'ledger GMT', 'chain GMT', 'detail'],
+      verification.mismatches.map((mismatch) => [
+        mismatch.kind,
+        mismatch.address,
+        mismatch.accountId ?? '-',
+        mismatch.ledgerGmt,
+        mismatch.chainGmt ?? '-',
+        mismatch.detail,
+      ]),
+    )
+}
+
 function gmtFlag(flag: string, value: string): string {
   const units = parseGmtToUnits(value)
   if (units === null || units <= 0n)

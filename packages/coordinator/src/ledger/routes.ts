@@ -24,6 +24,7 @@ import {
   OperatorCreditBody,
   WalletAmountBody,
   WalletHistory,
+  WalletWithdrawBody,
   WalletReceipt,
   WalletView,
 } from '@gpumesh/protocol'
@@ -33,6 +34,7 @@ import Type from 'typebox'
 import { authenticate, requireRole, type Principal } from '../principal.ts'
 import type { App } from '../routes.ts'
 import { faucetAccountId, type SettlementAdapter } from './settlement.ts'
+import { HoldRefused, type ChainSettlement } from './chain/chain-settlement.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 
 // Wallets and the ledger over HTTP. Every amount is validated at the edge (exact decimals, positive, at most
@@ -42,6 +44,8 @@ export type LedgerRouteComponents = {
   readonly store: Store
   readonly clock: Clock
   readonly settlement: SettlementAdapter
+  /** Set on a chain-settled network: withdrawals pay an address on chain. */
+  readonly chain?: ChainSettlement
   /** Units one faucet claim may take at most; 0: no faucet. */
   readonly faucetMaxClaimUnits: bigint
   /** The last verification's outcome, for GET /metrics. */
@@ -278,7 +282,7 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
         tags: ['wallet'],
         summary: `Withdraw GMT through the ${settlement.name} settlement adapter`,
         security: secured,
-        body: WalletAmountBody,
+        body: WalletWithdrawBody,
         response: { 200: WalletReceipt, ...errors },
       },
     },
@@ -286,6 +290,26 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
       const { accountId } = await principalOf(request)
       const amount = units(request.body.amountGmt, 'amountGmt')
       const id = transferId('withdraw', accountId, request.body.requestId)
+      const { chain } = components
+      if (chain) {
+        if (request.body.to === undefined)
+          throw new ValidationError([{ field: 'to', message: 'the address to pay on chain is required' }])
+        try {
+          const paid = await chain.withdrawTo({
+            accountId,
+            amountUnits: amount,
+            transferId: id,
+            reference: 'withdrawal',
+            nowMs: clock.nowMs(),
+            destination: request.body.to,
+          })
+          return { transferId: id, wallet: await wallet(accountId), signature: paid.signature }
+        } catch (error) {
+          if (!(error instanceof HoldRefused)) throw error
+          await check(error.result, accountId, amount)
+          throw error
+        }
+      }
       await check(
         await settlement.withdraw({
           accountId,

@@ -15,6 +15,8 @@ export type SettlementRequest = {
   readonly transferId: string
   readonly reference: string
   readonly nowMs: number
+  /** For a withdrawal on chain: the owner address to pay (the chain adapter pays its token account). */
+  readonly destination?: string
 }
 
 export type SettlementAdapter = {
