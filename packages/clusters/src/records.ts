@@ -149,6 +149,10 @@ export type ClusterJobRecord = {
   readonly exitCode: number | null
   readonly createdAtMs: number
   readonly finishedAtMs: number | null
+  /** Ray's runtime_env the job was submitted with, as JSON ('{}' when none). */
+  readonly runtimeEnvJson: string
+  /** Ray job metadata (string to string), as JSON ('{}' when none). */
+  readonly metadataJson: string
 }
 
 export type ClusterJobPatch = {

@@ -31,6 +31,8 @@ import { RttProber } from './rtt/rtt-prober.ts'
 import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
 import { defaultReconcilePolicy } from '@gpumesh/clusters'
 import { registerClusterRoutes } from './clusters/routes.ts'
+import { registerRayJobApi } from './clusters/ray-job-api.ts'
+import { RayPackageCache } from './clusters/ray-packages.ts'
 import { registerLedgerRoutes } from './ledger/routes.ts'
 import { faucetAccountId, localSettlement } from './ledger/settlement.ts'
 import { createChainSettlement, type ChainSettlement } from './ledger/chain/chain-settlement.ts'
@@ -376,6 +378,7 @@ export async function buildCoordinator(
     publicUrl: () => init.publicUrl ?? baseUrl,
   })
   registerClusterRoutes(app, { store, clock, clusters })
+  registerRayJobApi(app, { store, clock, clusters, packages: new RayPackageCache() })
   // GMT on chain when configured (docs/chain.md): the vault key is read once, here, from the operator's file.
   const chain: ChainSettlement | undefined = init.chain
     ? await createChainSettlement(

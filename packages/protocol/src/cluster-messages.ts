@@ -15,9 +15,9 @@ const Endpoint = Type.String({ pattern: '^[0-9.]{7,15}:[0-9]{1,5}$', description
 const LinuxName = Type.String({ pattern: '^[a-z0-9-]{1,15}$' })
 /** Job output travels in chunks no larger than this. */
 export const maxJobLogChunkBytes = 32 * 1024
-/** The largest working directory a job may upload (compressed). */
-export const maxWorkingDirBytes = 8 * 1024 * 1024
-export const maxJobEntrypointLength = 4096
+import { maxJobEntrypointLength, maxWorkingDirBytes } from './job-limits.ts'
+import { RayEntrypointResources, RayPackageUri, RayRuntimeEnv } from './ray-jobs.ts'
+export { maxJobEntrypointLength, maxWorkingDirBytes }
 
 // coordinator -> worker
 
@@ -89,6 +89,25 @@ export const ClusterJobSubmitMessage = Type.Object(
       Type.String({ maxLength: Math.ceil(maxWorkingDirBytes / 3) * 4, pattern: '^[A-Za-z0-9+/]*={0,2}$' }),
       Type.Null(),
     ]),
+    /** Ray's runtime_env, checked at the coordinator's edge; absent for gpumesh's own submissions. */
+    runtimeEnv: Type.Optional(RayRuntimeEnv),
+    /** The zips runtimeEnv names (working_dir, py_modules), for the head to put into Ray's GCS. */
+    packages: Type.Optional(
+      Type.Array(
+        Type.Object(
+          {
+            uri: RayPackageUri,
+            zipBase64: Type.String({
+              maxLength: Math.ceil(maxWorkingDirBytes / 3) * 4,
+              pattern: '^[A-Za-z0-9+/]*={0,2}$',
+            }),
+          },
+          { additionalProperties: false },
+        ),
+        { maxItems: 17 },
+      ),
+    ),
+    entrypointResources: Type.Optional(RayEntrypointResources),
   },
   { additionalProperties: false },
 )

@@ -226,6 +226,8 @@ export interface Store {
   appendJobLog(jobId: string, text: string): Promise<number>
   /** Chunks with seq > afterSeq, oldest first. */
   readJobLog(jobId: string, afterSeq: number, limit: number): Promise<JobLogChunk[]>
+  /** Removes a job in a terminal status and its log; false when it is unknown or still active. */
+  deleteJob(jobId: string): Promise<boolean>
 
   close(): Promise<void>
 }
@@ -1246,8 +1248,8 @@ class SqlStore implements Store {
   async insertJob(job: ClusterJobRecord): Promise<void> {
     await this.#driver.execute(
       `INSERT INTO cluster_jobs (id, cluster_id, account_id, entrypoint, status, message, exit_code, created_at_ms,
-         finished_at_ms)
-       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
+         finished_at_ms, runtime_env, metadata)
+       VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
       [
         job.id,
         job.clusterId,
@@ -1258,6 +1260,8 @@ class SqlStore implements Store {
         job.exitCode,
         job.createdAtMs,
         job.finishedAtMs,
+        job.runtimeEnvJson,
+        job.metadataJson,
       ],
     )
   }
@@ -1320,6 +1324,19 @@ class SqlStore implements Store {
       'SELECT seq, text FROM cluster_job_logs WHERE job_id = $1 AND seq > $2 ORDER BY seq LIMIT $3',
       [jobId, afterSeq, limit],
     )
+  }
+
+  async deleteJob(jobId: string): Promise<boolean> {
+    return this.#driver.transaction(async (tx) => {
+      const jobs = await tx.query(
+        `SELECT id FROM cluster_jobs WHERE id = $1 AND status IN ('succeeded', 'failed', 'stopped') FOR UPDATE`,
+        [jobId],
+      )
+      if (jobs.length === 0) return false
+      await tx.execute('DELETE FROM cluster_job_logs WHERE job_id = $1', [jobId])
+      await tx.execute('DELETE FROM cluster_jobs WHERE id = $1', [jobId])
+      return true
+    })
   }
 
   close(): Promise<void> {
@@ -1678,6 +1695,8 @@ type ClusterJobRow = {
   exit_code: number | null
   created_at_ms: bigint
   finished_at_ms: bigint | null
+  runtime_env: string
+  metadata: string
 }
 
 function toClusterJob(row: ClusterJobRow): ClusterJobRecord {
@@ -1691,6 +1710,8 @@ function toClusterJob(row: ClusterJobRow): ClusterJobRecord {
     exitCode: row.exit_code,
     createdAtMs: Number(row.created_at_ms),
     finishedAtMs: optionalNumber(row.finished_at_ms),
+    runtimeEnvJson: row.runtime_env,
+    metadataJson: row.metadata,
   }
 }
 

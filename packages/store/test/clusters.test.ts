@@ -68,6 +68,8 @@ function job(id: string, clusterId: string, createdAtMs: number): ClusterJobReco
     exitCode: null,
     createdAtMs,
     finishedAtMs: null,
+    runtimeEnvJson: '{"env_vars":{"SEED":"1"}}',
+    metadataJson: '{}',
   }
 }
 
@@ -535,6 +537,18 @@ for (const backend of storeBackends) {
       })
       assert.equal((await store.updateJob('job_b', { status: 'stopped' }))?.status, 'stopped')
       assert.equal((await store.updateJob('job_b', { status: 'succeeded' }))?.status, 'stopped')
+    })
+
+    it('deletes only a finished job, with its log', async () => {
+      await mustCreate(store, 'cls_delete', [devices[0]!])
+      await store.insertJob(job('job_del', 'cls_delete', t0))
+      await store.appendJobLog('job_del', 'line\n')
+      assert.equal(await store.deleteJob('job_del'), false, 'a pending job stays')
+      await store.updateJob('job_del', { status: 'failed', finishedAtMs: t0 + 1 })
+      assert.equal(await store.deleteJob('job_del'), true)
+      assert.equal(await store.getJob('job_del'), undefined)
+      assert.deepEqual(await store.readJobLog('job_del', 0, 10), [])
+      assert.equal(await store.deleteJob('job_del'), false)
     })
 
     it('numbers job log chunks from 1 and reads them after a seq', async () => {

@@ -211,28 +211,33 @@ export async function simulatedWorker(
           detail: message.reason,
         })
         return
-      case 'cluster_job_submit':
+      case 'cluster_job_submit': {
+        const job = { clusterId: message.clusterId, jobId: message.jobId }
+        send({ type: 'cluster_job_status', ...job, status: 'running', message: '', exitCode: null })
+        send({ type: 'cluster_job_log', ...job, text: `ran ${message.entrypoint}\n` })
+        // What a Ray submission carried, so tests can see it reached the head.
+        if (message.runtimeEnv) {
+          const env = Object.keys(message.runtimeEnv.env_vars ?? {}).sort()
+          const packages = (message.packages ?? []).map((item) => item.uri)
+          send({
+            type: 'cluster_job_log',
+            ...job,
+            text: `env ${env.join(',')} packages ${packages.join(',')}\n`,
+          })
+        }
+        // A driver that sleeps runs until it is stopped, as Ray's would.
+        if (message.entrypoint.startsWith('sleep ')) return
+        send({ type: 'cluster_job_status', ...job, status: 'succeeded', message: 'done', exitCode: 0 })
+        return
+      }
+      case 'cluster_job_stop':
         send({
           type: 'cluster_job_status',
           clusterId: message.clusterId,
           jobId: message.jobId,
-          status: 'running',
-          message: '',
+          status: 'stopped',
+          message: 'stopped by the renter',
           exitCode: null,
-        })
-        send({
-          type: 'cluster_job_log',
-          clusterId: message.clusterId,
-          jobId: message.jobId,
-          text: `ran ${message.entrypoint}\n`,
-        })
-        send({
-          type: 'cluster_job_status',
-          clusterId: message.clusterId,
-          jobId: message.jobId,
-          status: 'succeeded',
-          message: 'done',
-          exitCode: 0,
         })
         return
       default:

@@ -7,7 +7,10 @@ which needs the dashboard we do not run) and reports which nodes are alive.
   python cluster_head.py --address HOST:PORT --work-dir DIR [--connect-timeout-s 60]
 
 Commands, JSON lines on stdin:
-  {"op": "submit", "jobId": "job_x", "entrypoint": "python train.py", "workingDirTarGz": base64 | null}
+  {"op": "submit", "jobId": "job_x", "entrypoint": "python train.py", "workingDirTarGz": base64 | null,
+   "runtimeEnv": {...} (optional: Ray's runtime_env, as a Ray job client sent it),
+   "packages": [{"uri": "gcs://_ray_pkg_<hash>.zip", "zipBase64": ...}] (optional: what runtimeEnv names),
+   "entrypointResources": {"numCpus", "numGpus", "memory", "resources"} (optional)}
   {"op": "stop", "jobId": "job_x"}
 Events, JSON lines on stdout:
   {"event": "ready"}
@@ -44,6 +47,7 @@ import ray  # noqa: E402
 from ray._private.runtime_env.packaging import (  # noqa: E402
     create_package,
     get_uri_for_directory,
+    package_exists,
     upload_package_to_gcs,
 )
 from ray._private import ray_constants  # noqa: E402
@@ -66,6 +70,10 @@ STOP_RETRIES = 20  # the supervisor actor's name may register a moment after sub
 
 # Job ids name a directory and a Ray actor: keep them to plain characters.
 JOB_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# The only package URIs a job may bring: content-addressed zips in this cluster's GCS.
+PACKAGE_URI = re.compile(r"^gcs://_ray_pkg_[0-9a-f]{16,64}\.zip$")
+ENTRYPOINT_RESOURCES = {"numCpus": "entrypoint_num_cpus", "numGpus": "entrypoint_num_gpus",
+                        "memory": "entrypoint_memory", "resources": "entrypoint_resources"}
 COMMAND_TOO_LONG = object()
 
 
@@ -135,6 +143,22 @@ def package_working_dir(job_id, tarball, work_dir):
         raise
 
 
+def upload_packages(packages):
+    """Puts a Ray submission's packages into the GCS under the URIs its runtime_env names, as Ray's dashboard
+    does on upload. A package already there (same content hash) is left as it is."""
+    for package in packages:
+        uri = package.get("uri") if isinstance(package, dict) else None
+        data = package.get("zipBase64") if isinstance(package, dict) else None
+        if not isinstance(uri, str) or not PACKAGE_URI.match(uri) or not isinstance(data, str):
+            raise ValueError("packages must be objects with a gcs://_ray_pkg_<hash>.zip uri and zipBase64")
+        if package_exists(uri):
+            continue
+        try:
+            upload_package_to_gcs(uri, base64.b64decode(data, validate=True))
+        except binascii.Error as error:
+            raise ValueError(f"package {uri} is not base64: {error}") from None
+
+
 def describe(error):
     return f"{type(error).__name__}: {error}"
 
@@ -173,17 +197,34 @@ class Agent:
                 return emit_error(message, job_id)
             if tarball is not None and not isinstance(tarball, str):
                 return emit_error("workingDirTarGz must be base64 or null", job_id)
+            runtime_env = command.get("runtimeEnv", {})
+            packages = command.get("packages", [])
+            resources = command.get("entrypointResources", {})
+            if not isinstance(runtime_env, dict) or not isinstance(packages, list):
+                return emit_error("runtimeEnv must be an object and packages a list", job_id)
+            if not isinstance(resources, dict) or not set(resources) <= set(ENTRYPOINT_RESOURCES):
+                return emit_error(f"entrypointResources may hold only {sorted(ENTRYPOINT_RESOURCES)}", job_id)
             if job_id in self.submissions:
                 return emit_error("job already submitted", job_id)
-            self.submissions[job_id] = self.spawn(self.submit(job_id, entrypoint, tarball))
+            ray_submission = {
+                "runtime_env": runtime_env,
+                "packages": packages,
+                "resources": {ENTRYPOINT_RESOURCES[key]: value for key, value in resources.items()},
+            }
+            self.submissions[job_id] = self.spawn(self.submit(job_id, entrypoint, tarball, ray_submission))
         elif op == "stop":
             self.spawn(self.stop(job_id))
         else:
             emit_error(f"unknown op {op!r}", job_id)
 
-    async def submit(self, job_id, entrypoint, tarball):
+    async def submit(self, job_id, entrypoint, tarball, ray_submission):
         try:
-            runtime_env = {}
+            # A Ray job client's runtime_env goes to Ray as sent (the coordinator checked its keys): Ray itself
+            # sets up env_vars, working_dir, py_modules and pip (a virtualenv of its own per requirement set,
+            # kept in this node's temp dir and reused by the next job with the same requirements).
+            runtime_env = dict(ray_submission["runtime_env"])
+            if ray_submission["packages"]:
+                await asyncio.to_thread(upload_packages, ray_submission["packages"])
             if tarball is not None:
                 try:
                     data = base64.b64decode(tarball, validate=True)
@@ -192,7 +233,12 @@ class Agent:
                 # Unpacking, zipping and uploading block: off the loop, so other jobs' events keep flowing.
                 uri = await asyncio.to_thread(package_working_dir, job_id, data, self.work_dir)
                 runtime_env["working_dir"] = uri
-            await self.jobs.submit_job(entrypoint=entrypoint, submission_id=job_id, runtime_env=runtime_env)
+            await self.jobs.submit_job(
+                entrypoint=entrypoint,
+                submission_id=job_id,
+                runtime_env=runtime_env,
+                **ray_submission["resources"],
+            )
         except Exception as error:
             emit_error(f"submit failed: {describe(error)}", job_id)
             del self.submissions[job_id]  # the caller may try again under the same id

@@ -21,6 +21,7 @@ import {
   type ClusterHeadAgent,
   type RayJobStatus,
   type RayNode,
+  type RaySubmission,
 } from '@gpumesh/worker'
 
 // The cluster head agent against a real single-node Ray head in a throwaway network namespace: a job with a
@@ -134,9 +135,36 @@ describe(
       }
       return record
     }
-    const submit = (jobId: string, entrypoint: string, workingDirTarGz?: Buffer) => {
+    const submit = (jobId: string, entrypoint: string, workingDirTarGz?: Buffer, ray?: RaySubmission) => {
       job(jobId).submittedAtMs = performance.now()
-      agent!.submit(jobId, entrypoint, workingDirTarGz)
+      agent!.submit(jobId, entrypoint, workingDirTarGz, ray)
+    }
+    /** A directory zipped by Ray's own packaging code, as Ray's job client uploads it, with its URI. */
+    const rayPackage = (name: string, files: Record<string, string>) => {
+      const source = join(scratch, `pkg-${name}`)
+      for (const [path, content] of Object.entries(files)) {
+        mkdirSync(dirname(join(source, path)), { recursive: true })
+        writeFileSync(join(source, path), content)
+      }
+      const zip = join(scratch, `${name}.zip`)
+      const uri = execFileSync(
+        python,
+        [
+          '-c',
+          [
+            'import sys',
+            'from pathlib import Path',
+            'from ray._private.runtime_env.packaging import create_package, get_uri_for_directory',
+            'uri = get_uri_for_directory(sys.argv[1], include_gitignore=True)',
+            'create_package(sys.argv[1], Path(sys.argv[2]), include_gitignore=True)',
+            'print(uri)',
+          ].join('\n'),
+          source,
+          zip,
+        ],
+        { encoding: 'utf8' },
+      ).trim()
+      return { uri, zipBase64: readFileSync(zip).toString('base64') }
     }
     const waitFor = async <T>(what: string, probe: () => T | undefined): Promise<T> => {
       const deadline = Date.now() + jobTimeoutMs
@@ -181,6 +209,9 @@ describe(
       execFileSync('ip', ['netns', 'add', namespace])
       namespaceCreated = true
       execFileSync('ip', ['-n', namespace, 'link', 'set', 'lo', 'up'])
+      // The agent's configured index, as a supplier sets it: here the machine's local one (the namespace
+      // has no other network).
+      process.env['GPUMESH_PIP_INDEX_URL'] ??= 'file:///opt/pypi/simple'
       rayNode = createRayNode({
         pythonPath: python,
         namespace,
@@ -289,6 +320,50 @@ describe(
       process.stdout.write(`# job_sleep: stop → stopped ${Math.round(final.atMs - stopAtMs)} ms\n`)
       assert.equal(final.status, 'stopped')
       assert.deepEqual(job('job_sleep').errors, [])
+    })
+
+    it('runs Ray submissions: env_vars, a working_dir zip, pip from the configured index, reused', async () => {
+      const workingDir = rayPackage('rayjob', {
+        'main.py': [
+          'import os, sys, termcolor',
+          'print("seed", os.environ["SEED"], "prefix", sys.prefix.startswith(os.environ["HOME"]), flush=True)',
+          'print("termcolor from", termcolor.__file__, flush=True)',
+        ].join('\n'),
+      })
+      const pip = { packages: ['termcolor'], pip_check: false }
+      const runtimeEnv = { working_dir: workingDir.uri, env_vars: { SEED: '7' }, pip }
+      const startedAt = performance.now()
+      submit('job_ray_pip', 'python main.py', undefined, { runtimeEnv, packages: [workingDir] })
+      const first = await finalStatus('job_ray_pip')
+      const firstMs = first.atMs - startedAt
+      report('job_ray_pip')
+      assert.equal(first.status, 'succeeded', `${first.message}\n${job('job_ray_pip').log}`)
+      assert.match(
+        job('job_ray_pip').log,
+        /seed 7 prefix True/,
+        'the driver runs in a virtualenv in the sandbox',
+      )
+      const installedAt = /termcolor from (\S+)/.exec(job('job_ray_pip').log)?.[1] ?? ''
+      assert.ok(installedAt.startsWith(rayTempDir), `installed inside the node's temp dir: ${installedAt}`)
+
+      // The same requirements again: Ray's virtualenv for them is reused, nothing installs twice.
+      const againAt = performance.now()
+      submit('job_ray_pip_again', 'python main.py', undefined, { runtimeEnv, packages: [workingDir] })
+      const second = await finalStatus('job_ray_pip_again')
+      const secondMs = second.atMs - againAt
+      process.stdout.write(
+        `# pip job: first ${Math.round(firstMs)} ms, same requirements again ${Math.round(secondMs)} ms\n`,
+      )
+      assert.equal(second.status, 'succeeded', second.message)
+      assert.equal(/termcolor from (\S+)/.exec(job('job_ray_pip_again').log)?.[1], installedAt)
+
+      submit('job_ray_badpip', 'python -c "print(1)"', undefined, {
+        runtimeEnv: { pip: ['gpumesh-no-such-package==9.9.9'] },
+      })
+      const bad = await finalStatus('job_ray_badpip')
+      assert.equal(bad.status, 'failed')
+      assert.match(bad.message, /gpumesh-no-such-package/, "pip's own message")
+      assert.match(bad.message, /No matching distribution|Could not find a version/, bad.message)
     })
 
     it('refuses working dirs that reach outside themselves, writing nothing', async () => {

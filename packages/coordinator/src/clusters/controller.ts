@@ -15,6 +15,8 @@ import type {
   ClusterRequestBody,
   ClusterView,
   JobView,
+  RayEntrypointResources,
+  RayRuntimeEnv,
   SubmitJobBody,
   WorkerCapabilities,
 } from '@gpumesh/protocol'
@@ -76,6 +78,18 @@ export type ClusterControllerComponents = {
 export const replacementRetryMs = 5_000
 const placementAttempts = 3
 const maxJobsListed = 100
+
+/**
+ * A job as either API submits it: gpumesh's own (an entrypoint and a tar.gz working dir) or Ray's (a
+ * runtime_env, with the packages it names, uploaded beforehand, and entrypoint resources).
+ */
+export type JobSubmission = SubmitJobBody & {
+  readonly runtimeEnv?: RayRuntimeEnv
+  /** Every package the runtime_env names, as the zips Ray's client uploaded (base64). */
+  readonly packages?: { uri: string; zipBase64: string }[]
+  readonly metadata?: Readonly<Record<string, string>>
+  readonly entrypointResources?: RayEntrypointResources
+}
 
 type Waiter = () => void
 
@@ -386,7 +400,7 @@ export class ClusterController {
 
   // --- jobs ----------------------------------------------------------------------------------------
 
-  submitJob(accountId: string, clusterId: string, body: SubmitJobBody): Promise<JobView> {
+  submitJob(accountId: string, clusterId: string, body: JobSubmission): Promise<JobView> {
     return this.#serial(async () => {
       const cluster = await this.#owned(accountId, clusterId)
       if (cluster.state !== 'ready')
@@ -402,6 +416,8 @@ export class ClusterController {
         exitCode: null,
         createdAtMs: this.#components.clock.nowMs(),
         finishedAtMs: null,
+        runtimeEnvJson: JSON.stringify(body.runtimeEnv ?? {}),
+        metadataJson: JSON.stringify(body.metadata ?? {}),
       }
       await this.#components.store.insertJob(job)
       const sent =
@@ -412,6 +428,10 @@ export class ClusterController {
           jobId: job.id,
           entrypoint: body.entrypoint,
           workingDirTarGz: body.workingDirTarGz ?? null,
+          // Only what a Ray submission carries, so gpumesh's own jobs reach older workers unchanged.
+          ...(body.runtimeEnv ? { runtimeEnv: body.runtimeEnv } : {}),
+          ...(body.packages?.length ? { packages: body.packages } : {}),
+          ...(body.entrypointResources ? { entrypointResources: body.entrypointResources } : {}),
         })
       if (!sent) {
         const failed = await this.#components.store.updateJob(job.id, {
@@ -458,6 +478,12 @@ export class ClusterController {
     // chunks has nothing more to come.
     const complete = isTerminalJob(job.status) && chunks.length < limit
     return { chunks, complete, job: jobView(job) }
+  }
+
+  /** Removes a finished job and its log (Ray's DELETE /api/jobs/{id}); false while it still runs. */
+  async deleteJob(accountId: string, clusterId: string, jobId: string): Promise<boolean> {
+    await this.getJob(accountId, clusterId, jobId)
+    return this.#components.store.deleteJob(jobId)
   }
 
   async stopJob(accountId: string, clusterId: string, jobId: string): Promise<JobView> {

@@ -264,6 +264,11 @@ export function createClusterNodes(
           message.jobId,
           message.entrypoint,
           message.workingDirTarGz === null ? undefined : Buffer.from(message.workingDirTarGz, 'base64'),
+          {
+            ...(message.runtimeEnv ? { runtimeEnv: message.runtimeEnv } : {}),
+            ...(message.packages ? { packages: message.packages } : {}),
+            ...(message.entrypointResources ? { entrypointResources: message.entrypointResources } : {}),
+          },
         )
         return
       }

@@ -30,6 +30,19 @@ export type ClusterHeadAgentInit = {
   readonly runAs?: { readonly uid: number; readonly gid: number }
 }
 
+/** What a job submitted through Ray's job API carries besides its entrypoint (checked by the coordinator). */
+export type RaySubmission = {
+  readonly runtimeEnv?: Readonly<Record<string, unknown>>
+  /** Zips the runtime_env names by URI (gcs://_ray_pkg_...zip), base64; the agent puts them into the GCS. */
+  readonly packages?: readonly { readonly uri: string; readonly zipBase64: string }[]
+  readonly entrypointResources?: {
+    readonly numCpus?: number
+    readonly numGpus?: number
+    readonly memory?: number
+    readonly resources?: Readonly<Record<string, number>>
+  }
+}
+
 export type ClusterHeadAgentEvents = {
   onNodes(alive: readonly string[]): void
   onJobLog(jobId: string, text: string): void
@@ -42,7 +55,7 @@ export type ClusterHeadAgentEvents = {
 export type ClusterHeadAgent = {
   /** Resolves once connected to Ray (the 'ready' event); rejects if the process exits first or after a timeout. */
   readonly ready: Promise<void>
-  submit(jobId: string, entrypoint: string, workingDirTarGz?: Buffer): void
+  submit(jobId: string, entrypoint: string, workingDirTarGz?: Buffer, ray?: RaySubmission): void
   stop(jobId: string): void
   /** Ends stdin, waits for exit (SIGKILL after a few seconds). Idempotent. */
   close(): Promise<void>
@@ -235,13 +248,16 @@ export function startClusterHeadAgent(
 
   return {
     ready,
-    submit(jobId, entrypoint, workingDirTarGz) {
+    submit(jobId, entrypoint, workingDirTarGz, ray) {
       send(
         {
           op: 'submit',
           jobId,
           entrypoint,
           workingDirTarGz: workingDirTarGz ? workingDirTarGz.toString('base64') : null,
+          ...(ray?.runtimeEnv ? { runtimeEnv: ray.runtimeEnv } : {}),
+          ...(ray?.packages ? { packages: ray.packages } : {}),
+          ...(ray?.entrypointResources ? { entrypointResources: ray.entrypointResources } : {}),
         },
         jobId,
       )

@@ -162,11 +162,30 @@ export function asUser(runAs: { readonly uid: number; readonly gid: number } | u
  */
 export function rayEnvironment(pythonPath: string, tempDir: string): NodeJS.ProcessEnv {
   return {
+    ...pipConfiguration(process.env),
     PATH: `${dirname(pythonPath)}:${process.env['PATH'] ?? '/usr/bin:/bin'}`,
     HOME: tempDir,
     LANG: process.env['LANG'] ?? 'C.UTF-8',
     RAY_USAGE_STATS_ENABLED: '0',
+    // One attempt at a job's runtime_env: a requirement that cannot be installed fails the job with pip's
+    // message after one install, not three (Ray's default retries a deterministic failure).
+    RUNTIME_ENV_RETRY_TIMES: '1',
   }
+}
+
+/**
+ * The package index the supplier configured for this agent, for the pip that Ray runs for a job's
+ * runtime_env: pip's own PIP_* variables as the agent has them, and GPUMESH_PIP_INDEX_URL (the variable
+ * scripts/setup-python.sh reads) as the index. pip's global config files (/etc/pip.conf) apply as well;
+ * the per-user ones do not, since HOME is the node's temp dir.
+ */
+export function pipConfiguration(environment: NodeJS.ProcessEnv): Record<string, string> {
+  const pip: Record<string, string> = {}
+  for (const [name, value] of Object.entries(environment))
+    if (name.startsWith('PIP_') && value !== undefined) pip[name] = value
+  const index = environment['GPUMESH_PIP_INDEX_URL']
+  if (index) pip['PIP_INDEX_URL'] = index
+  return pip
 }
 
 /** Asks Ray, from inside the cluster's namespace, how many nodes are alive. */
