@@ -6,3 +6,15 @@ export * from './device-request-auth.ts'
 export { registerSpeedtestRoutes, type SpeedtestComponents } from './speedtest/routes.ts'
 export { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
 export { s3ArtifactStore, type S3ArtifactStoreInit } from './models/s3-artifact-store.ts'
+export { OfferFeed } from './offers/offer-feed.ts'
+export {
+  ClusterController,
+  type ClusterControllerComponents,
+  type ClusterLinks,
+} from './clusters/controller.ts'
+export {
+  buildClusterControl,
+  type ClusterControl,
+  type ClusterControlComponents,
+  type ClusterControlSettings,
+} from './clusters/wiring.ts'
