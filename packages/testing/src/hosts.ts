@@ -34,7 +34,14 @@ export function hostApi(network: TestNetwork, host: TestHost, baseUrl: string): 
 export async function startCoordinatorOnHost(
   network: TestNetwork,
   host: TestHost,
-  init: { readonly cli: string; readonly workDir: string; readonly settings: object; readonly port?: number },
+  init: {
+    readonly cli: string
+    readonly workDir: string
+    readonly settings: object
+    readonly port?: number
+    /** How long to wait for it to answer; PGlite's first start is slow on a loaded machine. */
+    readonly startTimeoutMs?: number
+  },
 ): Promise<string> {
   const port = init.port ?? 8080
   const config = join(init.workDir, 'coordinator.json')
@@ -70,7 +77,7 @@ export async function startCoordinatorOnHost(
       }
     },
     'the coordinator to answer',
-    30_000,
+    init.startTimeoutMs ?? 30_000,
   )
   return baseUrl
 }
