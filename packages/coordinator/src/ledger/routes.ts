@@ -32,6 +32,7 @@ import type { Store } from '@gpumesh/store'
 import type { FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { authenticate, requireRole, type Principal } from '../principal.ts'
+import { walletView } from './wallet.ts'
 import type { App } from '../routes.ts'
 import { faucetAccountId, type SettlementAdapter } from './settlement.ts'
 import { HoldRefused, type ChainSettlement } from './chain/chain-settlement.ts'
@@ -88,17 +89,7 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
   }
   const transferId = (kind: string, accountId: string, requestId: string | undefined) =>
     `${kind}:${accountId}:${requestId ?? randomBytes(12).toString('hex')}`
-  const wallet = async (accountId: string) => {
-    const spec = ledgerAccounts.user(accountId)
-    await store.ledger.createAccounts([spec], clock.nowMs())
-    const [account] = await store.ledger.getAccounts([spec.id])
-    return {
-      accountId,
-      balanceGmt: formatGmtUnits(account!.creditsPosted - account!.debitsPosted),
-      availableGmt: formatGmtUnits(available(account!)),
-      heldGmt: formatGmtUnits(account!.debitsPending),
-    }
-  }
+  const wallet = (accountId: string) => walletView(store, clock, accountId)
   /** Turns a refused transfer into the error the caller sees; `exists` is a replay and answers as the first did. */
   const check = async (
     result: TransferResult,

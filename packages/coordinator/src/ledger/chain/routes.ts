@@ -1,5 +1,4 @@
 import { ConflictError, formatGmtUnits } from '@gpumesh/core'
-import { available, ledgerAccounts } from '@gpumesh/ledger'
 import {
   ChainVerificationView,
   DepositAddressView,
@@ -10,6 +9,7 @@ import {
 import type { Store } from '@gpumesh/store'
 import type { Clock } from '@gpumesh/core'
 import { authenticate, requireRole } from '../../principal.ts'
+import { walletView } from '../wallet.ts'
 import type { App } from '../../routes.ts'
 import type { ChainSettlement } from './chain-settlement.ts'
 
@@ -34,17 +34,7 @@ export function registerChainRoutes(app: App, components: ChainRouteComponents):
       )
     return components.chain
   }
-  const wallet = async (accountId: string) => {
-    const spec = ledgerAccounts.user(accountId)
-    await store.ledger.createAccounts([spec], clock.nowMs())
-    const [account] = await store.ledger.getAccounts([spec.id])
-    return {
-      accountId,
-      balanceGmt: formatGmtUnits(account!.creditsPosted - account!.debitsPosted),
-      availableGmt: formatGmtUnits(available(account!)),
-      heldGmt: formatGmtUnits(account!.debitsPending),
-    }
-  }
+  const wallet = (accountId: string) => walletView(store, clock, accountId)
 
   app.get(
     '/v1/wallet/deposit-address',
