@@ -24,12 +24,10 @@ import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
-import { ClusterController } from './clusters/controller.ts'
-import { createClusterBilling } from './clusters/billing.ts'
-import type { PlanMarket } from '@gpumesh/clusters'
+import type { ClusterController } from './clusters/controller.ts'
+import { buildClusterControl, clusterTickMs } from './clusters/wiring.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
-import { defaultReconcilePolicy } from '@gpumesh/clusters'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerRayJobApi } from './clusters/ray-job-api.ts'
 import { RayPackageCache } from './clusters/ray-packages.ts'
@@ -57,6 +55,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 export { coordinatorVersion } from './version.ts'
+export { clusterTickMs } from './clusters/wiring.ts'
 
 export type CoordinatorComponents = {
   readonly store: Store
@@ -134,8 +133,6 @@ export function defaultMaxWorkerConnections(): number {
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
 const maxHttpBodyBytes = 256 * 1024
-/** How often the cluster controller looks at every active cluster (reports also wake it at once). */
-export const clusterTickMs = 500
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -308,42 +305,9 @@ export async function buildCoordinator(
     (deviceId) => rtt.isMeasured(deviceId),
   )
   const gmtUnitsPerUsd = parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n
-  const supplierOfDevice = new Map<string, string>()
-  const clusterBilling = init.clusterBillingEnabled
-    ? createClusterBilling(
-        {
-          store,
-          clock,
-          async supplierOf(deviceId) {
-            let accountId = supplierOfDevice.get(deviceId)
-            if (!accountId) {
-              const device = await store.getDevice(deviceId)
-              if (!device) throw new Error(`billing: no device ${deviceId}`)
-              accountId = device.accountId
-              supplierOfDevice.set(deviceId, accountId)
-            }
-            return accountId
-          },
-        },
-        {
-          gmtUnitsPerUsd,
-          feeBasisPoints: init.platformFeeBasisPoints,
-          intervalMs: init.billingIntervalMs,
-          // A silent node is found lost offlineAfterMs after it was seen offline, within a tick or two.
-          settleDelayMs: offlineAfterMs + 2 * clusterTickMs,
-          holdGraceMs: 3_600_000,
-        },
-      )
-    : undefined
-  const market: PlanMarket = {
-    offerOf: (deviceId) => index.offerOf(deviceId),
-    quoteOf: (deviceId, commitmentHours) => index.quoteOf(deviceId, commitmentHours),
-    gmtUnitsPerUsd,
-  }
-  const clusters = new ClusterController(
+  const { controller: clusters, market } = buildClusterControl(
     {
       store,
-      market,
       clock,
       index,
       links,
@@ -352,15 +316,17 @@ export async function buildCoordinator(
       pullOffers: async () => {
         await feed.pull()
       },
-      ...(clusterBilling ? { billing: clusterBilling } : {}),
       metrics,
       onDevicesReserved: (deviceIds, reason) => {
         for (const deviceId of deviceIds) serving.evict(deviceId, reason)
       },
     },
     {
-      ...defaultReconcilePolicy,
-      nodeLostAfterMs: offlineAfterMs,
+      offlineAfterMs,
+      gmtUnitsPerUsd,
+      billingEnabled: init.clusterBillingEnabled,
+      feeBasisPoints: init.platformFeeBasisPoints,
+      billingIntervalMs: init.billingIntervalMs,
       provisionTimeoutMs: init.clusterProvisionTimeoutMs,
       nodeJoinTimeoutMs: init.clusterNodeJoinTimeoutMs,
     },
