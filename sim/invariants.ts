@@ -1,5 +1,5 @@
 import { isActiveNode, isTerminalCluster } from '@gpumesh/clusters'
-import { ledgerAccounts } from '@gpumesh/ledger'
+import { ledgerAccounts, type LedgerAccount } from '@gpumesh/ledger'
 import type { ClusterRecord, Store } from '@gpumesh/store'
 
 // What must hold after every step, read from the store (the source of truth), not from the controller's
@@ -113,31 +113,40 @@ export class InvariantChecker {
         if (!reservedSet.has(node.deviceId))
           return `device ${node.deviceId} is an active node of ${cluster.id} (${node.phase}) without a reservation`
       }
-      const broken = await this.#billedOnce(cluster)
-      if (broken) return broken
     }
-    for (const deviceId of reservedSet)
-      if (!heldBy.has(deviceId))
-        return `device ${deviceId} is reserved but no active cluster has it as a node`
+    const ended: ClusterRecord[] = []
     for (const clusterId of clusterIds) {
       if (activeIds.has(clusterId) || this.#settled.has(clusterId)) continue
       const cluster = await this.#store.getCluster(clusterId)
       if (!cluster) return `cluster ${clusterId} was created but is not in the store`
-      const broken = await this.#billedOnce(cluster)
-      if (broken) return broken
-      if (isTerminalCluster(cluster)) this.#settled.add(clusterId)
+      ended.push(cluster)
     }
+    // Every escrow in one read: a charge changes its escrow's sums even when the cluster record is unchanged.
+    const escrows = new Map(
+      (
+        await this.#store.ledger.getAccounts(
+          [...active, ...ended].map((cluster) => ledgerAccounts.escrow(cluster.id).id),
+        )
+      ).map((account) => [account.id, account]),
+    )
+    for (const cluster of [...active, ...ended]) {
+      const broken = await this.#billedOnce(cluster, escrows.get(ledgerAccounts.escrow(cluster.id).id))
+      if (broken) return broken
+      if (isTerminalCluster(cluster)) this.#settled.add(cluster.id)
+    }
+    for (const deviceId of reservedSet)
+      if (!heldBy.has(deviceId))
+        return `device ${deviceId} is reserved but no active cluster has it as a node`
     return undefined
   }
 
-  async #billedOnce(cluster: ClusterRecord): Promise<string | undefined> {
+  async #billedOnce(cluster: ClusterRecord, escrow: LedgerAccount | undefined): Promise<string | undefined> {
     const clusterId = cluster.id
-    const ended = isTerminalCluster(cluster)
-    const mark = `${cluster.billedIntervals}|${cluster.state}|${cluster.billingHoldId}`
-    if (this.#checked.get(clusterId) === mark) return undefined
-    const escrowId = ledgerAccounts.escrow(clusterId).id
-    const [escrow] = await this.#store.ledger.getAccounts([escrowId])
     if (!escrow) return `cluster ${clusterId} has no escrow account`
+    const escrowId = escrow.id
+    const ended = isTerminalCluster(cluster)
+    const mark = `${cluster.billedIntervals}|${cluster.state}|${cluster.billingHoldId}|${escrow.creditsPosted}|${escrow.debitsPosted}|${escrow.creditsPending}`
+    if (this.#checked.get(clusterId) === mark) return undefined
     if (ended && cluster.billingHoldId !== null)
       return `cluster ${clusterId} is ${cluster.state} but still records hold ${cluster.billingHoldId}`
     if (ended && escrow.creditsPending !== 0n)
@@ -145,12 +154,13 @@ export class InvariantChecker {
     const seen = new Set<string>()
     for (const transfer of await this.#store.ledger.listTransfers(escrowId, 100_000)) {
       if (transfer.code !== 'usage') continue
-      const interval = Number(/^bill:[^:]+:(\d+)$/.exec(transfer.id)?.[1] ?? Number.NaN)
-      if (!(interval >= 1 && interval <= cluster.billedIntervals))
-        return `cluster ${clusterId}: charge ${transfer.id} is not one of its ${cluster.billedIntervals} billed intervals`
+      // What a charge is for comes first: a second charge for one interval is the worse bug, whatever its id.
       const what = transfer.reference ?? transfer.id
       if (seen.has(what)) return `cluster ${clusterId}: ${what} was charged twice`
       seen.add(what)
+      const interval = Number(/^bill:[^:]+:(\d+)$/.exec(transfer.id)?.[1] ?? Number.NaN)
+      if (!(interval >= 1 && interval <= cluster.billedIntervals))
+        return `cluster ${clusterId}: charge ${transfer.id} is not one of its ${cluster.billedIntervals} billed intervals`
     }
     // Each charge is paid out to suppliers and the fee in the batch that makes it: the escrow keeps nothing.
     const kept = escrow.creditsPosted - escrow.debitsPosted

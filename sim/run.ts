@@ -1,7 +1,7 @@
 import { parseArgs } from 'node:util'
 import { runSimulation, type SimFault } from './simulation.ts'
 
-// node sim/run.ts --seed S --steps N [--workers W] [--fault double-charge]
+// node sim/run.ts --seed S --steps N [--workers W] [--fault double-charge] [--store pglite|postgres]
 // Runs the seeded simulation; on a broken invariant prints the step and the command that replays it, and
 // exits 1. Without --seed, a seed is drawn and printed, so any run can be replayed.
 
@@ -12,6 +12,7 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '12' },
     fault: { type: 'string', multiple: true, default: [] },
     quiet: { type: 'boolean', default: false },
+    store: { type: 'string', default: 'pglite' },
   },
 })
 
@@ -24,7 +25,11 @@ for (const [name, value] of Object.entries({ seed, steps, workers }))
 for (const fault of faults)
   if (fault !== 'double-charge') throw new Error(`unknown --fault ${fault} (known: double-charge)`)
 
-const outcome = await runSimulation({ seed, steps, workers, faults })
+const store = values.store
+if (store !== 'pglite' && store !== 'postgres')
+  throw new Error(`--store must be pglite or postgres, not ${store}`)
+
+const outcome = await runSimulation({ seed, steps, workers, faults, store })
 const perSecond = outcome.stepsRun / (outcome.elapsedMs / 1000)
 console.log(
   `sim: seed ${seed}, ${outcome.stepsRun} steps in ${(outcome.elapsedMs / 1000).toFixed(1)} s (${perSecond.toFixed(0)} steps/s; ${(outcome.cpuMs / 1000).toFixed(1)} s CPU), ` +

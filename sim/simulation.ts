@@ -1,8 +1,15 @@
 import { formatId, type IdPrefix } from '@gpumesh/core'
+import { isTerminalCluster } from '@gpumesh/clusters'
 import { ledgerAccounts } from '@gpumesh/ledger'
-import { cpuInventory, enrollTestDevice, ManualClock, simulatedCapabilities } from '@gpumesh/testing'
+import {
+  cpuInventory,
+  enrollTestDevice,
+  ManualClock,
+  simulatedCapabilities,
+  storeBackends,
+} from '@gpumesh/testing'
 import type { ClusterReportMessage, CoordinatorMessage } from '@gpumesh/protocol'
-import { openStore, type Store } from '@gpumesh/store'
+import type { Store } from '@gpumesh/store'
 import { defaultSimSettings, isRefusal, SimCoordinator, type SimSettings } from './coordinator.ts'
 import { InvariantChecker, watchWrites } from './invariants.ts'
 import { SimRandom } from './random.ts'
@@ -24,6 +31,8 @@ export type SimInit = {
   readonly workers: number
   readonly renters?: number
   readonly faults?: readonly SimFault[]
+  /** The store the coordinators share: the embedded PGlite (the default) or a fresh PostgreSQL database. */
+  readonly store?: 'pglite' | 'postgres'
   readonly settings?: Partial<SimSettings>
 }
 
@@ -59,7 +68,7 @@ const actionWeights = {
 type Action = keyof typeof actionWeights
 
 /** Ledger verify reads every transfer: it runs every this many steps and at the last one. */
-export const verifyEverySteps = 25
+export const verifyEverySteps = 250
 
 /** One frame's trip over the link: at least this, at most `maxLinkDelayMs`. */
 const minLinkDelayMs = 1
@@ -67,7 +76,8 @@ const maxLinkDelayMs = 400
 
 export function replayCommand(init: SimInit, steps: number): string {
   const faults = (init.faults ?? []).map((fault) => ` --fault ${fault}`).join('')
-  return `node sim/run.ts --seed ${init.seed} --steps ${steps} --workers ${init.workers}${faults}`
+  const store = init.store === 'postgres' ? ' --store postgres' : ''
+  return `node sim/run.ts --seed ${init.seed} --steps ${steps} --workers ${init.workers}${faults}${store}`
 }
 
 export async function runSimulation(init: SimInit): Promise<SimOutcome> {
@@ -105,9 +115,11 @@ class SimWorld {
   readonly #lastArrival = new Map<string, number>()
   readonly #events: { atMs: number; order: number; run: () => Promise<void> }[] = []
   #order = 0
+  readonly #cleanup: () => Promise<void>
 
-  private constructor(init: SimInit, opened: Store) {
+  private constructor(init: SimInit, opened: Store, cleanup: () => Promise<void>) {
     this.#init = init
+    this.#cleanup = cleanup
     this.#settings = { ...defaultSimSettings, ...init.settings }
     const { store, takeWritten } = watchWrites(opened)
     this.#store = store
@@ -117,13 +129,15 @@ class SimWorld {
   }
 
   static async open(init: SimInit): Promise<SimWorld> {
-    const world = new SimWorld(init, await openStore({ kind: 'pglite' }))
+    const backend = storeBackends.find((candidate) => candidate.name === (init.store ?? 'pglite'))!
+    const { store, cleanup } = await backend.open()
+    const world = new SimWorld(init, store, cleanup)
     await world.#setUp()
     return world
   }
 
   async close(): Promise<void> {
-    await this.#store.close()
+    await this.#cleanup()
   }
 
   async #setUp(): Promise<void> {
@@ -489,7 +503,8 @@ class SimWorld {
     if (this.#doubleCharged || !this.#random.chance(0.3)) return
     for (const { id, accountId } of this.#clusters) {
       const cluster = await this.#store.getCluster(id)
-      if (!cluster || cluster.billedIntervals < 1) continue
+      // Billing charges running clusters; an ended one's account is settled and never read again.
+      if (!cluster || cluster.billedIntervals < 1 || isTerminalCluster(cluster)) continue
       const [charge] = await this.#store.ledger.listTransfersById([`bill:${id}:${cluster.billedIntervals}`])
       if (!charge) continue
       const [result] = await this.#store.ledger.createTransfers(
