@@ -97,6 +97,7 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   [`GET ${rayApi}/jobs/:jobId`]: { access: renter },
   [`DELETE ${rayApi}/jobs/:jobId`]: { access: renter },
   [`GET ${rayApi}/jobs/:jobId/logs`]: { access: renter },
+  [`GET ${rayApi}/jobs/:jobId/logs/tail`]: { access: renter },
   [`POST ${rayApi}/jobs/:jobId/stop`]: { access: renter },
   [`GET ${rayApi}/packages/:protocol/:packageName`]: { access: renter },
   [`PUT ${rayApi}/packages/:protocol/:packageName`]: { access: renter, bodyLimitBytes: maxRayPackageBytes },
@@ -158,6 +159,13 @@ export function routeRuleOf(method: string, url: string): RouteRule | undefined 
   return routeRules[`${method === 'HEAD' ? 'GET' : method} ${url}`]
 }
 
+const undeclaredRoutes = new WeakMap<FastifyInstance, readonly string[]>()
+
+/** Routes registered on `app` that have no line in `routeRules` (they get `undeclaredRouteAccess`). */
+export function routesWithoutAccessRule(app: FastifyInstance): readonly string[] {
+  return undeclaredRoutes.get(app) ?? []
+}
+
 declare module 'fastify' {
   interface FastifyContextConfig {
     access?: RouteAccess
@@ -169,9 +177,12 @@ declare module 'fastify' {
  * and its body limit; one onRequest hook, run before parsing, enforces the access.
  */
 export function installRouteAccess(app: FastifyInstance, authenticator: ApiKeyAuthenticator): void {
+  const undeclared: string[] = []
+  undeclaredRoutes.set(app, undeclared)
   app.addHook('onRoute', (route: RouteOptions) => {
     const methods = Array.isArray(route.method) ? route.method : [route.method]
     const rules = methods.map((method) => routeRuleOf(method, route.url))
+    for (const [at, method] of methods.entries()) if (!rules[at]) undeclared.push(`${method} ${route.url}`)
     const rule = rules[0]
     invariant(
       rules.every((other) => other?.access === rule?.access),
