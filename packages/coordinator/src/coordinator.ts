@@ -15,11 +15,19 @@ import {
   type HeartbeatFlushEntry,
   type Store,
 } from '@gpumesh/store'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from '@gpumesh/presence'
 import { registerRoutes } from './routes.ts'
+import { defaultBodyLimitBytes, installRouteAccess } from './route-access.ts'
+import {
+  ApiKeyAuthenticator,
+  defaultFailedAuthLimits,
+  failedAuthRequests,
+  setAuthenticator,
+  type FailedAuthLimits,
+} from './principal.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
@@ -85,6 +93,10 @@ export type CoordinatorInit = CoordinatorSettings & {
   readonly chainRpc?: ChainRpc
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
+  /** Failed authentications allowed per source address and per key id before 429 (`defaultFailedAuthLimits`). */
+  readonly failedAuthLimits?: FailedAuthLimits
+  /** How often failed authentications are logged, as one summary line (default 60 s). */
+  readonly failedAuthLogIntervalMs?: number
 }
 
 export type Coordinator = {
@@ -132,7 +144,6 @@ export function defaultMaxWorkerConnections(): number {
 
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
-const maxHttpBodyBytes = 256 * 1024
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -153,14 +164,27 @@ export async function buildCoordinator(
     ...(init.loggerInstance
       ? { loggerInstance: init.loggerInstance }
       : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
-    bodyLimit: maxHttpBodyBytes,
+    // Per route in route-access.ts; this is what a route gets that declares no more.
+    bodyLimit: defaultBodyLimitBytes,
+    // A refused key leaves no "request completed" line: failures are logged as one summary per interval.
+    logController: new LogController({ disableRequestLogging: (request) => failedAuthRequests.has(request) }),
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  const authenticator = new ApiKeyAuthenticator(
+    { store, clock },
+    init.failedAuthLimits ?? defaultFailedAuthLimits,
+  )
+  setAuthenticator(store, authenticator)
+  installRouteAccess(app, authenticator)
 
   app.setErrorHandler((error, request, reply) => {
-    if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
+    if (error instanceof GpumeshError) {
+      const retryAfterS = error.details['retryAfterS']
+      if (typeof retryAfterS === 'number') reply.header('retry-after', String(retryAfterS))
+      return reply.status(error.httpStatus).send(error.toJSON())
+    }
     const validation = (error as { validation?: unknown[]; validationContext?: string }).validation
     if (validation) {
       const context = (error as { validationContext?: string }).validationContext ?? 'body'
@@ -555,6 +579,12 @@ export async function buildCoordinator(
     )
   }
 
+  const logFailedAuth = async () => {
+    authenticator.prune()
+    const summary = authenticator.tally.drain(clock.nowMs())
+    if (summary) log.warn(summary, 'refused API keys')
+  }
+
   const updateMarket = async () => {
     index.updateMarket(new Date(clock.nowMs()).getUTCHours())
   }
@@ -590,6 +620,7 @@ export async function buildCoordinator(
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
+    every(init.failedAuthLogIntervalMs ?? 60_000, logFailedAuth, 'failed authentication summary')
     every(init.priceIndexSampleMs, samplePriceIndex, 'price index sample')
     if (init.inferenceEnabled) {
       every(init.modelServingPlanMs, () => serving.tick(), 'model replica placement')
@@ -642,6 +673,7 @@ export async function buildCoordinator(
         .catch((error: unknown) => log.error({ err: error }, 'final inference settlement failed'))
       for (const close of closers) await close()
       await app.close()
+      await logFailedAuth()
       // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
       await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))
     },

@@ -22,3 +22,5 @@ export {
   type ClusterControlComponents,
   type ClusterControlSettings,
 } from './clusters/wiring.ts'
+export { routeRuleOf, routeRules, routesWithoutAccessRule, type RouteAccess } from './route-access.ts'
+export { defaultFailedAuthLimits, type FailedAuthLimits } from './principal.ts'
