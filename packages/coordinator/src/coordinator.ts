@@ -20,6 +20,7 @@ import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from '@gpumesh/presence'
 import { registerRoutes } from './routes.ts'
+import { buildEdgeValidator, refuseUnstorableInput } from './edge-validation.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
@@ -157,10 +158,9 @@ export async function buildCoordinator(
       ? { loggerInstance: init.loggerInstance }
       : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
     bodyLimit: maxHttpBodyBytes,
-    ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
-    },
+    schemaController: { compilersFactory: { buildValidator: buildEdgeValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  app.addHook('preValidation', refuseUnstorableInput)
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
