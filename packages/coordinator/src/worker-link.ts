@@ -269,6 +269,9 @@ export class WorkerLinks {
         device.lastSeenAtMs,
         message.agentVersion,
       )
+      // What the last session could do is not what this one can (a worker restarted with --no-clusters):
+      // the device gets nothing that needs a capability until this session's report says it has it.
+      if (device.capabilities !== null) await store.setDeviceCapabilities(device.id, null)
       setSession({
         deviceId: device.id,
         sessionId,

@@ -1,13 +1,32 @@
 import assert from 'node:assert/strict'
+import { generateKeyPairSync, sign } from 'node:crypto'
 import { connect } from 'node:net'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
+import {
+  enrollmentSigningPayload,
+  incapable,
+  sessionSigningPayload,
+  type CoordinatorMessage,
+  type WorkerCapabilities,
+} from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { apiCaller, insertOperatorKey, startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import {
+  apiCaller,
+  cpuInventory,
+  eventually,
+  insertOperatorKey,
+  simulatedCapabilities,
+  startTestCoordinator,
+  storeBackends,
+} from '@gpumesh/testing'
+import WebSocket from 'ws'
 
 // Issue 22, finding 10 (smaller findings): the same public key enrolling with two tokens at once gave a 500
 // on PostgreSQL and used both tokens on PGlite; `requestTimeout` was 0, so slow-body connections stayed open
-// for as long as their clients liked.
+// for as long as their clients liked; a supplier-only key could claim from the faucet; and clusters were placed
+// on workers restarted with --no-clusters (the device kept its last session's capabilities until the new
+// session reported).
 
 const nowMs = Date.UTC(2026, 0, 1)
 
@@ -129,5 +148,92 @@ describe('finding 10 (slow request bodies, faucet roles)', () => {
     assert.equal(supplierOnly.status, 403, JSON.stringify(supplierOnly.body))
     const renter = await call('POST', '/v1/wallet/faucet', await keyOf(['renter']), { amountGmt: '10' })
     assert.equal(renter.status, 200, JSON.stringify(renter.body))
+  })
+
+  it('never gives a cluster node to a worker whose new session has not said it runs them', async () => {
+    const supplier = await call('POST', '/v1/accounts', undefined, {
+      name: 'no-clusters',
+      roles: ['supplier'],
+    })
+    const renter = await call('POST', '/v1/accounts', undefined, {
+      name: 'cluster-renter',
+      roles: ['renter'],
+    })
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const signText = (payload: string) => sign(null, Buffer.from(payload), privateKey).toString('base64url')
+    const token = (await call('POST', '/v1/enrollment-tokens', supplier.body.apiKey.key, {})).body.token
+    const enrolled = await call('POST', '/v1/worker/enroll', undefined, {
+      token,
+      publicKey: publicKey.export({ format: 'jwk' }).x,
+      signature: signText(enrollmentSigningPayload(token)),
+    })
+    const deviceId = enrolled.body.deviceId as string
+    /** One worker session: authenticates, then reports with `capabilities` unless null. */
+    const session = (capabilities: WorkerCapabilities | null) =>
+      new Promise<WebSocket>((resolve, reject) => {
+        const socket = new WebSocket(`${baseUrl.replace('http', 'ws')}/v1/worker/connect`)
+        socket.once('error', reject)
+        socket.on('message', (data) => {
+          const message = JSON.parse(data.toString()) as CoordinatorMessage
+          if (message.type === 'auth_challenge')
+            socket.send(
+              JSON.stringify({
+                type: 'auth',
+                deviceId,
+                signature: signText(sessionSigningPayload(message.nonce, deviceId)),
+                agentVersion: 'test',
+              }),
+            )
+          if (message.type !== 'welcome') return
+          if (capabilities)
+            socket.send(
+              JSON.stringify({
+                type: 'report',
+                inventory: cpuInventory,
+                location: { region: 'sim', country: 'DE' },
+                askingPricePerGpuHourUsd: '0.50',
+                capabilities,
+              }),
+            )
+          resolve(socket)
+        })
+      })
+    const closed = (socket: WebSocket) =>
+      new Promise<void>((resolve) => {
+        socket.once('close', () => resolve())
+        socket.close()
+      })
+    const deploy = () =>
+      call('POST', '/v1/clusters', renter.body.apiKey.key, { nodes: 1, gpuModel: 'cpu', verifiedOnly: false })
+
+    // The first run could run cluster nodes; the device was recorded so.
+    const first = await session(simulatedCapabilities())
+    await eventually(async () => (await store.getDevice(deviceId))?.capabilities !== null, 'first report')
+    await closed(first)
+    // Restarted with --no-clusters: connected, its report not yet in. Nothing may be placed on it.
+    const restarted = await session(null)
+    const early = await deploy()
+    assert.equal(early.status, 409, JSON.stringify(early.body))
+    assert.equal(early.body.details.blockingConstraint, 'capability')
+    // Its report arrives, saying it does not run cluster nodes: still refused, with the worker's reason.
+    restarted.send(
+      JSON.stringify({
+        type: 'report',
+        inventory: cpuInventory,
+        location: { region: 'sim', country: 'DE' },
+        askingPricePerGpuHourUsd: '0.50',
+        capabilities: simulatedCapabilities({
+          clusterNodes: incapable('the worker was started with --no-clusters'),
+        }),
+      }),
+    )
+    await eventually(
+      async () => (await store.getDevice(deviceId))?.capabilities?.clusterNodes.available === false,
+      'second report',
+    )
+    const later = await deploy()
+    assert.equal(later.status, 409, JSON.stringify(later.body))
+    assert.match(JSON.stringify(later.body), /--no-clusters/)
+    await closed(restarted)
   })
 })

@@ -97,7 +97,8 @@ export interface Store {
   applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
   saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void>
   /** What the device's self-test found (or the coordinator learned: a suspended capability); false when unknown. */
-  setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean>
+  /** Null: not known (a new session has not reported yet). */
+  setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities | null): Promise<boolean>
   /** The supplier's pricing for a device, set through the API; false when there is no such device. */
   setDevicePricing(deviceId: string, pricing: DevicePricing): Promise<boolean>
   flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
@@ -504,7 +505,7 @@ class SqlStore implements Store {
     return updated > 0
   }
 
-  async setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean> {
+  async setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities | null): Promise<boolean> {
     const updated = await this.#driver.execute(
       `UPDATE devices SET capabilities = $2, change_seq = nextval('device_change_seq') WHERE id = $1`,
       [deviceId, capabilities],
