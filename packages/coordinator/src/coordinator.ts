@@ -28,6 +28,7 @@ import {
   setAuthenticator,
   type FailedAuthLimits,
 } from './principal.ts'
+import { buildEdgeValidator, refuseUnstorableInput } from './edge-validation.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
@@ -91,6 +92,8 @@ export type CoordinatorInit = CoordinatorSettings & {
   readonly artifactStore?: ArtifactStore
   /** The chain's RPC seam instead of a JSON-RPC endpoint at `chain.rpcUrl` (tests: LiteSVM). */
   readonly chainRpc?: ChainRpc
+  /** How long a client may take to send a whole request, headers and body (default `defaultHttpRequestTimeoutMs`). */
+  readonly httpRequestTimeoutMs?: number
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
   /** Failed authentications allowed per source address and per key id before 429 (`defaultFailedAuthLimits`). */
@@ -144,6 +147,15 @@ export function defaultMaxWorkerConnections(): number {
 
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
+/**
+ * A request's headers and body must arrive within this, or the connection is closed (408): slow-body clients
+ * cannot hold connections open. Long enough for the largest upload (a 2 GiB artifact) at about 18 MB/s; a
+ * reply may take longer (long polls), since only the request's arrival is timed.
+ */
+export const defaultHttpRequestTimeoutMs = 120_000
+/** Headers alone must arrive within this (Node's default is 60 s). */
+export const httpHeadersTimeoutMs = 10_000
+/** How often the cluster controller looks at every active cluster (reports also wake it at once). */
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -160,6 +172,7 @@ export async function buildCoordinator(
   const index = new OfferIndex()
   const feed = new OfferFeed(store, index)
 
+  const httpRequestTimeoutMs = init.httpRequestTimeoutMs ?? defaultHttpRequestTimeoutMs
   const app = Fastify({
     ...(init.loggerInstance
       ? { loggerInstance: init.loggerInstance }
@@ -168,9 +181,13 @@ export async function buildCoordinator(
     bodyLimit: defaultBodyLimitBytes,
     // A refused key leaves no "request completed" line: failures are logged as one summary per interval.
     logController: new LogController({ disableRequestLogging: (request) => failedAuthRequests.has(request) }),
-    ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    requestTimeout: httpRequestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(httpHeadersTimeoutMs, httpRequestTimeoutMs),
+      // Node checks the timeouts this often (30 s by default), so a short timeout is enforced promptly.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, httpRequestTimeoutMs / 4)),
     },
+    schemaController: { compilersFactory: { buildValidator: buildEdgeValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>()
   const authenticator = new ApiKeyAuthenticator(
     { store, clock },
@@ -178,6 +195,7 @@ export async function buildCoordinator(
   )
   setAuthenticator(store, authenticator)
   installRouteAccess(app, authenticator)
+  app.addHook('preValidation', refuseUnstorableInput)
 
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof GpumeshError) {

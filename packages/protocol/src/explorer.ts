@@ -126,9 +126,10 @@ export const ExplorerDeviceDetail = Type.Object({
   speedtest: Type.Union([
     Type.Object({
       measuredAtMs: TimestampMs,
-      latencyMs: Type.Number(),
-      downloadMbps: Type.Number(),
-      uploadMbps: Type.Number(),
+      /** Null where a stored figure is not a finite number (records from before the edge refused them). */
+      latencyMs: Type.Union([Type.Number(), Type.Null()]),
+      downloadMbps: Type.Union([Type.Number(), Type.Null()]),
+      uploadMbps: Type.Union([Type.Number(), Type.Null()]),
       bandwidthTier: Type.Union([Type.String(), Type.Null()]),
     }),
     Type.Null(),

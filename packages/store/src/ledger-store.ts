@@ -39,6 +39,8 @@ export type LedgerStore = {
   lastTransferSeq(): Promise<bigint>
   /** Voids pending transfers past their timeout (each by its own `expire:` transfer); returns how many. */
   expirePending(nowMs: number, limit?: number): Promise<number>
+  /** Pending transfers with `code`, created before `createdBeforeMs`, neither posted, voided nor expired. */
+  listUnresolvedPending(code: string, createdBeforeMs: number, limit: number): Promise<Transfer[]>
   /** An account's transfers, newest first. */
   listTransfers(accountId: string, limit: number): Promise<Transfer[]>
   pendingState(transferId: string): Promise<PendingState | undefined>
@@ -272,6 +274,17 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
         if (result === 'ok') expired += 1
       }
       return expired
+    },
+
+    async listUnresolvedPending(code, createdBeforeMs, limit) {
+      const rows = await driver.query<TransferRow>(
+        `SELECT ${transferColumns} FROM ledger_transfers p
+         WHERE p.kind = 'pending' AND p.code = $1 AND p.created_at_ms < $2
+           AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = p.id)
+         ORDER BY p.created_at_ms LIMIT $3`,
+        [code, createdBeforeMs, limit],
+      )
+      return rows.map(toTransfer)
     },
 
     async listTransfers(accountId, limit) {

@@ -92,9 +92,10 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
 
 export type SpeedtestFigures = {
   readonly measuredAtMs: number
-  readonly latencyMs: number
-  readonly downloadMbps: number
-  readonly uploadMbps: number
+  /** Null where the stored figure is not a finite number. */
+  readonly latencyMs: number | null
+  readonly downloadMbps: number | null
+  readonly uploadMbps: number | null
   readonly bandwidthTier: string | null
 }
 
@@ -105,11 +106,11 @@ export function SpeedtestDetails({ speedtest }: { speedtest: SpeedtestFigures | 
       <dt>Bandwidth tier</dt>
       <dd>{speedtest.bandwidthTier ? <Badge tone="info">{speedtest.bandwidthTier}</Badge> : '—'}</dd>
       <dt>Download</dt>
-      <dd>{speedtest.downloadMbps.toFixed(0)} Mbit/s</dd>
+      <dd>{speedtest.downloadMbps === null ? '—' : `${speedtest.downloadMbps.toFixed(0)} Mbit/s`}</dd>
       <dt>Upload</dt>
-      <dd>{speedtest.uploadMbps.toFixed(0)} Mbit/s</dd>
+      <dd>{speedtest.uploadMbps === null ? '—' : `${speedtest.uploadMbps.toFixed(0)} Mbit/s`}</dd>
       <dt>Latency</dt>
-      <dd>{speedtest.latencyMs.toFixed(1)} ms</dd>
+      <dd>{speedtest.latencyMs === null ? '—' : `${speedtest.latencyMs.toFixed(1)} ms`}</dd>
       <dt>Measured</dt>
       <dd>{formatTime(speedtest.measuredAtMs)}</dd>
     </dl>

@@ -101,6 +101,9 @@ export type JobSubmission = SubmitJobBody & {
 
 type Waiter = () => void
 
+/** How old a hold of an unrecorded cluster must be before start-up releases it (see #releaseUnownedHolds). */
+export const unownedHoldGraceMs = 60_000
+
 export class ClusterController {
   readonly #components: ClusterControllerComponents
   readonly #policy: ReconcilePolicy
@@ -123,7 +126,10 @@ export class ClusterController {
     this.#policy = policy
   }
 
-  /** Loads the clusters a previous run left active: their work is picked up where the store says it was. */
+  /**
+   * Loads the clusters a previous run left active (their work is picked up where the store says it was), and
+   * releases the holds of clusters that were never recorded.
+   */
   async start(): Promise<void> {
     await this.#serial(async () => {
       for (const cluster of await this.#components.store.listActiveClusters()) {
@@ -131,7 +137,23 @@ export class ClusterController {
         this.#nodes.set(cluster.id, await this.#components.store.listClusterNodes(cluster.id))
         this.#clients.set(cluster.id, await this.#components.store.listClusterClients(cluster.id))
       }
+      await this.#releaseUnownedHolds()
     })
+  }
+
+  /**
+   * A hold whose cluster does not exist was left by a create that failed after holding (before that path
+   * released on failure); nothing would ever charge or release it before its timeout. Holds younger than
+   * `unownedHoldGraceMs` may belong to a create still in flight in another process, so they are left alone.
+   */
+  async #releaseUnownedHolds(): Promise<void> {
+    const { store, clock, billing } = this.#components
+    if (!billing) return
+    const holds = await store.ledger.listUnresolvedPending('hold', clock.nowMs() - unownedHoldGraceMs, 10_000)
+    for (const hold of holds) {
+      if (hold.reference === null || (await store.getCluster(hold.reference))) continue
+      await billing.releaseHold(hold.reference, hold.id, 'no cluster owns this hold')
+    }
   }
 
   get activeClusterCount(): number {
@@ -195,23 +217,29 @@ export class ClusterController {
         const holdId = billing
           ? await billing.placeHold(accountId, clusterId, priced.pricePerHourMicroUsd, durationMs)
           : null
-        const outcome = await store.createCluster({
-          cluster: {
-            id: clusterId,
-            accountId,
-            name: body.name ?? clusterId.slice(4, 12),
-            stateReason: 'nodes reserved',
-            // Resolved now, against this market: replacements are placed under the same GPU count.
-            request: { ...body, gpusPerNode: request.gpusPerNode },
-            nodeCount: request.nodeCount,
-            gpusPerNode: request.gpusPerNode,
-            durationMs,
-            pricePerHourMicroUsd: priced.pricePerHourMicroUsd,
-            createdAtMs: nowMs,
-          },
-          deviceIds: placement.nodes.map((node) => node.deviceId),
-          nodePricesPerHourMicroUsd: priced.nodePricesPerHourMicroUsd,
-        })
+        const outcome = await store
+          .createCluster({
+            cluster: {
+              id: clusterId,
+              accountId,
+              name: body.name ?? clusterId.slice(4, 12),
+              stateReason: 'nodes reserved',
+              // Resolved now, against this market: replacements are placed under the same GPU count.
+              request: { ...body, gpusPerNode: request.gpusPerNode },
+              nodeCount: request.nodeCount,
+              gpusPerNode: request.gpusPerNode,
+              durationMs,
+              pricePerHourMicroUsd: priced.pricePerHourMicroUsd,
+              createdAtMs: nowMs,
+            },
+            deviceIds: placement.nodes.map((node) => node.deviceId),
+            nodePricesPerHourMicroUsd: priced.nodePricesPerHourMicroUsd,
+          })
+          .catch(async (error: unknown) => {
+            // A hold no cluster owns would stay held until its timeout: release it before failing.
+            if (holdId) await billing!.releaseHold(clusterId, holdId, 'the cluster could not be recorded')
+            throw error
+          })
         if (!outcome.ok && holdId) await billing!.releaseHold(clusterId, holdId, 'its machines were taken')
         if (outcome.ok) {
           const cluster = holdId

@@ -23,6 +23,9 @@ import type { App } from '../routes.ts'
 import { epochView, payoutView } from '../rewards/routes.ts'
 import { createReplyCache } from './reply-cache.ts'
 
+/** A stored figure as shown: a record from before the edge refused non-finite numbers shows null, not a 500. */
+const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null)
+
 // The public explorer: network totals, the price index and every device's public record. No login; no
 // account ids, keys or wallets appear here. Replies are cached for `cacheMs`, so a busy explorer costs the
 // store a few queries a minute whatever its traffic.
@@ -186,9 +189,9 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
           speedtest: speedtest
             ? {
                 measuredAtMs: speedtest.measuredAtMs,
-                latencyMs: speedtest.latencyMs,
-                downloadMbps: speedtest.downloadMbps,
-                uploadMbps: speedtest.uploadMbps,
+                latencyMs: finiteOrNull(speedtest.latencyMs),
+                downloadMbps: finiteOrNull(speedtest.downloadMbps),
+                uploadMbps: finiteOrNull(speedtest.uploadMbps),
                 bandwidthTier: speedtest.bandwidthTier,
               }
             : null,

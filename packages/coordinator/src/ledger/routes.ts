@@ -328,7 +328,10 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
       },
     },
     async (request) => {
-      const { accountId } = await principalOf(request)
+      const principal = await principalOf(request)
+      // Faucet money is for renting (docs/billing.md#who-may-use-the-faucet-and-withdraw).
+      requireRole(principal, 'renter')
+      const { accountId } = principal
       if (components.faucetMaxClaimUnits === 0n) throw new ConflictError('this network has no faucet')
       const amount = units(request.body.amountGmt, 'amountGmt')
       if (amount > components.faucetMaxClaimUnits)
