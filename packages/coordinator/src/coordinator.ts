@@ -401,6 +401,11 @@ export async function buildCoordinator(
     settlement: chain ?? localSettlement(store),
     ...(chain ? { chain } : {}),
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
+    faucetLimits: {
+      periodMs: init.faucetClaimPeriodMs,
+      claimsPerSourcePerPeriod: init.faucetClaimsPerSourcePerPeriod,
+    },
+    faucetFundsWithdrawable: init.faucetFundsWithdrawable,
     metrics,
   })
   await registerSpeedtestRoutes(app, { store, clock })
