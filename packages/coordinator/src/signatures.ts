@@ -11,8 +11,8 @@ export function decodeCanonicalBase64Url(text: string): Buffer | undefined {
 }
 
 /**
- * Verifies an Ed25519 signature; public key and signature are base64url (raw 32 and 64 bytes). A signature
- * in a non-canonical encoding never verifies.
+ * Verifies an Ed25519 signature; public key and signature are base64url (raw 32 and 64 bytes). Either in a
+ * non-canonical encoding never verifies, so one key has one spelling at enrollment too.
  */
 export function verifyEd25519(
   publicKeyBase64Url: string,
@@ -21,6 +21,7 @@ export function verifyEd25519(
 ): boolean {
   const signature = decodeCanonicalBase64Url(signatureBase64Url)
   if (signature?.length !== 64) return false
+  if (decodeCanonicalBase64Url(publicKeyBase64Url)?.length !== 32) return false
   try {
     const key = createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x: publicKeyBase64Url }, format: 'jwk' })
     return verify(null, Buffer.from(payload), key, signature)

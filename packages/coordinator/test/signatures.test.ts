@@ -28,4 +28,16 @@ describe('verifyEd25519', () => {
       assert.equal(verifyEd25519(publicKeyText, 'payload', variant), false, variant)
     }
   })
+
+  it('refuses a public key in a non-canonical spelling (its last character carries 4 bits and 2 unused)', () => {
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519')
+    const publicKeyText = publicKey.export({ format: 'jwk' }).x!
+    const signature = sign(null, Buffer.from('payload'), privateKey).toString('base64url')
+    const last = publicKeyText.at(-1)!
+    const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_'
+    const respelled = publicKeyText.slice(0, -1) + alphabet[alphabet.indexOf(last) ^ 0b01]!
+    assert.deepEqual(Buffer.from(respelled, 'base64url'), Buffer.from(publicKeyText, 'base64url'))
+    assert.equal(verifyEd25519(respelled, 'payload', signature), false)
+    assert.equal(verifyEd25519(publicKeyText, 'payload', signature), true)
+  })
 })
