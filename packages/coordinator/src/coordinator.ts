@@ -15,21 +15,27 @@ import {
   type HeartbeatFlushEntry,
   type Store,
 } from '@gpumesh/store'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from '@gpumesh/presence'
 import { registerRoutes } from './routes.ts'
+import { defaultBodyLimitBytes, installRouteAccess } from './route-access.ts'
+import {
+  ApiKeyAuthenticator,
+  defaultFailedAuthLimits,
+  failedAuthRequests,
+  setAuthenticator,
+  type FailedAuthLimits,
+} from './principal.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
-import { ClusterController } from './clusters/controller.ts'
-import { createClusterBilling } from './clusters/billing.ts'
-import type { PlanMarket } from '@gpumesh/clusters'
+import type { ClusterController } from './clusters/controller.ts'
+import { buildClusterControl, clusterTickMs } from './clusters/wiring.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
-import { defaultReconcilePolicy } from '@gpumesh/clusters'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerRayJobApi } from './clusters/ray-job-api.ts'
 import { RayPackageCache } from './clusters/ray-packages.ts'
@@ -58,6 +64,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 export { coordinatorVersion } from './version.ts'
+export { clusterTickMs } from './clusters/wiring.ts'
 
 export type CoordinatorComponents = {
   readonly store: Store
@@ -87,6 +94,10 @@ export type CoordinatorInit = CoordinatorSettings & {
   readonly chainRpc?: ChainRpc
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
+  /** Failed authentications allowed per source address and per key id before 429 (`defaultFailedAuthLimits`). */
+  readonly failedAuthLimits?: FailedAuthLimits
+  /** How often failed authentications are logged, as one summary line (default 60 s). */
+  readonly failedAuthLogIntervalMs?: number
 }
 
 export type Coordinator = {
@@ -134,9 +145,6 @@ export function defaultMaxWorkerConnections(): number {
 
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
-const maxHttpBodyBytes = 256 * 1024
-/** How often the cluster controller looks at every active cluster (reports also wake it at once). */
-export const clusterTickMs = 500
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -157,14 +165,27 @@ export async function buildCoordinator(
     ...(init.loggerInstance
       ? { loggerInstance: init.loggerInstance }
       : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
-    bodyLimit: maxHttpBodyBytes,
+    // Per route in route-access.ts; this is what a route gets that declares no more.
+    bodyLimit: defaultBodyLimitBytes,
+    // A refused key leaves no "request completed" line: failures are logged as one summary per interval.
+    logController: new LogController({ disableRequestLogging: (request) => failedAuthRequests.has(request) }),
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  const authenticator = new ApiKeyAuthenticator(
+    { store, clock },
+    init.failedAuthLimits ?? defaultFailedAuthLimits,
+  )
+  setAuthenticator(store, authenticator)
+  installRouteAccess(app, authenticator)
 
   app.setErrorHandler((error, request, reply) => {
-    if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
+    if (error instanceof GpumeshError) {
+      const retryAfterS = error.details['retryAfterS']
+      if (typeof retryAfterS === 'number') reply.header('retry-after', String(retryAfterS))
+      return reply.status(error.httpStatus).send(error.toJSON())
+    }
     const validation = (error as { validation?: unknown[]; validationContext?: string }).validation
     if (validation) {
       const context = (error as { validationContext?: string }).validationContext ?? 'body'
@@ -310,42 +331,9 @@ export async function buildCoordinator(
     (deviceId) => rtt.isMeasured(deviceId),
   )
   const gmtUnitsPerUsd = parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n
-  const supplierOfDevice = new Map<string, string>()
-  const clusterBilling = init.clusterBillingEnabled
-    ? createClusterBilling(
-        {
-          store,
-          clock,
-          async supplierOf(deviceId) {
-            let accountId = supplierOfDevice.get(deviceId)
-            if (!accountId) {
-              const device = await store.getDevice(deviceId)
-              if (!device) throw new Error(`billing: no device ${deviceId}`)
-              accountId = device.accountId
-              supplierOfDevice.set(deviceId, accountId)
-            }
-            return accountId
-          },
-        },
-        {
-          gmtUnitsPerUsd,
-          feeBasisPoints: init.platformFeeBasisPoints,
-          intervalMs: init.billingIntervalMs,
-          // A silent node is found lost offlineAfterMs after it was seen offline, within a tick or two.
-          settleDelayMs: offlineAfterMs + 2 * clusterTickMs,
-          holdGraceMs: 3_600_000,
-        },
-      )
-    : undefined
-  const market: PlanMarket = {
-    offerOf: (deviceId) => index.offerOf(deviceId),
-    quoteOf: (deviceId, commitmentHours) => index.quoteOf(deviceId, commitmentHours),
-    gmtUnitsPerUsd,
-  }
-  const clusters = new ClusterController(
+  const { controller: clusters, market } = buildClusterControl(
     {
       store,
-      market,
       clock,
       index,
       links,
@@ -354,15 +342,17 @@ export async function buildCoordinator(
       pullOffers: async () => {
         await feed.pull()
       },
-      ...(clusterBilling ? { billing: clusterBilling } : {}),
       metrics,
       onDevicesReserved: (deviceIds, reason) => {
         for (const deviceId of deviceIds) serving.evict(deviceId, reason)
       },
     },
     {
-      ...defaultReconcilePolicy,
-      nodeLostAfterMs: offlineAfterMs,
+      offlineAfterMs,
+      gmtUnitsPerUsd,
+      billingEnabled: init.clusterBillingEnabled,
+      feeBasisPoints: init.platformFeeBasisPoints,
+      billingIntervalMs: init.billingIntervalMs,
       provisionTimeoutMs: init.clusterProvisionTimeoutMs,
       nodeJoinTimeoutMs: init.clusterNodeJoinTimeoutMs,
     },
@@ -596,6 +586,12 @@ export async function buildCoordinator(
     )
   }
 
+  const logFailedAuth = async () => {
+    authenticator.prune()
+    const summary = authenticator.tally.drain(clock.nowMs())
+    if (summary) log.warn(summary, 'refused API keys')
+  }
+
   const updateMarket = async () => {
     index.updateMarket(new Date(clock.nowMs()).getUTCHours())
   }
@@ -631,6 +627,7 @@ export async function buildCoordinator(
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
+    every(init.failedAuthLogIntervalMs ?? 60_000, logFailedAuth, 'failed authentication summary')
     every(init.priceIndexSampleMs, samplePriceIndex, 'price index sample')
     if (init.inferenceEnabled) {
       every(init.modelServingPlanMs, () => serving.tick(), 'model replica placement')
@@ -683,6 +680,7 @@ export async function buildCoordinator(
         .catch((error: unknown) => log.error({ err: error }, 'final inference settlement failed'))
       for (const close of closers) await close()
       await app.close()
+      await logFailedAuth()
       // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
       await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))
     },

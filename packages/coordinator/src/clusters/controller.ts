@@ -55,11 +55,17 @@ import {
 // progress, sends the commands reconcile decides on, and places replacements for lost nodes. All of its
 // work runs one step at a time, so two reports never interleave their read-modify-write of a cluster.
 
+/**
+ * What the controller needs of the worker links: to send a command and to know where a node's link comes
+ * from (its mesh endpoint). The coordinator passes its WebSocket WorkerLinks; sim/ passes an in-memory link.
+ */
+export type ClusterLinks = Pick<WorkerLinks, 'send' | 'remoteAddressOf'>
+
 export type ClusterControllerComponents = {
   readonly store: Store
   readonly clock: Clock
   readonly index: OfferIndex
-  readonly links: WorkerLinks
+  readonly links: ClusterLinks
   readonly presence: Presence
   readonly logger: FastifyBaseLogger
   /** Devices just reserved for a cluster: whatever else they were doing (serving models) stops now. */
@@ -72,6 +78,8 @@ export type ClusterControllerComponents = {
   readonly billing?: ClusterBilling
   /** Placement and provisioning times, for GET /metrics. */
   readonly metrics?: Pick<CoordinatorMetrics, 'placementSeconds' | 'provisioningSeconds'>
+  /** Mints cluster and job ids; absent, random ones (sim/ passes a seeded one, so a run replays). */
+  readonly mintId?: (prefix: string) => string
 }
 
 /** How often a cluster that needs a replacement but found none tries again. */
@@ -179,7 +187,7 @@ export class ClusterController {
           })
         }
         const nowMs = clock.nowMs()
-        const clusterId = mintId('cls')
+        const clusterId = (this.#components.mintId ?? mintId)('cls')
         const durationMs = Math.round(durationHours * 3_600_000)
         const priced = priceNodes(placement.nodes, durationHours, this.#components.market)
         // Funds first: a renter who cannot pay is refused before any machine is reserved.
@@ -407,7 +415,7 @@ export class ClusterController {
         throw new ClusterStateError(`cluster ${clusterId} is ${cluster.state}; jobs run on a ready cluster`)
       const head = this.#activeNodes(clusterId).find((node) => node.role === 'head')
       const job: ClusterJobRecord = {
-        id: mintId('job'),
+        id: (this.#components.mintId ?? mintId)('job'),
         clusterId,
         accountId,
         entrypoint: body.entrypoint,
@@ -732,7 +740,7 @@ export class ClusterController {
     deviceId: string,
     kind: CommandKind,
     signature: string,
-    message: Parameters<WorkerLinks['send']>[1],
+    message: Parameters<ClusterLinks['send']>[1],
   ) {
     if (this.#components.links.send(deviceId, message))
       this.#sent.set(`${clusterId}|${deviceId}|${kind}`, { signature, atMs: this.#components.clock.nowMs() })

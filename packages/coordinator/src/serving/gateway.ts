@@ -202,6 +202,8 @@ export function registerInferenceGateway(
             new OpenAiError(402, error.message, 'insufficient_funds', null, 'insufficient_funds').toJSON(),
           )
       if (error instanceof GpumeshError) {
+        const retryAfterS = error.details['retryAfterS']
+        if (typeof retryAfterS === 'number') reply.header('retry-after', String(retryAfterS))
         const type =
           error.httpStatus === 401
             ? 'authentication_error'
