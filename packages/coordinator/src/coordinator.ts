@@ -51,6 +51,7 @@ import { defaultRewardPolicy } from '@gpumesh/rewards'
 import { createEpochCloser, type EpochCloser } from './rewards/epoch-closer.ts'
 import { registerRewardRoutes } from './rewards/routes.ts'
 import { registerExplorerRoutes } from './explorer/routes.ts'
+import { registerSecurityHeaders } from './console-headers.ts'
 import { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
 import { registerModelStoreRoutes } from './models/routes.ts'
 import { s3ArtifactStore } from './models/s3-artifact-store.ts'
@@ -227,6 +228,7 @@ export async function buildCoordinator(
       .status(500)
       .send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
   })
+  registerSecurityHeaders(app)
   const consoleIndex = init.consoleDir ? join(init.consoleDir, 'index.html') : undefined
   const servesConsole = consoleIndex !== undefined && existsSync(consoleIndex)
   app.setNotFoundHandler((request, reply) => {
@@ -409,6 +411,11 @@ export async function buildCoordinator(
     settlement: chain ?? localSettlement(store),
     ...(chain ? { chain } : {}),
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
+    faucetLimits: {
+      periodMs: init.faucetClaimPeriodMs,
+      claimsPerSourcePerPeriod: init.faucetClaimsPerSourcePerPeriod,
+    },
+    faucetFundsWithdrawable: init.faucetFundsWithdrawable,
     metrics,
   })
   await registerSpeedtestRoutes(app, { store, clock })

@@ -56,6 +56,8 @@ export type LedgerStore = {
     filter: { reference: string | null; fromMs: number; toMs: number; code?: string },
     limit: number,
   ): Promise<Transfer[]>
+  /** The sum of every single transfer with this code credited to the account (0 with none). */
+  sumCredits(accountId: string, code: string): Promise<bigint>
   /** Recomputes every total from the transfers and compares; see LedgerVerification. */
   verify(): Promise<LedgerVerification>
 }
@@ -322,6 +324,15 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
         amount: BigInt(row.amount),
         transfers: Number(row.transfers),
       }))
+    },
+
+    async sumCredits(accountId, code) {
+      const [row] = await driver.query<{ amount: string }>(
+        `SELECT COALESCE(sum(amount), 0)::text AS amount FROM ledger_transfers
+         WHERE credit_account_id = $1 AND kind = 'single' AND code = $2`,
+        [accountId, code],
+      )
+      return BigInt(row?.amount ?? '0')
     },
 
     async listCredits(accountId, filter, limit) {
