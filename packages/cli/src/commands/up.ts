@@ -79,9 +79,14 @@ export function registerUpCommand(program: Command): void {
     .option('--no-install', 'install nothing (system packages, the Python runtime): start with what is there')
     .action(async (flags: Record<string, string | boolean | undefined>) => {
       // Heard from the start: a Ctrl-C while the network comes up stops it as cleanly as one after the banner
-      // (each wait below gives up, and `finally` stops the workers already started).
+      // (each wait below gives up, and `finally` stops the workers already started). While the machine is
+      // being prepared there is nothing of ours to stop, and the installers got the Ctrl-C too: end at once.
       let stopping = false
-      const stopRequested = untilSignal().then(() => (stopping = true))
+      let preparingMachine = true
+      const stopRequested = untilSignal().then(() => {
+        stopping = true
+        if (preparingMachine) process.exit(130)
+      })
       const dataDir = resolve(String(flags['dataDir']))
       const workerCount = Number(flags['workers'])
       if (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 16) {
@@ -116,7 +121,7 @@ export function registerUpCommand(program: Command): void {
             (step.fix ? `\n  turn it on: ${step.fix}` : ''),
         )
       timings.push(...stepTimings(steps))
-      if (stopping) return
+      preparingMachine = false
 
       const running = await timed('coordinator', () => startCoordinator(settings))
       // Funded once per data dir: the transfer id makes a restart a replay, not a second million.
