@@ -298,6 +298,9 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     meshes.set(node.deviceId, mesh)
     return mesh
   }
+  /** The Ray command a node should run: it changes with the head, so a new head means a new command. */
+  const raySignature = (node: ClusterNodeRecord) =>
+    `${node === head ? 'head' : 'worker'}:${head ? addressOf(head) : ''}`
   const meshCurrent = (node: ClusterNodeRecord) =>
     node.phase !== 'reserved' &&
     node.phase !== 'keyed' &&
@@ -325,10 +328,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     })
     if (node.phase === 'keyed' || !head) continue
     const headAddress = addressOf(head)
-    const joined = node.phase === 'ray_joined'
+    // Confirmed once the worker said it started this Ray: sent again, it would only answer "already running".
+    const rayConfirmed =
+      node.phase === 'ray_joined' || view.confirmedRay(node.deviceId) === raySignature(node)
     if (node === head) {
       if (!meshCurrent(node) && node.phase !== 'ray_joined') continue
-      sendOnce(node, 'ray', `head:${headAddress}`, joined, {
+      sendOnce(node, 'ray', raySignature(node), rayConfirmed, {
         type: 'cluster_ray',
         clusterId: cluster.id,
         role: 'head',
@@ -337,12 +342,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
         numGpus: cluster.gpusPerNode,
       })
     } else if (
-      joined ||
-      ((alive?.has(headAddress) || view.confirmedRay(head.deviceId) === `head:${headAddress}`) &&
+      node.phase === 'ray_joined' ||
+      ((alive?.has(headAddress) || view.confirmedRay(head.deviceId) === raySignature(head)) &&
         meshCurrent(node) &&
         meshCurrent(head))
     ) {
-      sendOnce(node, 'ray', `worker:${headAddress}`, joined, {
+      sendOnce(node, 'ray', raySignature(node), rayConfirmed, {
         type: 'cluster_ray',
         clusterId: cluster.id,
         role: 'worker',
@@ -353,11 +358,17 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     }
   }
 
-  // Ray itself decides when a node has joined: its address in the head's report of alive nodes.
+  // Ray itself decides when a node has joined: its address in the head's report of alive nodes. And once its
+  // worker has said its Ray started: the head may see a node before that worker's report arrives, and the
+  // events then read as they happened (Ray started, joined, ready), never "started" after "ready".
   let joinedCount = 0
   for (const node of active) {
     if (node.phase === 'ray_joined') joinedCount += 1
-    else if (node.phase === 'mesh_up' && alive?.has(addressOf(node))) {
+    else if (
+      node.phase === 'mesh_up' &&
+      alive?.has(addressOf(node)) &&
+      view.confirmedRay(node.deviceId) === raySignature(node)
+    ) {
       joinedCount += 1
       out.nodePatches.push({
         deviceId: node.deviceId,

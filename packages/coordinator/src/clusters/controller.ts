@@ -613,10 +613,14 @@ export class ClusterController {
             )
           }
         } else if (message.phase === 'ray_started') {
-          // The worker runs commands in order: this confirms the last Ray command it was sent.
-          const sent = this.#sent.get(`${clusterId}|${deviceId}|ray`)
-          if (sent) this.#confirmedRay.set(`${clusterId}|${deviceId}`, sent.signature)
-          await this.#event(clusterId, 'node_ray_started', `Ray started (${message.detail})`, deviceId)
+          // The worker runs commands in order: this confirms the last Ray command it was sent. One event per
+          // Ray it started: a command sent again (Ray was slow to report) is answered "already running".
+          const key = `${clusterId}|${deviceId}`
+          const sent = this.#sent.get(`${key}|ray`)
+          const firstConfirmation = sent !== undefined && this.#confirmedRay.get(key) !== sent.signature
+          if (sent) this.#confirmedRay.set(key, sent.signature)
+          if (firstConfirmation)
+            await this.#event(clusterId, 'node_ray_started', `Ray started (${message.detail})`, deviceId)
         } else if (message.phase === 'failed') {
           await this.#releaseNode(clusterId, deviceId, 'lost', `its worker reported: ${message.detail}`)
         } else if (message.phase === 'released') {
