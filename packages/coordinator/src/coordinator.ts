@@ -24,6 +24,7 @@ import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
+import { mintIdBody } from './credentials.ts'
 import { ClusterController } from './clusters/controller.ts'
 import { createClusterBilling } from './clusters/billing.ts'
 import type { PlanMarket } from '@gpumesh/clusters'
@@ -157,11 +158,17 @@ export async function buildCoordinator(
       ? { loggerInstance: init.loggerInstance }
       : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
     bodyLimit: maxHttpBodyBytes,
+    // One id per request, minted here (never the caller's): sent back as x-request-id, logged as reqId and
+    // kept on an inference receipt, so the three can be matched.
+    genReqId: () => `req_${mintIdBody()}`,
     ajv: {
       customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
     },
   }).withTypeProvider<TypeBoxTypeProvider>()
 
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
     const validation = (error as { validation?: unknown[]; validationContext?: string }).validation
