@@ -20,6 +20,7 @@ import type {
   DepositReportView,
   ChainVerificationView,
   WalletHistory,
+  WalletHistoryQuery,
   WalletReceipt,
   WalletView,
   ClusterClientConfig,
@@ -133,7 +134,7 @@ export class GpumeshClient {
     )
   verifyLedger = () => this.#request<LedgerVerificationView>('GET', '/v1/ledger/verify')
   wallet = () => this.#request<WalletView>('GET', '/v1/wallet')
-  walletHistory = (query: { limit?: number } = {}) =>
+  walletHistory = (query: WalletHistoryQuery = {}) =>
     this.#request<WalletHistory>('GET', `/v1/wallet/history${toQueryString(query)}`)
   withdraw = (body: WalletWithdrawBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
   depositAddress = () => this.#request<DepositAddressView>('GET', '/v1/wallet/deposit-address')
