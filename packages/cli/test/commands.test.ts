@@ -427,6 +427,70 @@ describe('gpumesh job submit', () => {
   })
 })
 
+describe('gpumesh job logs (issue 25 item 5)', () => {
+  const job = (status: JobView['status'], exitCode: number | null, message: string): JobView => ({
+    id: jobId,
+    clusterId,
+    entrypoint: 'python train.py',
+    status,
+    message,
+    exitCode,
+    createdAtMs: t0,
+    finishedAtMs: t0 + 1_000,
+  })
+  const rayFailure =
+    'Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n' +
+    'Traceback (most recent call last):\nValueError: boom\n'
+  const scripted = (finished: JobView, chunks: { seq: number; text: string }[]) => {
+    handler = (request) => {
+      if (request.path === `/v1/jobs/${jobId}`) return { body: finished }
+      const afterSeq = Number(request.query.get('after'))
+      return {
+        body: { chunks: chunks.filter((chunk) => chunk.seq > afterSeq), complete: true, job: finished },
+      }
+    }
+  }
+
+  it('finds the cluster from the job id when --cluster is left out', async () => {
+    scripted(job('succeeded', 0, 'done'), [{ seq: 1, text: 'hello\n' }])
+    const run = await gpumesh('job', 'logs', jobId)
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stdout, 'hello\n')
+    assert.deepEqual(
+      requests.map((request) => request.path),
+      [`/v1/jobs/${jobId}`, `/v1/clusters/${clusterId}/jobs/${jobId}/logs`],
+    )
+  })
+
+  it("shows a failed job's output from Ray's message when none was streamed, and only its summary after", async () => {
+    scripted(job('failed', 1, rayFailure), [])
+    const run = await gpumesh('job', 'logs', jobId, '--follow')
+    assert.equal(run.code, 1)
+    assert.equal(run.stdout, 'Traceback (most recent call last):\nValueError: boom\n')
+    assert.match(
+      run.stderr,
+      new RegExp(`job ${jobId} failed \\(exit code 1\\): Job entrypoint command failed with exit code 1\\n$`),
+    )
+    // Streamed output is not printed twice.
+    scripted(job('failed', 1, rayFailure), [
+      { seq: 1, text: 'Traceback (most recent call last):\nValueError: boom\n' },
+    ])
+    const streamed = await gpumesh('job', 'logs', jobId)
+    assert.equal(streamed.stdout, 'Traceback (most recent call last):\nValueError: boom\n')
+  })
+
+  it('strips colour codes from output that is not a terminal, even one split between chunks', async () => {
+    scripted(job('succeeded', 0, 'done'), [
+      { seq: 1, text: '\x1b[1m\x1b[3' },
+      { seq: 2, text: '1mred\x1b[0m plain \x1b[' },
+      { seq: 3, text: '32mgreen\x1b[0m\n' },
+    ])
+    const run = await gpumesh('job', 'logs', jobId)
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stdout, 'red plain green\n')
+  })
+})
+
 describe('gpumesh rewards', () => {
   const payout = {
     epoch: 12,

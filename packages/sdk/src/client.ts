@@ -185,6 +185,8 @@ export class GpumeshClient {
     this.#request<JobView>('POST', `${clusterPath(clusterId)}/jobs`, body)
   listJobs = (clusterId: string) => this.#request<JobList>('GET', `${clusterPath(clusterId)}/jobs`)
   getJob = (clusterId: string, jobId: string) => this.#request<JobView>('GET', jobPath(clusterId, jobId))
+  /** A job by its id alone; its view names its cluster. */
+  findJob = (jobId: string) => this.#request<JobView>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`)
   /** Output chunks after chunk `after`; with `waitMs` the coordinator holds the request open while the job runs. */
   jobLogs = (clusterId: string, jobId: string, query: JobLogQuery = {}) =>
     this.#request<JobLogReply>('GET', `${jobPath(clusterId, jobId)}/logs${toQueryString(query)}`, undefined, {
