@@ -109,6 +109,8 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
     baseUrl = await startCoordinatorOnHost(network, coordinatorHost, {
       cli,
       workDir,
+      // PGlite's first start took 30 s with the machine's load at 14; the default wait is 30 s.
+      startTimeoutMs: 120_000,
       settings: {
         heartbeatIntervalMs: 500,
         missedHeartbeatsBeforeOffline: 3,
