@@ -35,6 +35,7 @@ import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
 import type { ClusterController } from './clusters/controller.ts'
 import { buildClusterControl, clusterTickMs } from './clusters/wiring.ts'
+import { mintIdBody } from './credentials.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
 import { registerClusterRoutes } from './clusters/routes.ts'
@@ -182,6 +183,9 @@ export async function buildCoordinator(
     bodyLimit: defaultBodyLimitBytes,
     // A refused key leaves no "request completed" line: failures are logged as one summary per interval.
     logController: new LogController({ disableRequestLogging: (request) => failedAuthRequests.has(request) }),
+    // One id per request, minted here (never the caller's): sent back as x-request-id, logged as reqId and
+    // kept on an inference receipt, so the three can be matched.
+    genReqId: () => `req_${mintIdBody()}`,
     requestTimeout: httpRequestTimeoutMs,
     http: {
       headersTimeout: Math.min(httpHeadersTimeoutMs, httpRequestTimeoutMs),
@@ -198,6 +202,9 @@ export async function buildCoordinator(
   installRouteAccess(app, authenticator)
   app.addHook('preValidation', refuseUnstorableInput)
 
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
   app.setErrorHandler((error, request, reply) => {
     if (error instanceof GpumeshError) {
       const retryAfterS = error.details['retryAfterS']

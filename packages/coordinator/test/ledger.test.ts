@@ -98,6 +98,7 @@ for (const backend of storeBackends) {
         balanceGmt: '25.500000',
         availableGmt: '25.500000',
         heldGmt: '0.000000',
+        holds: [],
       })
       // A retry with the same request id moves nothing twice.
       const replay = await call('POST', '/v1/operator/credits', operatorKey, {

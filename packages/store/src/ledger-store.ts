@@ -9,10 +9,11 @@ import {
   type PendingState,
   type Transfer,
   type TransferKind,
+  type TransferMatch,
   type TransferRequest,
   type TransferResult,
 } from '@gpumesh/ledger'
-import type { SqlDriver, SqlExecutor } from './driver.ts'
+import type { SqlDriver, SqlExecutor, SqlParam } from './driver.ts'
 import { retryWhen } from './retry.ts'
 
 // The ledger in the database. A batch locks the accounts it touches (in id order, so batches never deadlock
@@ -41,8 +42,12 @@ export type LedgerStore = {
   expirePending(nowMs: number, limit?: number): Promise<number>
   /** Pending transfers with `code`, created before `createdBeforeMs`, neither posted, voided nor expired. */
   listUnresolvedPending(code: string, createdBeforeMs: number, limit: number): Promise<Transfer[]>
-  /** An account's transfers, newest first. */
-  listTransfers(accountId: string, limit: number): Promise<Transfer[]>
+  /** An account's transfers, newest first; with a filter, only those matching any of `any` and none of `none`. */
+  listTransfers(
+    accountId: string,
+    limit: number,
+    filter?: { readonly any: readonly TransferMatch[]; readonly none: readonly TransferMatch[] },
+  ): Promise<Transfer[]>
   pendingState(transferId: string): Promise<PendingState | undefined>
   listTransfersById(ids: readonly string[]): Promise<Transfer[]>
   /**
@@ -113,6 +118,29 @@ type TransferRow = {
   code: string
   reference: string | null
   created_at_ms: bigint
+}
+
+/** The SQL of `transferMatches` (packages/ledger), each value a parameter appended to `params`. */
+function matchesSql(
+  filter: { readonly any: readonly TransferMatch[]; readonly none: readonly TransferMatch[] },
+  params: SqlParam[],
+): string {
+  const parameter = (value: SqlParam) => `$${params.push(value)}`
+  const one = (match: TransferMatch) =>
+    [
+      `kind = ${parameter(match.transferKind)}`,
+      ...(match.codes ? [`code = ANY(${parameter(match.codes)}::text[])`] : []),
+      ...(match.exceptCodes ? [`code <> ALL(${parameter(match.exceptCodes)}::text[])`] : []),
+      ...(match.idPrefix ? [`starts_with(id, ${parameter(match.idPrefix)})`] : []),
+      ...(match.exceptIdPrefix ? [`NOT starts_with(id, ${parameter(match.exceptIdPrefix)})`] : []),
+    ].join(' AND ')
+  const anyOf = (matches: readonly TransferMatch[]) => matches.map((match) => `(${one(match)})`).join(' OR ')
+  return (
+    [
+      ...(filter.any.length > 0 ? [`(${anyOf(filter.any)})`] : []),
+      ...(filter.none.length > 0 ? [`NOT (${anyOf(filter.none)})`] : []),
+    ].join(' AND ') || 'TRUE'
+  )
 }
 
 export function createLedgerStore(driver: SqlDriver): LedgerStore {
@@ -289,11 +317,13 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
       return rows.map(toTransfer)
     },
 
-    async listTransfers(accountId, limit) {
+    async listTransfers(accountId, limit, filter) {
+      const params: SqlParam[] = [accountId, limit]
+      const where = filter ? matchesSql(filter, params) : 'TRUE'
       const rows = await driver.query<TransferRow>(
         `SELECT ${transferColumns} FROM ledger_transfers
-         WHERE debit_account_id = $1 OR credit_account_id = $1 ORDER BY seq DESC LIMIT $2`,
-        [accountId, limit],
+         WHERE (debit_account_id = $1 OR credit_account_id = $1) AND ${where} ORDER BY seq DESC LIMIT $2`,
+        params,
       )
       return rows.map(toTransfer)
     },

@@ -10,8 +10,17 @@ import {
   parseGmtToUnits,
   ValidationError,
   type Clock,
+  type WalletEntryKind,
 } from '@gpumesh/core'
-import { available, ledgerAccounts, type Transfer, type TransferResult } from '@gpumesh/ledger'
+import {
+  available,
+  heldForOf,
+  ledgerAccounts,
+  walletEntryFilter,
+  walletEntryKindOf,
+  type Transfer,
+  type TransferResult,
+} from '@gpumesh/ledger'
 import {
   CollectEarningsBody,
   EarningsQuery,
@@ -24,6 +33,8 @@ import {
   OperatorCreditBody,
   WalletAmountBody,
   WalletHistory,
+  WalletHistoryQuery,
+  type WalletTransferView,
   WalletWithdrawBody,
   WalletReceipt,
   WalletView,
@@ -73,19 +84,28 @@ class FaucetEmptyError extends GpumeshError {
 const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply, 409: ErrorReply }
 const faucetErrors = { ...errors, 429: ErrorReply }
 const secured = [{ apiKey: [] }]
-const maxHistory = 500
 /** Transfers one statement line lists at most: a device paid every minute has 1,440 a day. */
 const maxStatementTransfers = 2_000
 
-/** A transfer as an account's statement shows it: positive into the account, negative out of it. */
-function transferView(transfer: Transfer, own: string) {
-  const incoming = transfer.creditAccountId === own
+/**
+ * A transfer as an account's statement shows it: positive into the account, negative out of it. A release
+ * gives a hold's funds back, so it counts as in, though the ledger stores it with its hold's direction.
+ */
+function transferView(transfer: Transfer, own: string): WalletTransferView {
+  const kind = walletEntryKindOf(transfer)
+  const incoming = kind === 'release' ? transfer.debitAccountId === own : transfer.creditAccountId === own
+  const counterparty = transfer.creditAccountId === own ? transfer.debitAccountId : transfer.creditAccountId
   return {
     id: transfer.id,
-    kind: transfer.kind,
+    kind,
+    transferKind: transfer.kind,
     code: transfer.code,
     amountGmt: formatGmtUnits(incoming ? transfer.amount : -transfer.amount),
-    counterparty: incoming ? transfer.debitAccountId : transfer.creditAccountId,
+    heldFor:
+      kind === 'hold' || kind === 'release' || kind === 'spend'
+        ? heldForOf(counterparty, transfer.reference)
+        : null,
+    counterparty,
     reference: transfer.reference,
     createdAtMs: transfer.createdAtMs,
   }
@@ -160,17 +180,19 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
         tags: ['wallet'],
         summary: "The caller's wallet transfers, newest first",
         security: secured,
-        querystring: Type.Object(
-          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: maxHistory, default: 100 })) },
-          { additionalProperties: false },
-        ),
+        querystring: WalletHistoryQuery,
         response: { 200: WalletHistory, ...errors },
       },
     },
     async (request) => {
       const { accountId } = await principalOf(request)
       const own = ledgerAccounts.user(accountId).id
-      const transfers = await store.ledger.listTransfers(own, request.query.limit ?? 100)
+      const kinds = request.query.kind?.split(',') as WalletEntryKind[] | undefined
+      const transfers = await store.ledger.listTransfers(
+        own,
+        request.query.limit ?? 100,
+        kinds ? walletEntryFilter(kinds) : undefined,
+      )
       return { transfers: transfers.map((transfer) => transferView(transfer, own)) }
     },
   )
