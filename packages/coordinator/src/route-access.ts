@@ -86,6 +86,8 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   'POST /v1/clusters/:clusterId/jobs': { access: renter },
   'GET /v1/clusters/:clusterId/jobs': { access: renter },
   'GET /v1/clusters/:clusterId/jobs/:jobId': { access: renter },
+  // A job id names its cluster: `gpumesh job logs JOB` without --cluster.
+  'GET /v1/jobs/:jobId': { access: renter },
   'GET /v1/clusters/:clusterId/jobs/:jobId/logs': { access: renter },
   'POST /v1/clusters/:clusterId/jobs/:jobId/stop': { access: renter },
 
@@ -144,6 +146,7 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   'GET /v1/operator/artifact-refusals': { access: operator },
 
   'GET /v1/models': { access: publicAccess },
+  'GET /v1/models/:model': { access: publicAccess },
   'GET /v1/inference/stats': { access: publicAccess },
   'GET /v1/inference/receipts': { access: renter },
   'GET /v1/inference/receipts/:id': { access: renter },
