@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict'
+import { execFile } from 'node:child_process'
 import { createServer, type Server } from 'node:http'
+import { join } from 'node:path'
+import { promisify } from 'node:util'
 import { after, before, describe, it } from 'node:test'
 import type { Coordinator } from '@gpumesh/coordinator'
 import type { Store } from '@gpumesh/store'
@@ -22,6 +25,8 @@ import {
 // the receipt.
 
 const pglite = storeBackends.find((backend) => backend.name === 'pglite')!
+const run = promisify(execFile)
+const openaiClient = join(import.meta.dirname, '../../../test/e2e/openai-client.ts')
 
 describe('OpenAI API details (issue 25 item 2)', () => {
   let store: Store
@@ -60,7 +65,12 @@ describe('OpenAI API details (issue 25 item 2)', () => {
     await new Promise<void>((resolve) => replica.listen(0, '127.0.0.1', resolve))
     const replicaPort = (replica.address() as { port: number }).port
     ;({ store, cleanup } = await pglite.open())
-    coordinator = await startTestCoordinator(store, { modelServingPlanMs: 100 })
+    // The released client runs as a child process, seconds a call on a loaded machine: the test coordinator's
+    // 1 s offline limit would take the only device offline meanwhile.
+    coordinator = await startTestCoordinator(store, {
+      modelServingPlanMs: 100,
+      missedHeartbeatsBeforeOffline: 150,
+    })
     baseUrl = await coordinator.listen()
     const operatorKey = await insertOperatorKey(store)
     const supplier = (await call('POST', '/v1/accounts', undefined, { name: 's', roles: ['supplier'] })).body
@@ -148,6 +158,40 @@ describe('OpenAI API details (issue 25 item 2)', () => {
     assert.equal(error['code'], 'insufficient_quota')
     assert.match(String(error['message']), /GMT available/)
     assert.equal(refused.headers.get('retry-after'), null, 'not a rate limit: retrying soon will not help')
+  })
+
+  it('the released openai client: models.retrieve, NotFoundError, RateLimitError insufficient_quota, its request id', async () => {
+    // The driver test/e2e/inference.test.ts runs on a test host, run here on loopback.
+    const openai = async (key: string, action: string, argument?: string) => {
+      const { stdout } = await run(process.execPath, [
+        openaiClient,
+        baseUrl,
+        key,
+        action,
+        ...(argument ? [argument] : []),
+      ])
+      return JSON.parse(stdout.trim().split('\n').pop()!)
+    }
+    const listed = (await call('GET', '/v1/models')).body.data[0]
+    const retrieved = await openai(renterKey, 'retrieve', 'tiny-chat')
+    assert.equal(retrieved.ok, true, JSON.stringify(retrieved))
+    assert.deepEqual(retrieved.model, listed)
+    assert.match(retrieved.requestId, /^req_/)
+    const missing = await openai(renterKey, 'retrieve', 'no-such-model')
+    assert.deepEqual(
+      [missing.errorClass, missing.status, missing.code],
+      ['NotFoundError', 404, 'model_not_found'],
+    )
+    const broke = await openai(emptyKey, 'completion')
+    assert.deepEqual(
+      [broke.errorClass, broke.status, broke.code],
+      ['RateLimitError', 429, 'insufficient_quota'],
+    )
+    assert.match(broke.requestId, /^req_/)
+    const completed = await openai(renterKey, 'completion')
+    assert.equal(completed.ok, true, JSON.stringify(completed))
+    await coordinator.settleInference()
+    assert.equal((await store.inference.getReceipt(completed.receiptId))?.requestId, completed.requestId)
   })
 
   it('sends x-request-id on every answer, and keeps it on the receipt', async () => {
