@@ -243,8 +243,20 @@ describe(
         )
       }
       const events = api(`/v1/clusters/${clusterA.id}/events`, { key: renterKey }).body.events as any[]
-      for (const kind of ['node_reserved', 'node_mesh_up', 'node_ray_joined'])
+      // Issue 25 item 4: one event per fact, in order (each Ray started, then joined, then the cluster ready).
+      for (const kind of ['node_reserved', 'node_mesh_up', 'node_ray_started', 'node_ray_joined'])
         assert.equal(events.filter((event) => event.kind === kind).length, 3, kind)
+      const ready = events.findIndex(
+        (event) => event.kind === 'state_changed' && /^ready/.test(event.message),
+      )
+      for (const node of nodes) {
+        const started = events.findIndex((e) => e.kind === 'node_ray_started' && e.deviceId === node.deviceId)
+        const joined = events.findIndex((e) => e.kind === 'node_ray_joined' && e.deviceId === node.deviceId)
+        assert.ok(
+          0 <= started && started < joined && joined < ready,
+          JSON.stringify(events.map((e) => e.kind)),
+        )
+      }
     })
 
     it('runs Ray as an unprivileged user inside the cluster namespace', () => {

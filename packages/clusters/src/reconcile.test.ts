@@ -114,6 +114,10 @@ type World = {
   alive: Set<string> | undefined
   sent: Map<string, SentCommand>
   confirmedMesh: Map<string, string>
+  /** The Ray command each device last said it started (the simulated workers confirm each as it is sent). */
+  confirmedRay: Map<string, string>
+  /** Off: the test confirms Ray itself (see the ordering tests). */
+  confirmsRay: boolean
 }
 
 function worldOf(cluster: ClusterRecord, nodes: ClusterNodeRecord[], nowMs: number): World {
@@ -125,6 +129,8 @@ function worldOf(cluster: ClusterRecord, nodes: ClusterNodeRecord[], nowMs: numb
     alive: undefined,
     sent: new Map(),
     confirmedMesh: new Map(),
+    confirmedRay: new Map(),
+    confirmsRay: true,
   }
 }
 
@@ -137,11 +143,17 @@ function viewOf(world: World): ReconcileView {
     aliveAddresses: world.alive,
     lastSent: (deviceId, kind) => world.sent.get(`${deviceId}|${kind}`),
     confirmedMeshRevision: (deviceId) => world.confirmedMesh.get(deviceId),
-    confirmedRay: () => undefined,
+    confirmedRay: (deviceId) => world.confirmedRay.get(deviceId),
   }
 }
 
 const reconcile = (world: World) => reconcileCluster(viewOf(world), policy)
+
+/** These nodes' workers said they started Ray against the head, node 0. */
+function confirmRay(world: World, indexes: readonly number[]): void {
+  for (const index of indexes)
+    world.confirmedRay.set(deviceOf(index), `${index === 0 ? 'head' : 'worker'}:${addressOf(0)}`)
+}
 
 /** The nodes once a decision's releases and patches are written. */
 function nodesAfter(nodes: readonly ClusterNodeRecord[], out: Reconciliation, nowMs: number) {
@@ -163,10 +175,14 @@ function apply(world: World, out: Reconciliation): void {
     for (const kind of ['prepare', 'mesh', 'ray', 'release'] as const)
       world.sent.delete(`${release.deviceId}|${kind}`)
     world.confirmedMesh.delete(release.deviceId)
+    world.confirmedRay.delete(release.deviceId)
   }
   if (out.resetAlive) world.alive = undefined
-  for (const command of out.commands)
+  for (const command of out.commands) {
     world.sent.set(`${command.deviceId}|${command.kind}`, { signature: command.signature, atMs: world.nowMs })
+    if (command.kind === 'ray' && world.confirmsRay)
+      world.confirmedRay.set(command.deviceId, command.signature)
+  }
   if (out.clusterPatch) {
     const stateChanged =
       out.clusterPatch.state !== undefined && out.clusterPatch.state !== world.cluster.state
@@ -492,6 +508,7 @@ describe('reconcileCluster: bringing a cluster up', () => {
       createdAtMs + 20_000,
     )
     world.alive = new Set([0, 1, 3].map((index) => addressOf(index)))
+    confirmRay(world, [0, 1, 2, 3])
     const out = reconcile(world)
     assert.deepEqual(out.nodePatches, [
       { deviceId: 'dev_1', patch: { phase: 'ray_joined', phaseReason: 'Ray reports the node alive' } },
@@ -518,6 +535,7 @@ describe('reconcileCluster: bringing a cluster up', () => {
       createdAtMs + 20_000,
     )
     world.alive = new Set([0, 1, 2].map((index) => addressOf(index)))
+    confirmRay(world, [2])
     const out = reconcile(world)
     assert.deepEqual(out.clusterPatch, {
       state: 'ready',
@@ -553,11 +571,63 @@ describe('reconcileCluster: bringing a cluster up', () => {
     )
     world.nodes[3] = { ...world.nodes[3]!, joinedAtMs: world.nowMs - 10_000 }
     world.alive = new Set([0, 1, 3].map((index) => addressOf(index)))
+    confirmRay(world, [3])
     const out = reconcile(world)
     assert.deepEqual(out.clusterPatch, {
       state: 'ready',
       stateReason: 'back to 3 nodes: Ray reports every node alive',
     })
+  })
+
+  it('issue 25 item 4: a node Ray reports alive joins once its worker said Ray started: started, joined, ready', () => {
+    // The head's Ray sees a worker's node register before that worker's own "Ray started" arrives.
+    const world = worldOf(
+      clusterRecord({ state: 'provisioning' }),
+      [nodeRecord(0, 'ray_joined'), nodeRecord(1, 'ray_joined'), nodeRecord(2, 'mesh_up')],
+      createdAtMs + 20_000,
+    )
+    world.confirmsRay = false
+    confirmRay(world, [0, 1])
+    world.alive = new Set([0, 1, 2].map((index) => addressOf(index)))
+    let out = reconcile(world)
+    assert.deepEqual(out.nodePatches, [], 'not joined before its worker confirmed Ray')
+    assert.equal(out.clusterPatch, undefined, 'not ready before every worker confirmed Ray')
+    assert.deepEqual(eventKinds(out), [])
+    apply(world, out)
+
+    confirmRay(world, [2])
+    out = reconcile(world)
+    assert.deepEqual(out.nodePatches, [
+      { deviceId: 'dev_2', patch: { phase: 'ray_joined', phaseReason: 'Ray reports the node alive' } },
+    ])
+    assert.deepEqual(eventKinds(out), ['node_ray_joined', 'state_changed'])
+    assert.equal(out.clusterPatch?.state, 'ready')
+  })
+
+  it('issue 25 item 4: sends no Ray command again once its worker confirmed it, however long Ray takes', () => {
+    const world = worldOf(
+      clusterRecord({ state: 'provisioning' }),
+      [nodeRecord(0, 'mesh_up'), nodeRecord(1, 'mesh_up')],
+      createdAtMs + 20_000,
+    )
+    world.confirmsRay = false
+    for (const command of commandsOf(reconcile(world), 'mesh'))
+      world.confirmedMesh.set(command.deviceId, command.signature)
+    let out = reconcile(world)
+    assert.deepEqual(devicesOf(commandsOf(out, 'ray')), ['dev_0'])
+    apply(world, out)
+    confirmRay(world, [0])
+    // Confirmed, the worker's Ray is sent once (the head's confirmation lets it start before Ray reports).
+    world.nowMs += 1_000
+    out = reconcile(world)
+    assert.deepEqual(devicesOf(commandsOf(out, 'ray')), ['dev_1'])
+    apply(world, out)
+    confirmRay(world, [1])
+    // Ray on the head has not reported the nodes yet: each said it started, so neither hears it again.
+    for (const laterMs of [policy.resendAfterMs, 3 * policy.resendAfterMs]) {
+      world.nowMs += laterMs
+      assert.deepEqual(commandsOf(reconcile(world), 'ray'), [], `${laterMs} ms later`)
+    }
   })
 
   it('walks a cluster from pending to ready, then holds still', () => {
@@ -566,6 +636,7 @@ describe('reconcileCluster: bringing a cluster up', () => {
       [0, 1, 2].map((index) => nodeRecord(index)),
       createdAtMs + 1_000,
     )
+    world.confirmsRay = false
 
     let out = reconcile(world)
     assert.deepEqual(devicesOf(commandsOf(out, 'prepare')), ['dev_0', 'dev_1', 'dev_2'])
@@ -590,6 +661,7 @@ describe('reconcileCluster: bringing a cluster up', () => {
     world.nowMs += 1_000
     assert.deepEqual(reconcile(world), nothing, 'waiting for Ray on the head')
 
+    confirmRay(world, [0])
     world.alive = new Set([addressOf(0)])
     out = reconcile(world)
     assert.deepEqual(out.nodePatches, [
@@ -605,6 +677,7 @@ describe('reconcileCluster: bringing a cluster up', () => {
     apply(world, out)
     world.nowMs += 1_000
 
+    confirmRay(world, [1, 2])
     world.alive = new Set([0, 1, 2].map((index) => addressOf(index)))
     out = reconcile(world)
     assert.deepEqual(

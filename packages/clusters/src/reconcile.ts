@@ -51,6 +51,9 @@ export const defaultReconcilePolicy: ReconcilePolicy = {
   releaseTimeoutMs: 30_000,
 }
 
+/** A peer in a node's mesh command. */
+type MeshPeer = { publicKey: string; endpoint?: string; overlayAddress: string }
+
 export type SentCommand = { readonly signature: string; readonly atMs: number }
 
 export type ReconcileView = {
@@ -272,8 +275,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
   // head's Ray has started and both ends have applied a mesh that includes the other).
   const keyed = active.filter((node) => node.wgPublicKey !== null && node.endpoint !== null)
   const allKeyed = keyed.length === active.length
+  // Once per node per pass: every worker's check reads the head's mesh too, and each is a hash.
+  const meshes = new Map<string, { peers: MeshPeer[]; revision: string }>()
   const meshFor = (node: ClusterNodeRecord) => {
-    const peers: { publicKey: string; endpoint?: string; overlayAddress: string }[] = keyed
+    const known = meshes.get(node.deviceId)
+    if (known) return known
+    const peers: MeshPeer[] = keyed
       .filter((peer) => peer.deviceId !== node.deviceId)
       .map((peer) => ({
         publicKey: peer.wgPublicKey!,
@@ -287,8 +294,13 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
       0,
       32,
     )
-    return { peers, revision }
+    const mesh = { peers, revision }
+    meshes.set(node.deviceId, mesh)
+    return mesh
   }
+  /** The Ray command a node should run: it changes with the head, so a new head means a new command. */
+  const raySignature = (node: ClusterNodeRecord) =>
+    `${node === head ? 'head' : 'worker'}:${head ? addressOf(head) : ''}`
   const meshCurrent = (node: ClusterNodeRecord) =>
     node.phase !== 'reserved' &&
     node.phase !== 'keyed' &&
@@ -316,10 +328,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     })
     if (node.phase === 'keyed' || !head) continue
     const headAddress = addressOf(head)
-    const joined = node.phase === 'ray_joined'
+    // Confirmed once the worker said it started this Ray: sent again, it would only answer "already running".
+    const rayConfirmed =
+      node.phase === 'ray_joined' || view.confirmedRay(node.deviceId) === raySignature(node)
     if (node === head) {
       if (!meshCurrent(node) && node.phase !== 'ray_joined') continue
-      sendOnce(node, 'ray', `head:${headAddress}`, joined, {
+      sendOnce(node, 'ray', raySignature(node), rayConfirmed, {
         type: 'cluster_ray',
         clusterId: cluster.id,
         role: 'head',
@@ -328,12 +342,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
         numGpus: cluster.gpusPerNode,
       })
     } else if (
-      joined ||
-      ((alive?.has(headAddress) || view.confirmedRay(head.deviceId) === `head:${headAddress}`) &&
+      node.phase === 'ray_joined' ||
+      ((alive?.has(headAddress) || view.confirmedRay(head.deviceId) === raySignature(head)) &&
         meshCurrent(node) &&
         meshCurrent(head))
     ) {
-      sendOnce(node, 'ray', `worker:${headAddress}`, joined, {
+      sendOnce(node, 'ray', raySignature(node), rayConfirmed, {
         type: 'cluster_ray',
         clusterId: cluster.id,
         role: 'worker',
@@ -344,11 +358,17 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
     }
   }
 
-  // Ray itself decides when a node has joined: its address in the head's report of alive nodes.
+  // Ray itself decides when a node has joined: its address in the head's report of alive nodes. And once its
+  // worker has said its Ray started: the head may see a node before that worker's report arrives, and the
+  // events then read as they happened (Ray started, joined, ready), never "started" after "ready".
   let joinedCount = 0
   for (const node of active) {
     if (node.phase === 'ray_joined') joinedCount += 1
-    else if (node.phase === 'mesh_up' && alive?.has(addressOf(node))) {
+    else if (
+      node.phase === 'mesh_up' &&
+      alive?.has(addressOf(node)) &&
+      view.confirmedRay(node.deviceId) === raySignature(node)
+    ) {
       joinedCount += 1
       out.nodePatches.push({
         deviceId: node.deviceId,

@@ -383,7 +383,12 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
         } else if (message.type.startsWith('cluster_')) {
           const command = message as ClusterCommandMessage
           const refusal =
-            command.type === 'cluster_node_prepare' ? refusalOf(capabilities, 'clusterNodes') : undefined
+            command.type !== 'cluster_node_prepare'
+              ? undefined
+              : // Prepared after releaseAll() began, a node would outlive the agent.
+                stopping
+                ? 'this worker is stopping'
+                : refusalOf(capabilities, 'clusterNodes')
           if (clusterNodes && !refusal) {
             const nodes = clusterNodes
             const rented =
@@ -501,7 +506,7 @@ export function createWorkerAgent(components: WorkerAgentComponents, init: Worke
       clearInterval(selfTestTimer)
       wakeBackoff?.()
       // Released before the goodbye, so the coordinator hears each node go and replaces it at once.
-      await modelReplicas?.stopAll(reason, rentalDrainMs)
+      await modelReplicas?.close(reason, rentalDrainMs)
       await clusterNodes?.releaseAll(reason)
       const ws = socket
       if (ws && ws.readyState === WebSocket.OPEN) {

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawnSync } from 'node:child_process'
 import { createHash, randomBytes } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { request } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
@@ -345,6 +345,15 @@ describe('a model replica in its own namespace behind the relay', { skip: skipRe
       const userIds = userIdsOf(pid)
       if (userIds !== undefined) assert.equal(userIds, '65534\t65534\t65534\t65534', `process ${pid}`)
     }
+  })
+
+  it("issue 25 item 1: keeps its temp dir 0700 and the sandbox user's, though Ray makes its own 0777", () => {
+    const { tempDir } = modelReplicaNames(mainId)
+    const outer = statSync(tempDir)
+    assert.equal((outer.mode & 0o777).toString(8), '700')
+    assert.equal(outer.uid, nobody.uid)
+    // Ray's dir inside it is world writable (ray._common.utils.try_make_directory_shared): nobody else reaches it.
+    assert.equal(statSync(join(tempDir, 'ray')).uid, nobody.uid)
   })
 
   it('gives the namespace no default route, only the /30 to the worker', () => {

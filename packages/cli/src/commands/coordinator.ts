@@ -7,6 +7,7 @@ import { openStore, type Store } from '@gpumesh/store'
 import type { Command } from 'commander'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { createLogger } from '../logging.ts'
+import { untilSignal } from '../shutdown-signal.ts'
 
 export const systemClock: Clock = {
   nowMs: () => Date.now(),
@@ -99,6 +100,7 @@ export function registerCoordinatorCommands(program: Command): void {
         logLevel: flags['logLevel'],
         databaseUrl: process.env['DATABASE_URL'] || undefined,
       })
+      const stopRequested = untilSignal()
       const running = await startCoordinator(settings)
       process.stderr.write(
         `gpumesh coordinator listening on ${running.url} (store: ${running.store.kind})\n` +
@@ -106,21 +108,8 @@ export function registerCoordinatorCommands(program: Command): void {
             ? `operator API key written to ${running.operatorKeyPath} (mode 0600)\n`
             : ''),
       )
-      await untilSignal()
+      await stopRequested
       await running.coordinator.stop()
       await running.store.close()
     })
-}
-
-/** Resolves on the first SIGINT or SIGTERM. */
-export function untilSignal(): Promise<NodeJS.Signals> {
-  return new Promise((resolve) => {
-    const done = (signal: NodeJS.Signals) => {
-      process.off('SIGINT', done)
-      process.off('SIGTERM', done)
-      resolve(signal)
-    }
-    process.on('SIGINT', done)
-    process.on('SIGTERM', done)
-  })
 }

@@ -11,7 +11,8 @@ import type { Command } from 'commander'
 import { printTable, reliabilityText } from '../output.ts'
 import { describeModelDirectory } from './models.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
-import { builtConsoleDir, startCoordinator, untilSignal } from './coordinator.ts'
+import { builtConsoleDir, startCoordinator } from './coordinator.ts'
+import { untilSignal } from '../shutdown-signal.ts'
 import { readCredentials, saveCredentials } from '../credentials.ts'
 import { prepareMachine } from '../setup/machine.ts'
 import {
@@ -77,6 +78,15 @@ export function registerUpCommand(program: Command): void {
     .option('--exit-when-ready', 'stop everything once all workers are online (a smoke test)')
     .option('--no-install', 'install nothing (system packages, the Python runtime): start with what is there')
     .action(async (flags: Record<string, string | boolean | undefined>) => {
+      // Heard from the start: a Ctrl-C while the network comes up stops it as cleanly as one after the banner
+      // (each wait below gives up, and `finally` stops the workers already started). While the machine is
+      // being prepared there is nothing of ours to stop, and the installers got the Ctrl-C too: end at once.
+      let stopping = false
+      let preparingMachine = true
+      const stopRequested = untilSignal().then(() => {
+        stopping = true
+        if (preparingMachine) process.exit(130)
+      })
       const dataDir = resolve(String(flags['dataDir']))
       const workerCount = Number(flags['workers'])
       if (!Number.isInteger(workerCount) || workerCount < 1 || workerCount > 16) {
@@ -111,6 +121,7 @@ export function registerUpCommand(program: Command): void {
             (step.fix ? `\n  turn it on: ${step.fix}` : ''),
         )
       timings.push(...stepTimings(steps))
+      preparingMachine = false
 
       const running = await timed('coordinator', () => startCoordinator(settings))
       // Funded once per data dir: the transfer id makes a restart a replay, not a second million.
@@ -140,7 +151,7 @@ export function registerUpCommand(program: Command): void {
 
       const workers: ChildProcess[] = []
       const workersStartedAt = performance.now()
-      for (let index = 0; index < workerCount; index += 1) {
+      for (let index = 0; index < workerCount && !stopping; index += 1) {
         const stateDir = join(dataDir, `worker-${index + 1}`)
         const site = localSites[index % localSites.length]!
         const enrolledHere =
@@ -175,6 +186,7 @@ export function registerUpCommand(program: Command): void {
         workers.push(spawn(process.execPath, args, { stdio: ['ignore', 'inherit', 'inherit'] }))
       }
 
+      // Each worker stops its replicas and cluster nodes before it exits (a second signal does not cut it short).
       const stopAll = async () => {
         await Promise.all(
           workers.map(
@@ -196,7 +208,7 @@ export function registerUpCommand(program: Command): void {
         let devices: DeviceView[] = []
         let page = await client.searchOffers({ limit: 50 })
         // Ready when every worker is online and has said what it can do (its self-test takes seconds).
-        while (Date.now() < deadline) {
+        while (Date.now() < deadline && !stopping) {
           devices = (await supplier.listDevices()).devices
           // ...and has answered its first proof-of-compute challenge: renters place on verified machines.
           online = devices.filter(
@@ -214,7 +226,7 @@ export function registerUpCommand(program: Command): void {
           durationMs: Math.round(performance.now() - workersStartedAt),
         })
         // The marketplace follows the store a moment later.
-        for (let tries = 0; tries < 25; tries += 1) {
+        for (let tries = 0; tries < 25 && !stopping; tries += 1) {
           page = await client.searchOffers({ limit: 50 })
           const rentable = devices.filter((device) => device.capabilities?.clusterNodes.available).length
           if (page.total >= rentable) break
@@ -227,7 +239,7 @@ export function registerUpCommand(program: Command): void {
           const replicaStartedAt = performance.now()
           const replicaDeadline = Date.now() + upReplicaTimeoutMs
           let served = false
-          while (!served && Date.now() < replicaDeadline) {
+          while (!served && !stopping && Date.now() < replicaDeadline) {
             served = (await client.servedModels()).data.some((model) => model.replicas > 0)
             if (!served) await new Promise((done) => setTimeout(done, 500))
           }
@@ -239,6 +251,7 @@ export function registerUpCommand(program: Command): void {
           if (!served)
             say(`no replica ready within ${upReplicaTimeoutMs / 1000} s; ./gpumesh device ls says why`)
         }
+        if (stopping) return
         writeFileSync(join(dataDir, 'up-timings.json'), `${JSON.stringify({ timings, steps }, null, 2)}\n`)
         process.stdout.write(
           `\ngpumesh local network is up\n\n` +
@@ -280,7 +293,7 @@ export function registerUpCommand(program: Command): void {
         }
         if (!flags['exitWhenReady']) {
           process.stdout.write('\nPress Ctrl-C to stop the network.\n')
-          await untilSignal()
+          await stopRequested
         }
       } finally {
         await stopAll()

@@ -21,7 +21,7 @@ import { printJson, printTable } from '../output.ts'
 import { UsageError } from '../credentials.ts'
 import { integerFlag, loadSettings } from '../settings.ts'
 import { createLogger, workerLoggerOf } from '../logging.ts'
-import { untilSignal } from './coordinator.ts'
+import { untilSignal } from '../shutdown-signal.ts'
 
 /** The Python prover from the managed environment; the TypeScript reference only where numpy is missing. */
 function chooseProver(logger: WorkerLogger): Prover {
@@ -104,6 +104,8 @@ export function registerWorkerCommands(program: Command): void {
     .option('--config <file>', 'JSON settings file; flags override it')
     .option('--log-level <level>', 'error|warn|info|debug|silent (default info)')
     .action(async (flags: Record<string, string | boolean | undefined>) => {
+      // First of all: a stop asked for while the agent starts must still run agent.stop(), not end the process.
+      const stopRequested = untilSignal()
       const text = (name: string) => flags[name] as string | undefined
       const settings = loadSettings(WorkerSettings, 'worker settings', text('config'), {
         coordinatorUrl: text('coordinator') ?? process.env['GPUMESH_COORDINATOR'],
@@ -218,7 +220,7 @@ export function registerWorkerCommands(program: Command): void {
       started.agent = agent
       await agent.start()
       const outcome: { fatalError?: Error } = await Promise.race([
-        untilSignal().then(async (signal) => {
+        stopRequested.then(async (signal) => {
           await agent.stop(`received ${signal}`)
           return {}
         }),

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { chownSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs'
 import {
   Agent,
   createServer,
@@ -18,7 +18,13 @@ import { fileURLToPath } from 'node:url'
 import { promisify } from 'node:util'
 import { artifactPathPattern, sha256HexPattern } from '@gpumesh/protocol'
 import type { WorkerLogger } from '../logger.ts'
-import { asUser, rayEnvironment, rayProcessesOf } from '../ray/ray-node.ts'
+import {
+  asUser,
+  createPrivateTempDir,
+  rayEnvironment,
+  rayProcessesOf,
+  rayTempDirWithin,
+} from '../ray/ray-node.ts'
 import type { ArtifactRef } from './artifact-cache.ts'
 
 // One model replica on a supplier's machine: the Ray Serve launcher (python/gpumesh_models/serve_model.py) in a
@@ -158,7 +164,10 @@ export type ModelReplicaNames = {
   readonly hostInterface: string
   /** The veth end inside the replica's namespace. */
   readonly replicaInterface: string
-  /** HOME, TMPDIR and Ray's temp dir: short, since Ray's socket paths must stay under 108 bytes. */
+  /**
+   * HOME and TMPDIR, 0700 and the sandbox user's, with Ray's temp dir inside it (rayTempDirWithin): short,
+   * since Ray's socket paths must stay under 108 bytes.
+   */
   readonly tempDir: string
 }
 
@@ -222,16 +231,17 @@ export function createModelReplica(init: ModelReplicaInit): ModelReplica {
   })
 
   const createSandbox = async (): Promise<string> => {
-    mkdirSync(names.tempDir, { recursive: true, mode: 0o700 })
-    if (init.runAs) chownSync(names.tempDir, init.runAs.uid, init.runAs.gid)
+    createPrivateTempDir(names.tempDir, init.runAs)
     subnet = await reserveSubnet(replicaId)
     const hostAddress = subnetAddress(subnet, 1)
     const replicaAddress = subnetAddress(subnet, 2)
-    await netnsAdmin(['netns', 'add', names.namespace])
+    // Marked before the command, not after: an `ip` that fails may still have made it (a Ctrl-C reaches the
+    // worker's `ip` children too, and may end one after the kernel did the work, before it said so).
     namespaceCreated = true
+    await netnsAdmin(['netns', 'add', names.namespace])
     await ip(['-n', names.namespace, 'link', 'set', 'lo', 'up'])
-    await ip(['link', 'add', names.hostInterface, 'type', 'veth', 'peer', 'name', names.replicaInterface])
     vethCreated = true
+    await ip(['link', 'add', names.hostInterface, 'type', 'veth', 'peer', 'name', names.replicaInterface])
     await ip(['link', 'set', names.replicaInterface, 'netns', names.namespace])
     // No IPv6 link-local addresses: the pair carries only the /30, so the replica has no other way across.
     await ip(['link', 'set', 'dev', names.hostInterface, 'addrgenmode', 'none'])
@@ -261,7 +271,7 @@ export function createModelReplica(init: ModelReplicaInit): ModelReplica {
     '--node-ip-address',
     replicaAddress,
     '--ray-temp-dir',
-    names.tempDir,
+    rayTempDirWithin(names.tempDir),
     ...(init.objectStoreMemoryBytes
       ? ['--object-store-memory-bytes', String(init.objectStoreMemoryBytes)]
       : []),

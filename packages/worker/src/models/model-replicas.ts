@@ -24,6 +24,8 @@ export type ModelReplicasInit = {
   readonly relayHost?: string
   readonly relayPort: number
   readonly logger: WorkerLogger
+  /** See ModelReplicaInit.launcherPath (tests start a stand-in launcher). */
+  readonly launcherPath?: string
 }
 
 export type ModelReplicas = {
@@ -31,6 +33,11 @@ export type ModelReplicas = {
   heldReplicaIds(): string[]
   /** Drains and stops every replica (the machine was rented, or the agent is stopping). */
   stopAll(reason: string, drainMs: number): Promise<void>
+  /**
+   * Stops every replica for good: starts asked for from now on are refused (reported failed), and it resolves
+   * once nothing this made is left, replicas still starting included. For the agent's own stop.
+   */
+  close(reason: string, drainMs: number): Promise<void>
   cleanUpLeftovers(): Promise<void>
 }
 
@@ -43,6 +50,7 @@ export function createModelReplicas(
 ): ModelReplicas {
   const { logger } = init
   const running = new Map<string, { replica?: ModelReplica; stopping?: Promise<void> }>()
+  let closedBecause: string | undefined
   // The replica runs as an unprivileged user and reads its model from the cache: the state directory must let it
   // pass (0711: no listing; the identity key inside stays 0600), the cache itself is world-readable (the
   // artifacts are public, anyone can fetch them from the store).
@@ -90,6 +98,7 @@ export function createModelReplicas(
         relayHost: init.relayHost ?? '0.0.0.0',
         relayPort: init.relayPort,
         accessToken: message.accessToken,
+        ...(init.launcherPath ? { launcherPath: init.launcherPath } : {}),
         logger,
         onExit: (detail) => {
           if (running.get(replicaId)?.replica === replica && !entry.stopping) {
@@ -113,6 +122,8 @@ export function createModelReplicas(
     } catch (error) {
       running.delete(replicaId)
       await entry.replica?.stop().catch(() => undefined)
+      // Stopped while it started: stop() reports it stopped, which is all there is to say.
+      if (entry.stopping) return
       if (error instanceof ArtifactMismatchError) {
         logger.error('refused a model artifact whose bytes do not match its hash', {
           replicaId,
@@ -153,14 +164,24 @@ export function createModelReplicas(
     return entry.stopping
   }
 
+  const stopAll = async (reason: string, drainMs: number) => {
+    await Promise.all([...running.keys()].map((replicaId) => stop(replicaId, reason, drainMs)))
+  }
+
   return {
     handle(message) {
-      if (message.type === 'model_replica_start') void start(message)
-      else void stop(message.replicaId, message.reason, message.drainMs)
+      if (message.type === 'model_replica_stop') void stop(message.replicaId, message.reason, message.drainMs)
+      // A start that came in after close() would outlive the agent: its launcher, namespace and temp dir.
+      else if (closedBecause !== undefined)
+        status(message.replicaId, 'failed', `this worker is stopping (${closedBecause})`)
+      else void start(message)
     },
     heldReplicaIds: () => [...running.keys()],
-    async stopAll(reason, drainMs) {
-      await Promise.all([...running.keys()].map((replicaId) => stop(replicaId, reason, drainMs)))
+    stopAll,
+    async close(reason, drainMs) {
+      closedBecause ??= reason
+      // Every start began before close() is in `running` from its first step, so this empties it for good.
+      while (running.size > 0) await stopAll(reason, drainMs)
     },
     async cleanUpLeftovers() {
       const removed = await cleanUpModelReplicaLeftovers(init.stateDir, init.netnsMountNamespace)

@@ -1,6 +1,6 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process'
-import { chownSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
-import { dirname } from 'node:path'
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync } from 'node:fs'
+import { dirname, join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 
@@ -24,7 +24,10 @@ export type RayNodeInit = {
   readonly headAddress?: string
   readonly numCpus: number
   readonly numGpus: number
-  /** Short (Ray's unix socket paths must stay under 108 bytes) and unique per node. */
+  /**
+   * This node's private dir (see createPrivateTempDir): short (Ray's unix socket paths must stay under 108
+   * bytes) and unique per node.
+   */
   readonly tempDir: string
   readonly objectStoreMemoryBytes?: number
   /** Run Ray as this unprivileged user: renter code then cannot read the worker's files or keys. */
@@ -61,7 +64,7 @@ export function createRayNode(init: RayNodeInit): RayNode {
     '--num-gpus',
     String(init.numGpus),
     '--temp-dir',
-    init.tempDir,
+    rayTempDirWithin(init.tempDir),
     '--disable-usage-stats',
     '--block',
     ...(init.objectStoreMemoryBytes ? ['--object-store-memory', String(init.objectStoreMemoryBytes)] : []),
@@ -102,8 +105,7 @@ export function createRayNode(init: RayNodeInit): RayNode {
     },
     async start() {
       stopping = false
-      mkdirSync(init.tempDir, { recursive: true, mode: 0o700 })
-      if (init.runAs) chownSync(init.tempDir, init.runAs.uid, init.runAs.gid)
+      createPrivateTempDir(init.tempDir, init.runAs)
       // A process group of our own: the one handle on every process this Ray node starts.
       leader = spawn('ip', args, {
         detached: true,
@@ -149,6 +151,26 @@ export function createRayNode(init: RayNodeInit): RayNode {
       rmSync(init.tempDir, { recursive: true, force: true })
     },
   }
+}
+
+/**
+ * Makes a sandbox's temp dir: 0700, owned by the user the sandbox runs as. Ray makes its own temp dir world
+ * writable (0777, no sticky bit: ray._common.utils.try_make_directory_shared), so Ray is given a dir inside
+ * this one (rayTempDirWithin), which nobody else can even reach.
+ */
+export function createPrivateTempDir(
+  directory: string,
+  runAs: { readonly uid: number; readonly gid: number } | undefined,
+): void {
+  mkdirSync(directory, { recursive: true, mode: 0o700 })
+  // Also when it was there already (a leftover): mkdir's mode applies only to a dir it makes.
+  chmodSync(directory, 0o700)
+  if (runAs) chownSync(directory, runAs.uid, runAs.gid)
+}
+
+/** Where Ray keeps its files inside a sandbox's private temp dir. */
+export function rayTempDirWithin(privateDir: string): string {
+  return join(privateDir, 'ray')
 }
 
 /** setpriv's prefix that drops to an unprivileged user and all of root's groups. */
