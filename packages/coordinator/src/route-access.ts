@@ -88,6 +88,7 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   'GET /v1/clusters/:clusterId/jobs/:jobId': { access: renter },
   'GET /v1/clusters/:clusterId/jobs/:jobId/logs': { access: renter },
   'POST /v1/clusters/:clusterId/jobs/:jobId/stop': { access: renter },
+  'GET /v1/jobs/:jobId': { access: renter },
 
   [`GET ${rayApi}/version`]: { access: renter },
   [`POST ${rayApi}/jobs/`]: { access: renter, bodyLimitBytes: largeJsonBodyBytes },
@@ -144,6 +145,7 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   'GET /v1/operator/artifact-refusals': { access: operator },
 
   'GET /v1/models': { access: publicAccess },
+  'GET /v1/models/:model': { access: publicAccess },
   'GET /v1/inference/stats': { access: publicAccess },
   'GET /v1/inference/receipts': { access: renter },
   'GET /v1/inference/receipts/:id': { access: renter },
