@@ -90,7 +90,6 @@ export const routeRules: Readonly<Record<string, RouteRule>> = {
   'GET /v1/jobs/:jobId': { access: renter },
   'GET /v1/clusters/:clusterId/jobs/:jobId/logs': { access: renter },
   'POST /v1/clusters/:clusterId/jobs/:jobId/stop': { access: renter },
-  'GET /v1/jobs/:jobId': { access: renter },
 
   [`GET ${rayApi}/version`]: { access: renter },
   [`POST ${rayApi}/jobs/`]: { access: renter, bodyLimitBytes: largeJsonBodyBytes },
