@@ -142,5 +142,10 @@ export default tseslint.config(
       ],
     },
   },
+  {
+    // The console's tests run in Node (node:test) against its DOM-free modules.
+    files: ['packages/console/test/**/*.ts'],
+    rules: { '@typescript-eslint/no-restricted-imports': 'off' },
+  },
   { files: ['**/*.js'], extends: [tseslint.configs.disableTypeChecked] },
 )

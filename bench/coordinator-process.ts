@@ -20,6 +20,7 @@
 //
 //   node bench/coordinator-process.ts [--store pglite|postgres] [--data-dir DIR] [--heartbeat-interval-ms 10000]
 //        [--heartbeat-flush-interval-ms 5000] [--log-level warn] [--port 0] [--verification]
+//        [--failed-auth-burst N]   (failed authentications allowed per source and per key id a minute)
 //
 // Every other setting is the production default (the CoordinatorSettings schema's), except proof-of-compute,
 // which is off unless --verification is given: the benchmark load generators do not answer challenges.
@@ -49,6 +50,7 @@ const { values: flags } = parseArgs({
     'log-level': { type: 'string', default: 'warn' },
     port: { type: 'string', default: '0' },
     verification: { type: 'boolean', default: false },
+    'failed-auth-burst': { type: 'string' },
   },
 })
 
@@ -90,6 +92,9 @@ async function start(): Promise<void> {
     { store, clock: systemClock },
     {
       ...settings,
+      ...(flags['failed-auth-burst'] === undefined
+        ? {}
+        : { failedAuthLimits: failedAuthLimitsOf(Number(flags['failed-auth-burst'])) }),
       // Same level, but on stderr: stdout carries this script's own JSON lines.
       logger: settings.logLevel === 'silent' ? false : { level: settings.logLevel, stream: process.stderr },
     },
@@ -103,6 +108,11 @@ async function start(): Promise<void> {
     dataDir: dataDir ?? null,
     database: database ? new URL(database.connectionString).pathname.slice(1) : null,
   })
+}
+
+function failedAuthLimitsOf(burst: number) {
+  const limit = { burst, windowMs: 60_000, maxSubjects: 100_000 }
+  return { perSource: limit, perKeyId: limit }
 }
 
 function stop(exitCode: number): Promise<void> {

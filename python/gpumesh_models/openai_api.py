@@ -175,7 +175,9 @@ def _refuse_unsupported(body: dict[str, Any]) -> None:
         raise ApiError.bad_request("only n=1 is supported", "n", "unsupported_parameter")
     response_format = body.get("response_format")
     if response_format not in (None, {"type": "text"}):
-        raise ApiError.bad_request('only response_format {"type": "text"} is supported', "response_format")
+        raise ApiError.bad_request(
+            'only response_format {"type": "text"} is supported', "response_format", "unsupported_parameter"
+        )
 
 
 def _sampling_options(

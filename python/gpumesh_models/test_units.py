@@ -117,6 +117,17 @@ class OpenAiApiTest(unittest.TestCase):
                 else:
                     self.fail("accepted")
 
+    def test_unsupported_options_name_their_code(self) -> None:
+        # Issue 25 item 2: response_format was refused with code null, unlike every other unsupported option.
+        for body, param in [
+            ({"prompt": "x", "n": 2}, "n"),
+            ({"prompt": "x", "response_format": {"type": "json_object"}}, "response_format"),
+        ]:
+            with self.subTest(param=param), self.assertRaises(ApiError) as caught:
+                openai_api.parse_completion_request(body, self.model)
+            self.assertEqual(caught.exception.body["error"]["param"], param)
+            self.assertEqual(caught.exception.body["error"]["code"], "unsupported_parameter")
+
     def test_unknown_model_is_404(self) -> None:
         with self.assertRaises(ApiError) as caught:
             openai_api.check_model_name({"model": "gpt-4"}, frozenset({"unit-test"}))

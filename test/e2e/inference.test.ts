@@ -59,13 +59,13 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
   const mountNamespace = `/proc/${process.pid}/ns/mnt`
   let prices: { input: bigint; output: bigint }
 
-  const openai = (action: string, count?: number) =>
+  const openai = (action: string, count?: number | string, key = renterKey) =>
     JSON.parse(
       network
         .execIn(clientHost, process.execPath, [
           client,
           baseUrl,
-          renterKey,
+          key,
           action,
           ...(count ? [String(count)] : []),
         ])
@@ -109,6 +109,8 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
     baseUrl = await startCoordinatorOnHost(network, coordinatorHost, {
       cli,
       workDir,
+      // PGlite's first start took 30 s with the machine's load at 14; the default wait is 30 s.
+      startTimeoutMs: 120_000,
       settings: {
         heartbeatIntervalMs: 500,
         missedHeartbeatsBeforeOffline: 3,
@@ -258,10 +260,15 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
       { ...completion, amount: handCharge(completion.usage, prices) },
       { ...streamed, amount: handCharge(streamed.usage, prices) },
     ]
+    // Issue 25 item 2: x-request-id on each answer, as the client read it, and the same id on the receipt.
+    assert.match(completion.requestId, /^req_/)
+    assert.match(streamed.requestId, /^req_/)
+    assert.notEqual(completion.requestId, streamed.requestId)
     for (const charge of charges) {
       const view = await settledReceipt(charge.receiptId)
       assert.equal(units(view.amountGmt), charge.amount)
       assert.equal(view.deviceId, charge.deviceId)
+      assert.equal(view.requestId, charge.requestId)
     }
     const total = charges.reduce((sum, charge) => sum + charge.amount, 0n)
     const fees = charges.reduce((sum, charge) => sum + (charge.amount * BigInt(feeBasisPoints)) / 10_000n, 0n)
@@ -282,6 +289,33 @@ describe('inference across test hosts', { skip: unavailable ?? false }, () => {
     assert.equal(refused.errorClass, 'BadRequestError')
     assert.equal(refused.status, 400)
     assert.equal(refused.error.param, 'max_tokens')
+  })
+
+  it("retrieves a served model with the client's models.retrieve, and raises NotFoundError for an unknown one (issue 25 item 2)", () => {
+    const listed = openai('models').models.find((entry: { id: string }) => entry.id === 'tiny-chat')
+    const retrieved = openai('retrieve', 'tiny-chat')
+    assert.equal(retrieved.ok, true, JSON.stringify(retrieved))
+    assert.deepEqual(retrieved.model, listed)
+    assert.match(retrieved.requestId, /^req_/)
+    const missing = openai('retrieve', 'no-such-model')
+    assert.equal(missing.ok, false)
+    assert.equal(missing.errorClass, 'NotFoundError')
+    assert.equal(missing.status, 404)
+    assert.equal(missing.code, 'model_not_found')
+    assert.match(missing.requestId, /^req_/)
+  })
+
+  it("answers an empty wallet as OpenAI answers an account without credit: the client's RateLimitError, insufficient_quota (issue 25 item 2)", () => {
+    const brokeKey = api('/v1/accounts', { method: 'POST', body: { name: 'broke', roles: ['renter'] } }).body
+      .apiKey.key
+    const refused = openai('completion', undefined, brokeKey)
+    assert.equal(refused.ok, false)
+    assert.equal(refused.errorClass, 'RateLimitError')
+    assert.equal(refused.status, 429)
+    assert.equal(refused.code, 'insufficient_quota')
+    assert.equal(refused.error.type, 'insufficient_quota')
+    assert.match(refused.error.message, /GMT available/)
+    assert.match(refused.requestId, /^req_/)
   })
 
   it('retries on the other replica when one is killed before its first token', () => {

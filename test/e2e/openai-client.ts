@@ -2,7 +2,8 @@ import OpenAI from 'openai'
 
 // The official OpenAI client, pointed at the gateway, from inside a test host (the test process lives outside
 // every test network). One call per run: `node openai-client.ts BASE_URL API_KEY ACTION [N]`; it prints one
-// JSON line with what the client returned, or the error it raised.
+// JSON line with what the client returned, or the error it raised (with the request id the client read).
+// For `retrieve`, N is the model to retrieve.
 
 const [baseUrl, apiKey, action, countText] = process.argv.slice(2)
 if (!baseUrl || !apiKey || !action) throw new Error('usage: openai-client.ts BASE_URL API_KEY ACTION [N]')
@@ -11,7 +12,7 @@ const client = new OpenAI({ baseURL: `${baseUrl}/v1`, apiKey, maxRetries: 0, tim
 type Outcome = Record<string, unknown>
 
 async function completion(prompt: string, maxTokens: number): Promise<Outcome> {
-  const { data, response } = await client.completions
+  const { data, response, request_id } = await client.completions
     .create({ model: 'tiny-chat', prompt, max_tokens: maxTokens, temperature: 0 })
     .withResponse()
   return {
@@ -19,6 +20,8 @@ async function completion(prompt: string, maxTokens: number): Promise<Outcome> {
     usage: data.usage,
     receiptId: response.headers.get('x-gpumesh-receipt-id'),
     deviceId: response.headers.get('x-gpumesh-device-id'),
+    // The client's own reading of x-request-id.
+    requestId: request_id,
   }
 }
 
@@ -46,6 +49,7 @@ async function streamedChat(content: string, maxTokens: number): Promise<Outcome
     usage,
     receiptId: response.headers.get('x-gpumesh-receipt-id'),
     deviceId: response.headers.get('x-gpumesh-device-id'),
+    requestId: response.headers.get('x-request-id'),
   }
 }
 
@@ -53,6 +57,12 @@ async function run(): Promise<Outcome> {
   switch (action) {
     case 'models':
       return { models: (await client.models.list()).data }
+    case 'retrieve': {
+      const { data: model, request_id } = await client.models
+        .retrieve(countText ?? 'tiny-chat')
+        .withResponse()
+      return { model, requestId: request_id }
+    }
     case 'completion':
       return completion('The Fox and the ', 12)
     case 'stream':
@@ -75,10 +85,12 @@ try {
   const apiError = error as {
     status?: number
     error?: unknown
+    code?: string | null
+    requestID?: string | null
     message?: string
     constructor: { name: string }
   }
   process.stdout.write(
-    `${JSON.stringify({ ok: false, errorClass: apiError.constructor.name, status: apiError.status, error: apiError.error, message: apiError.message })}\n`,
+    `${JSON.stringify({ ok: false, errorClass: apiError.constructor.name, status: apiError.status, error: apiError.error, code: apiError.code, requestId: apiError.requestID, message: apiError.message })}\n`,
   )
 }

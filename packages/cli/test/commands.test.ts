@@ -427,6 +427,135 @@ describe('gpumesh job submit', () => {
   })
 })
 
+describe('gpumesh job logs (issue 25 item 5)', () => {
+  const job = (status: JobView['status'], exitCode: number | null, message: string): JobView => ({
+    id: jobId,
+    clusterId,
+    entrypoint: 'python train.py',
+    status,
+    message,
+    exitCode,
+    createdAtMs: t0,
+    finishedAtMs: t0 + 1_000,
+  })
+  const rayFailure =
+    'Job entrypoint command failed with exit code 1, last available logs (truncated to 20,000 chars):\n' +
+    'Traceback (most recent call last):\nValueError: boom\n'
+  const scripted = (finished: JobView, chunks: { seq: number; text: string }[]) => {
+    handler = (request) => {
+      if (request.path === `/v1/jobs/${jobId}`) return { body: finished }
+      const afterSeq = Number(request.query.get('after'))
+      return {
+        body: { chunks: chunks.filter((chunk) => chunk.seq > afterSeq), complete: true, job: finished },
+      }
+    }
+  }
+
+  it('finds the cluster from the job id when --cluster is left out', async () => {
+    scripted(job('succeeded', 0, 'done'), [{ seq: 1, text: 'hello\n' }])
+    const run = await gpumesh('job', 'logs', jobId)
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stdout, 'hello\n')
+    assert.deepEqual(
+      requests.map((request) => request.path),
+      [`/v1/jobs/${jobId}`, `/v1/clusters/${clusterId}/jobs/${jobId}/logs`],
+    )
+  })
+
+  it("shows a failed job's output from Ray's message when none was streamed, and only its summary after", async () => {
+    scripted(job('failed', 1, rayFailure), [])
+    const run = await gpumesh('job', 'logs', jobId, '--follow')
+    assert.equal(run.code, 1)
+    assert.equal(run.stdout, 'Traceback (most recent call last):\nValueError: boom\n')
+    assert.match(
+      run.stderr,
+      new RegExp(`job ${jobId} failed \\(exit code 1\\): Job entrypoint command failed with exit code 1\\n$`),
+    )
+    // Streamed output is not printed twice.
+    scripted(job('failed', 1, rayFailure), [
+      { seq: 1, text: 'Traceback (most recent call last):\nValueError: boom\n' },
+    ])
+    const streamed = await gpumesh('job', 'logs', jobId)
+    assert.equal(streamed.stdout, 'Traceback (most recent call last):\nValueError: boom\n')
+  })
+
+  it('strips colour codes from output that is not a terminal, even one split between chunks', async () => {
+    scripted(job('succeeded', 0, 'done'), [
+      { seq: 1, text: '\x1b[1m\x1b[3' },
+      { seq: 2, text: '1mred\x1b[0m plain \x1b[' },
+      { seq: 3, text: '32mgreen\x1b[0m\n' },
+    ])
+    const run = await gpumesh('job', 'logs', jobId)
+    assert.equal(run.code, 0, run.stderr)
+    assert.equal(run.stdout, 'red plain green\n')
+  })
+})
+
+describe('gpumesh inference receipts (issue 25 item 5)', () => {
+  const receipt = (index: number) => ({
+    id: `inf_${String(index).padStart(20, '0')}`,
+    model: 'tiny-chat:1.0.0',
+    endpoint: '/v1/chat/completions',
+    deviceId: head,
+    promptTokens: 5,
+    completionTokens: 2,
+    inputPerMillionGmt: '1.000000',
+    outputPerMillionGmt: '4.000000',
+    amountGmt: '0.000013',
+    feeGmt: '0.000001',
+    requestId: `req_${index}`,
+    createdAtMs: t0 - index,
+    settlement: null,
+  })
+  const stored = Array.from({ length: 1_300 }, (_, index) => receipt(index))
+  const cursorOf = (item: ReturnType<typeof receipt>) => `${item.createdAtMs}:${item.id}`
+  beforeEach(() => {
+    handler = (request) => {
+      const limit = Number(request.query.get('limit'))
+      const cursor = request.query.get('cursor')
+      const start = cursor === null ? 0 : stored.findIndex((item) => cursorOf(item) === cursor) + 1
+      const page = stored.slice(start, start + limit)
+      return { body: { receipts: page, nextCursor: page.length === limit ? cursorOf(page.at(-1)!) : null } }
+    }
+  })
+
+  it('pages beyond 500 with --limit, and goes on from a --cursor', async () => {
+    const run = await gpumesh('inference', 'receipts', '--limit', '1200', '--json')
+    assert.equal(run.code, 0, run.stderr)
+    const listed = JSON.parse(run.stdout) as { receipts: { id: string }[]; nextCursor: string }
+    assert.deepEqual(
+      listed.receipts.map((item) => item.id),
+      stored.slice(0, 1_200).map((item) => item.id),
+    )
+    assert.deepEqual(
+      requests.map((request) => [request.query.get('limit'), request.query.get('cursor')]),
+      [
+        ['500', null],
+        ['500', cursorOf(stored[499]!)],
+        ['200', cursorOf(stored[999]!)],
+      ],
+    )
+    requests = []
+    const rest = await gpumesh('inference', 'receipts', '--limit', '500', '--cursor', listed.nextCursor)
+    assert.equal(rest.code, 0, rest.stderr)
+    assert.match(rest.stdout, new RegExp(stored[1_200]!.id))
+    assert.match(rest.stdout, new RegExp(stored[1_299]!.id))
+    assert.doesNotMatch(rest.stdout, /more: /, 'the last page says there is no more')
+    assert.equal(requests[0]!.query.get('cursor'), listed.nextCursor)
+    const first = await gpumesh('inference', 'receipts', '--limit', '2')
+    assert.match(
+      first.stdout,
+      new RegExp(`more: gpumesh inference receipts --cursor ${cursorOf(stored[1]!)}\\n$`),
+    )
+  })
+
+  it('refuses a cursor that no listing printed', async () => {
+    const run = await gpumesh('inference', 'receipts', '--cursor', 'yesterday')
+    assert.equal(run.code, 2)
+    assert.match(run.stderr, /--cursor must be a cursor a previous listing printed/)
+  })
+})
+
 describe('gpumesh rewards', () => {
   const payout = {
     epoch: 12,

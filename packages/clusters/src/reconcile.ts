@@ -51,6 +51,9 @@ export const defaultReconcilePolicy: ReconcilePolicy = {
   releaseTimeoutMs: 30_000,
 }
 
+/** A peer in a node's mesh command. */
+type MeshPeer = { publicKey: string; endpoint?: string; overlayAddress: string }
+
 export type SentCommand = { readonly signature: string; readonly atMs: number }
 
 export type ReconcileView = {
@@ -272,8 +275,12 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
   // head's Ray has started and both ends have applied a mesh that includes the other).
   const keyed = active.filter((node) => node.wgPublicKey !== null && node.endpoint !== null)
   const allKeyed = keyed.length === active.length
+  // Once per node per pass: every worker's check reads the head's mesh too, and each is a hash.
+  const meshes = new Map<string, { peers: MeshPeer[]; revision: string }>()
   const meshFor = (node: ClusterNodeRecord) => {
-    const peers: { publicKey: string; endpoint?: string; overlayAddress: string }[] = keyed
+    const known = meshes.get(node.deviceId)
+    if (known) return known
+    const peers: MeshPeer[] = keyed
       .filter((peer) => peer.deviceId !== node.deviceId)
       .map((peer) => ({
         publicKey: peer.wgPublicKey!,
@@ -287,7 +294,9 @@ export function reconcileCluster(view: ReconcileView, policy: ReconcilePolicy): 
       0,
       32,
     )
-    return { peers, revision }
+    const mesh = { peers, revision }
+    meshes.set(node.deviceId, mesh)
+    return mesh
   }
   /** The Ray command a node should run: it changes with the head, so a new head means a new command. */
   const raySignature = (node: ClusterNodeRecord) =>

@@ -3,11 +3,11 @@ import type { MeReply } from '@gpumesh/protocol'
 import { GpumeshClient } from '@gpumesh/sdk'
 import { createContext, useCallback, useContext, useEffect, useMemo, useState, type ReactNode } from 'react'
 import { describeError, isUnauthenticated } from './errors.ts'
+import { createApiKeyStore } from './key-storage.ts'
 
-// Who is logged in: an API key kept in localStorage, checked with GET /v1/me on every load. A key the
-// coordinator refuses (revoked, unknown) is forgotten; one that cannot be checked (coordinator down) is kept.
-
-const apiKeyStorageKey = 'gpumesh.apiKey'
+// Who is logged in: an API key kept in this tab's sessionStorage (key-storage.ts says why), checked with
+// GET /v1/me on every load. A key the coordinator refuses (revoked, unknown) is forgotten; one that cannot be
+// checked (coordinator down) is kept.
 
 export type SessionStatus = 'checking' | 'ready'
 
@@ -28,22 +28,12 @@ export type Session = {
 
 const SessionContext = createContext<Session | null>(null)
 
-function readStoredKey(): string | null {
-  try {
-    return window.localStorage.getItem(apiKeyStorageKey)
-  } catch {
-    return null // storage disabled (private mode): the session lasts as long as the page
-  }
-}
-
-function storeKey(apiKey: string | null): void {
-  try {
-    if (apiKey === null) window.localStorage.removeItem(apiKeyStorageKey)
-    else window.localStorage.setItem(apiKeyStorageKey, apiKey)
-  } catch {
-    // see readStoredKey
-  }
-}
+const keyStore = createApiKeyStore({
+  session: () => window.sessionStorage,
+  legacy: () => window.localStorage,
+})
+const readStoredKey = () => keyStore.read()
+const storeKey = (apiKey: string | null) => keyStore.write(apiKey)
 
 const clientFor = (apiKey: string | null) =>
   new GpumeshClient({ baseUrl: window.location.origin, ...(apiKey ? { apiKey } : {}) })

@@ -15,21 +15,29 @@ import {
   type HeartbeatFlushEntry,
   type Store,
 } from '@gpumesh/store'
-import Fastify, { type FastifyBaseLogger, type FastifyInstance } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance } from 'fastify'
 import { OfferFeed } from './offers/offer-feed.ts'
 import { OfferIndex } from './offers/offer-index.ts'
 import { Presence } from '@gpumesh/presence'
 import { registerRoutes } from './routes.ts'
+import { defaultBodyLimitBytes, installRouteAccess } from './route-access.ts'
+import {
+  ApiKeyAuthenticator,
+  defaultFailedAuthLimits,
+  failedAuthRequests,
+  setAuthenticator,
+  type FailedAuthLimits,
+} from './principal.ts'
+import { buildEdgeValidator, refuseUnstorableInput } from './edge-validation.ts'
 import { registerSpeedtestRoutes } from './speedtest/routes.ts'
 import { coordinatorVersion } from './version.ts'
 import { Verifier, defaultVerifierInit } from './verification/verifier.ts'
 import { WorkerLinks, type WorkerLinkEvents } from './worker-link.ts'
-import { ClusterController } from './clusters/controller.ts'
-import { createClusterBilling } from './clusters/billing.ts'
-import type { PlanMarket } from '@gpumesh/clusters'
+import type { ClusterController } from './clusters/controller.ts'
+import { buildClusterControl, clusterTickMs } from './clusters/wiring.ts'
+import { mintIdBody } from './credentials.ts'
 import { RttProber } from './rtt/rtt-prober.ts'
 import { createCoordinatorMetrics, registerMetricSources, type CoordinatorMetrics } from './metrics.ts'
-import { defaultReconcilePolicy } from '@gpumesh/clusters'
 import { registerClusterRoutes } from './clusters/routes.ts'
 import { registerRayJobApi } from './clusters/ray-job-api.ts'
 import { RayPackageCache } from './clusters/ray-packages.ts'
@@ -44,6 +52,7 @@ import { defaultRewardPolicy } from '@gpumesh/rewards'
 import { createEpochCloser, type EpochCloser } from './rewards/epoch-closer.ts'
 import { registerRewardRoutes } from './rewards/routes.ts'
 import { registerExplorerRoutes } from './explorer/routes.ts'
+import { registerSecurityHeaders } from './console-headers.ts'
 import { directoryArtifactStore, type ArtifactStore } from './models/artifact-store.ts'
 import { registerModelStoreRoutes } from './models/routes.ts'
 import { s3ArtifactStore } from './models/s3-artifact-store.ts'
@@ -57,6 +66,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { join, resolve } from 'node:path'
 
 export { coordinatorVersion } from './version.ts'
+export { clusterTickMs } from './clusters/wiring.ts'
 
 export type CoordinatorComponents = {
   readonly store: Store
@@ -84,8 +94,14 @@ export type CoordinatorInit = CoordinatorSettings & {
   readonly artifactStore?: ArtifactStore
   /** The chain's RPC seam instead of a JSON-RPC endpoint at `chain.rpcUrl` (tests: LiteSVM). */
   readonly chainRpc?: ChainRpc
+  /** How long a client may take to send a whole request, headers and body (default `defaultHttpRequestTimeoutMs`). */
+  readonly httpRequestTimeoutMs?: number
   /** A built web console (index.html and its assets), served at `/`; absent: the coordinator serves only the API. */
   readonly consoleDir?: string
+  /** Failed authentications allowed per source address and per key id before 429 (`defaultFailedAuthLimits`). */
+  readonly failedAuthLimits?: FailedAuthLimits
+  /** How often failed authentications are logged, as one summary line (default 60 s). */
+  readonly failedAuthLogIntervalMs?: number
 }
 
 export type Coordinator = {
@@ -133,9 +149,15 @@ export function defaultMaxWorkerConnections(): number {
 
 /** Unpredictable picks for challenge rows: a prover must not guess which rows will be opened. */
 const cryptoRandom: Random = { next: () => randomInt(0, 2 ** 47) / 2 ** 47 }
-const maxHttpBodyBytes = 256 * 1024
+/**
+ * A request's headers and body must arrive within this, or the connection is closed (408): slow-body clients
+ * cannot hold connections open. Long enough for the largest upload (a 2 GiB artifact) at about 18 MB/s; a
+ * reply may take longer (long polls), since only the request's arrival is timed.
+ */
+export const defaultHttpRequestTimeoutMs = 120_000
+/** Headers alone must arrive within this (Node's default is 60 s). */
+export const httpHeadersTimeoutMs = 10_000
 /** How often the cluster controller looks at every active cluster (reports also wake it at once). */
-export const clusterTickMs = 500
 /** Devices written per heartbeat-flush statement. */
 export const heartbeatFlushChunkSize = 2_000
 /** State changes kept for retry while the store is unreachable. */
@@ -152,18 +174,43 @@ export async function buildCoordinator(
   const index = new OfferIndex()
   const feed = new OfferFeed(store, index)
 
+  const httpRequestTimeoutMs = init.httpRequestTimeoutMs ?? defaultHttpRequestTimeoutMs
   const app = Fastify({
     ...(init.loggerInstance
       ? { loggerInstance: init.loggerInstance }
       : { logger: init.logger ?? (init.logLevel === 'silent' ? false : { level: init.logLevel }) }),
-    bodyLimit: maxHttpBodyBytes,
-    ajv: {
-      customOptions: { removeAdditional: false, coerceTypes: 'array', useDefaults: true, allErrors: true },
+    // Per route in route-access.ts; this is what a route gets that declares no more.
+    bodyLimit: defaultBodyLimitBytes,
+    // A refused key leaves no "request completed" line: failures are logged as one summary per interval.
+    logController: new LogController({ disableRequestLogging: (request) => failedAuthRequests.has(request) }),
+    // One id per request, minted here (never the caller's): sent back as x-request-id, logged as reqId and
+    // kept on an inference receipt, so the three can be matched.
+    genReqId: () => `req_${mintIdBody()}`,
+    requestTimeout: httpRequestTimeoutMs,
+    http: {
+      headersTimeout: Math.min(httpHeadersTimeoutMs, httpRequestTimeoutMs),
+      // Node checks the timeouts this often (30 s by default), so a short timeout is enforced promptly.
+      connectionsCheckingInterval: Math.min(30_000, Math.max(100, httpRequestTimeoutMs / 4)),
     },
+    schemaController: { compilersFactory: { buildValidator: buildEdgeValidator } },
   }).withTypeProvider<TypeBoxTypeProvider>()
+  const authenticator = new ApiKeyAuthenticator(
+    { store, clock },
+    init.failedAuthLimits ?? defaultFailedAuthLimits,
+  )
+  setAuthenticator(store, authenticator)
+  installRouteAccess(app, authenticator)
+  app.addHook('preValidation', refuseUnstorableInput)
 
+  app.addHook('onRequest', async (request, reply) => {
+    reply.header('x-request-id', request.id)
+  })
   app.setErrorHandler((error, request, reply) => {
-    if (error instanceof GpumeshError) return reply.status(error.httpStatus).send(error.toJSON())
+    if (error instanceof GpumeshError) {
+      const retryAfterS = error.details['retryAfterS']
+      if (typeof retryAfterS === 'number') reply.header('retry-after', String(retryAfterS))
+      return reply.status(error.httpStatus).send(error.toJSON())
+    }
     const validation = (error as { validation?: unknown[]; validationContext?: string }).validation
     if (validation) {
       const context = (error as { validationContext?: string }).validationContext ?? 'body'
@@ -188,6 +235,7 @@ export async function buildCoordinator(
       .status(500)
       .send({ code: 'GPUMESH_ERR_INTERNAL', message: 'internal error; see the coordinator log' })
   })
+  registerSecurityHeaders(app)
   const consoleIndex = init.consoleDir ? join(init.consoleDir, 'index.html') : undefined
   const servesConsole = consoleIndex !== undefined && existsSync(consoleIndex)
   app.setNotFoundHandler((request, reply) => {
@@ -308,42 +356,9 @@ export async function buildCoordinator(
     (deviceId) => rtt.isMeasured(deviceId),
   )
   const gmtUnitsPerUsd = parseGmtToUnits(init.gmtPerUsd) ?? 1_000_000n
-  const supplierOfDevice = new Map<string, string>()
-  const clusterBilling = init.clusterBillingEnabled
-    ? createClusterBilling(
-        {
-          store,
-          clock,
-          async supplierOf(deviceId) {
-            let accountId = supplierOfDevice.get(deviceId)
-            if (!accountId) {
-              const device = await store.getDevice(deviceId)
-              if (!device) throw new Error(`billing: no device ${deviceId}`)
-              accountId = device.accountId
-              supplierOfDevice.set(deviceId, accountId)
-            }
-            return accountId
-          },
-        },
-        {
-          gmtUnitsPerUsd,
-          feeBasisPoints: init.platformFeeBasisPoints,
-          intervalMs: init.billingIntervalMs,
-          // A silent node is found lost offlineAfterMs after it was seen offline, within a tick or two.
-          settleDelayMs: offlineAfterMs + 2 * clusterTickMs,
-          holdGraceMs: 3_600_000,
-        },
-      )
-    : undefined
-  const market: PlanMarket = {
-    offerOf: (deviceId) => index.offerOf(deviceId),
-    quoteOf: (deviceId, commitmentHours) => index.quoteOf(deviceId, commitmentHours),
-    gmtUnitsPerUsd,
-  }
-  const clusters = new ClusterController(
+  const { controller: clusters, market } = buildClusterControl(
     {
       store,
-      market,
       clock,
       index,
       links,
@@ -352,15 +367,17 @@ export async function buildCoordinator(
       pullOffers: async () => {
         await feed.pull()
       },
-      ...(clusterBilling ? { billing: clusterBilling } : {}),
       metrics,
       onDevicesReserved: (deviceIds, reason) => {
         for (const deviceId of deviceIds) serving.evict(deviceId, reason)
       },
     },
     {
-      ...defaultReconcilePolicy,
-      nodeLostAfterMs: offlineAfterMs,
+      offlineAfterMs,
+      gmtUnitsPerUsd,
+      billingEnabled: init.clusterBillingEnabled,
+      feeBasisPoints: init.platformFeeBasisPoints,
+      billingIntervalMs: init.billingIntervalMs,
       provisionTimeoutMs: init.clusterProvisionTimeoutMs,
       nodeJoinTimeoutMs: init.clusterNodeJoinTimeoutMs,
     },
@@ -401,6 +418,11 @@ export async function buildCoordinator(
     settlement: chain ?? localSettlement(store),
     ...(chain ? { chain } : {}),
     faucetMaxClaimUnits: parseGmtToUnits(init.faucetMaxClaimGmt) ?? 0n,
+    faucetLimits: {
+      periodMs: init.faucetClaimPeriodMs,
+      claimsPerSourcePerPeriod: init.faucetClaimsPerSourcePerPeriod,
+    },
+    faucetFundsWithdrawable: init.faucetFundsWithdrawable,
     metrics,
   })
   await registerSpeedtestRoutes(app, { store, clock })
@@ -589,6 +611,12 @@ export async function buildCoordinator(
     )
   }
 
+  const logFailedAuth = async () => {
+    authenticator.prune()
+    const summary = authenticator.tally.drain(clock.nowMs())
+    if (summary) log.warn(summary, 'refused API keys')
+  }
+
   const updateMarket = async () => {
     index.updateMarket(new Date(clock.nowMs()).getUTCHours())
   }
@@ -624,6 +652,7 @@ export async function buildCoordinator(
       every(init.rttProbeIntervalMs, async () => rtt.probeAll(), 'round-trip probes')
     every(init.offerIndexRefreshMs ?? 250, () => feed.pull(), 'offer index refresh')
     every(init.marketRefreshMs ?? 60_000, updateMarket, 'market prices')
+    every(init.failedAuthLogIntervalMs ?? 60_000, logFailedAuth, 'failed authentication summary')
     every(init.priceIndexSampleMs, samplePriceIndex, 'price index sample')
     if (init.inferenceEnabled) {
       every(init.modelServingPlanMs, () => serving.tick(), 'model replica placement')
@@ -676,6 +705,7 @@ export async function buildCoordinator(
         .catch((error: unknown) => log.error({ err: error }, 'final inference settlement failed'))
       for (const close of closers) await close()
       await app.close()
+      await logFailedAuth()
       // What was absorbed in memory is written before the store closes: no heartbeat is lost on shutdown.
       await flush().catch((error: unknown) => log.error({ err: error }, 'final flush failed'))
     },

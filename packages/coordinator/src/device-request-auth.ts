@@ -2,16 +2,17 @@ import { IdPrefix, isIdOf, WorkerAuthError, type Clock } from '@gpumesh/core'
 import { DeviceRequestHeader, deviceRequestMaxSkewMs, deviceRequestSigningPayload } from '@gpumesh/protocol'
 import type { DeviceRecord, Store } from '@gpumesh/store'
 import type { FastifyRequest } from 'fastify'
-import { verifyEd25519 } from './signatures.ts'
+import { decodeCanonicalBase64Url, verifyEd25519 } from './signatures.ts'
 
 // Plain HTTP requests from a device, signed with its Ed25519 key (see protocol/device-request.ts). Checks
 // run cheapest first, and a signature enters the replay guard only once it verified, so nobody without a
-// device key can fill the guard.
+// device key can fill the guard. The guard is keyed on the signature's bytes, and only the canonical
+// base64url spelling of them is accepted, so re-spelling a used signature is no way around it.
 
 /** Signatures remembered at most; past it the oldest is forgotten (it may then be replayed within its window). */
 export const maxReplayGuardEntries = 100_000
 
-/** Remembers verified signatures until their timestamp leaves the skew window. */
+/** Remembers verified signatures (by their bytes) until their timestamp leaves the skew window. */
 export class ReplayGuard {
   readonly #maxEntries: number
   readonly #windowMs: number
@@ -82,9 +83,10 @@ export async function authenticateDevice(
       `malformed ${DeviceRequestHeader.timestampMs}: expected milliseconds since the epoch`,
     )
   }
-  if (!signaturePattern.test(signature)) {
+  const signatureBytes = signaturePattern.test(signature) ? decodeCanonicalBase64Url(signature) : undefined
+  if (!signatureBytes) {
     throw new WorkerAuthError(
-      `malformed ${DeviceRequestHeader.signature}: expected a base64url Ed25519 signature`,
+      `malformed ${DeviceRequestHeader.signature}: expected a canonical base64url Ed25519 signature (86 characters, no padding)`,
     )
   }
   const timestampMs = Number(timestampText)
@@ -102,7 +104,7 @@ export async function authenticateDevice(
     request.log.warn({ deviceId }, 'refused device request: unknown device or bad signature')
     throw new WorkerAuthError('signature does not match the device key (or the device is unknown)')
   }
-  if (!replayGuard.remember(`${deviceId}:${signature}`, timestampMs, nowMs)) {
+  if (!replayGuard.remember(`${deviceId}:${signatureBytes.toString('hex')}`, timestampMs, nowMs)) {
     request.log.warn({ deviceId }, 'refused device request: replayed signature')
     throw new WorkerAuthError('this signed request was already used: sign each request afresh')
   }

@@ -10,3 +10,17 @@ export * from './mesh/rendezvous.ts'
 export * from './ledger/chain/rpc.ts'
 export * from './ledger/chain/chain-settlement.ts'
 export { loadVaultKey } from './ledger/chain/vault-key.ts'
+export { OfferFeed } from './offers/offer-feed.ts'
+export {
+  ClusterController,
+  type ClusterControllerComponents,
+  type ClusterLinks,
+} from './clusters/controller.ts'
+export {
+  buildClusterControl,
+  type ClusterControl,
+  type ClusterControlComponents,
+  type ClusterControlSettings,
+} from './clusters/wiring.ts'
+export { routeRuleOf, routeRules, routesWithoutAccessRule, type RouteAccess } from './route-access.ts'
+export { defaultFailedAuthLimits, type FailedAuthLimits } from './principal.ts'

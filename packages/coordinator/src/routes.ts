@@ -182,6 +182,18 @@ export function registerRoutes(app: App, components: RouteComponents): void {
     },
     async (request) => {
       const principal = await principalOf(request)
+      const target = await store.getApiKey(request.params.id)
+      if (!target || target.accountId !== principal.accountId)
+        throw new NotFoundError(`no API key ${request.params.id}`)
+      // Like creating one: a narrow key cannot take away a key that can do more than it can.
+      const beyond = target.roles.filter(
+        (role) => principal.accountRoles.includes(role) && !principal.roles.includes(role),
+      )
+      if (beyond.length > 0)
+        throw new ForbiddenError(
+          `this API key cannot revoke a key with the role${beyond.length > 1 ? 's' : ''} ${beyond.join(', ')}; it has: ${principal.roles.join(', ') || 'none'}`,
+          { requiredRoles: beyond, keyRoles: [...principal.roles] },
+        )
       const revoked = await store.revokeApiKey(principal.accountId, request.params.id, clock.nowMs())
       const key = revoked ? await store.getApiKey(request.params.id) : undefined
       if (!key) throw new NotFoundError(`no API key ${request.params.id}`)

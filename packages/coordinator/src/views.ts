@@ -1,5 +1,12 @@
 import { formatMicroUsd } from '@gpumesh/core'
-import type { AccountView, ApiKeyView, DeviceView, EnrollmentTokenView } from '@gpumesh/protocol'
+import type {
+  AccountView,
+  ApiKeyView,
+  DeviceView,
+  EnrollmentTokenView,
+  HardwareInventory,
+  PublicHardwareInventory,
+} from '@gpumesh/protocol'
 import type { AccountRecord, ApiKeyRecord, DeviceRecord, EnrollmentTokenRecord } from '@gpumesh/store'
 
 // Records to API shapes. Secrets and their hashes never leave through here.
@@ -54,5 +61,27 @@ export function deviceView(device: DeviceRecord): DeviceView {
     enrolledAtMs: device.enrolledAtMs,
     lastSeenAtMs: device.lastSeenAtMs,
     capabilities: device.capabilities,
+  }
+}
+
+/** The public explorer's part of an inventory: fields listed one by one, so a new probe field stays private. */
+export function publicInventoryView(inventory: HardwareInventory): PublicHardwareInventory {
+  return {
+    gpus: inventory.gpus.map((gpu) => ({
+      index: gpu.index,
+      productName: gpu.productName,
+      modelKey: gpu.modelKey,
+      vramMib: gpu.vramMib,
+      ...(gpu.architecture === undefined ? {} : { architecture: gpu.architecture }),
+      ...(gpu.pcieGeneration === undefined ? {} : { pcieGeneration: gpu.pcieGeneration }),
+      ...(gpu.pcieWidthLanes === undefined ? {} : { pcieWidthLanes: gpu.pcieWidthLanes }),
+      migMode: gpu.migMode,
+    })),
+    ...(inventory.driverVersion === undefined ? {} : { driverVersion: inventory.driverVersion }),
+    ...(inventory.cudaVersion === undefined ? {} : { cudaVersion: inventory.cudaVersion }),
+    cpu: { ...inventory.cpu },
+    memoryMib: inventory.memoryMib,
+    os: { platform: inventory.os.platform },
+    probeSource: inventory.probeSource,
   }
 }

@@ -1,5 +1,11 @@
 import { randomBytes } from 'node:crypto'
-import { parseUsdToMicro, WorkerAuthError, type Clock, type DevicePricing } from '@gpumesh/core'
+import {
+  parseUsdToMicro,
+  ValidationError,
+  WorkerAuthError,
+  type Clock,
+  type DevicePricing,
+} from '@gpumesh/core'
 import {
   workerMessageValidator,
   sessionSigningPayload,
@@ -21,6 +27,7 @@ import type { WebSocket } from 'ws'
 import { mintIdBody } from './credentials.ts'
 import type { Presence } from '@gpumesh/presence'
 import { verifyEd25519 } from './signatures.ts'
+import { unstorableFields } from './edge-validation.ts'
 
 // One WebSocket per worker. Every frame is size-checked (by ws), parsed and schema-validated before it is
 // acted on; a bad frame closes that connection with a reason and nothing else is affected.
@@ -171,6 +178,9 @@ export class WorkerLinks {
       try {
         raw = JSON.parse(rawToString(data))
         message = workerMessageValidator.parse(raw)
+        // The store refuses NUL and lone surrogates; a frame carrying them is bad input, not an internal error.
+        const unstorable = unstorableFields(raw)
+        if (unstorable.length > 0) throw new ValidationError(unstorable, 'worker message')
       } catch (error) {
         // A bad proof-of-compute answer fails that challenge, with its reason; the session itself goes on.
         const type = (raw as { type?: unknown } | undefined)?.type
@@ -259,6 +269,9 @@ export class WorkerLinks {
         device.lastSeenAtMs,
         message.agentVersion,
       )
+      // What the last session could do is not what this one can (a worker restarted with --no-clusters):
+      // the device gets nothing that needs a capability until this session's report says it has it.
+      if (device.capabilities !== null) await store.setDeviceCapabilities(device.id, null)
       setSession({
         deviceId: device.id,
         sessionId,

@@ -106,6 +106,7 @@ for (const backend of storeBackends) {
         balanceGmt: '10.000000',
         availableGmt: '9.000000',
         heldGmt: '1.000000',
+        holds: [{ heldFor: { type: 'cluster', id: clusterId }, amountGmt: '1.000000' }],
       })
 
       await eventually(async () => {

@@ -128,6 +128,7 @@ for (const backend of storeBackends) {
                   id: `inf_${backend.name}${run}x${completed}`,
                   accountId: caller,
                   apiKeyId: 'key_test',
+                  requestId: `req_${run}x${completed}`,
                   modelId: 'mdl_test',
                   model: 'tiny-chat:1.0.0',
                   endpoint: '/v1/completions',

@@ -342,8 +342,8 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
           { model: 'tiny-chat', prompt: 'x', max_tokens: 5 },
           broke.apiKey.key,
         )
-        assert.equal(refused.response.status, 402, refused.text)
-        assert.equal(JSON.parse(refused.text).error.code, 'insufficient_funds')
+        assert.equal(refused.response.status, 429, refused.text)
+        assert.equal(JSON.parse(refused.text).error.code, 'insufficient_quota')
         const stranger = await call(
           'GET',
           `/v1/inference/receipts/${charged[0]!.receiptId}`,

@@ -212,5 +212,16 @@ for (const backend of storeBackends) {
       assert.equal((await call('GET', `${ray}/api/jobs/${jobId}`, renterKey)).status, 404)
       assert.equal((await call('GET', `/v1/clusters/${clusterId}/jobs/${jobId}`, renterKey)).status, 404)
     })
+
+    it('finds a job by its id alone, for its own account only (issue 25 item 5: job logs without --cluster)', async () => {
+      const [job] = (await call('GET', `/v1/clusters/${clusterId}/jobs`, renterKey)).body.jobs
+      const found = await call('GET', `/v1/jobs/${job.id}`, renterKey)
+      assert.equal(found.status, 200)
+      assert.deepEqual(found.body, job)
+      const stranger = await call('GET', `/v1/jobs/${job.id}`, otherRenterKey)
+      assert.equal(stranger.status, 404)
+      assert.equal(stranger.body.message, `no job ${job.id}`, 'without naming its cluster')
+      assert.equal((await call('GET', '/v1/jobs/job_missing', renterKey)).status, 404)
+    })
   })
 }

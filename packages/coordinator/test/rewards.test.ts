@@ -191,6 +191,11 @@ for (const backend of storeBackends) {
       )
       const perDevice = (await call('GET', `/v1/rewards/devices/${h100.deviceId}`)).body
       assert.equal(perDevice.payouts[0].share, '0.571428571')
+      assert.equal(
+        'hostname' in perDevice.payouts[0],
+        false,
+        'finding 8: payouts name the device, not its host',
+      )
 
       const summary = (await call('GET', '/v1/explorer/summary')).body
       assert.deepEqual(summary.devices, { enrolled: 4, connected: 4, verified: 4, hired: 0 })

@@ -14,7 +14,7 @@ import {
   speedtestMaxDownloadBytes,
 } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import { startTestCoordinator, storeBackends } from '@gpumesh/testing'
+import { base64UrlRespellings, startTestCoordinator, storeBackends } from '@gpumesh/testing'
 import {
   createDeviceRequestSigner,
   loadOrCreateIdentity,
@@ -218,6 +218,35 @@ for (const backend of storeBackends) {
       for (let index = 0; index < 3; index++) {
         assert.equal((await ping(signer.headers('GET', path))).status, 204, 'fresh signatures pass')
       }
+    })
+
+    it('finding 4: refuses every re-spelling of a used signature, on ping and download', async () => {
+      for (const path of ['/v1/worker/speedtest/ping', '/v1/worker/speedtest/download?bytes=1024']) {
+        const used = signedHeaders('GET', path)
+        const signature = used[DeviceRequestHeader.signature]!
+        assert.equal(
+          (await fetch(`${baseUrl}${path}`, { headers: used })).status,
+          path.includes('ping') ? 204 : 200,
+        )
+        const respellings = base64UrlRespellings(signature)
+        assert.equal(respellings.length, 15)
+        for (const respelled of respellings) {
+          const response = await fetch(`${baseUrl}${path}`, {
+            headers: { ...used, [DeviceRequestHeader.signature]: respelled },
+          })
+          assert.equal(response.status, 401, `${path} with ${respelled}`)
+          assert.match(((await response.json()) as { message: string }).message, /canonical base64url/)
+        }
+      }
+      // A fresh request in a non-canonical spelling is refused too: only one spelling of a signature exists.
+      const path = '/v1/worker/speedtest/ping'
+      const fresh = signedHeaders('GET', path)
+      const [respelled] = base64UrlRespellings(fresh[DeviceRequestHeader.signature]!)
+      const response = await fetch(`${baseUrl}${path}`, {
+        headers: { ...fresh, [DeviceRequestHeader.signature]: respelled! },
+      })
+      assert.equal(response.status, 401)
+      assert.equal((await fetch(`${baseUrl}${path}`, { headers: fresh })).status, 204)
     })
 
     it('refuses download sizes out of range and oversized uploads', async () => {

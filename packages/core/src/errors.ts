@@ -41,6 +41,12 @@ export class UnauthenticatedError extends GpumeshError {
   readonly httpStatus = 401
 }
 
+/** Too many attempts (e.g. failed authentications): `details.retryAfterS` is sent as `Retry-After`. */
+export class RateLimitedError extends GpumeshError {
+  readonly code = 'GPUMESH_ERR_RATE_LIMITED'
+  readonly httpStatus = 429
+}
+
 export class ForbiddenError extends GpumeshError {
   readonly code = 'GPUMESH_ERR_FORBIDDEN'
   readonly httpStatus = 403

@@ -43,6 +43,18 @@ export const CoordinatorSettings = Type.Object(
      * ("0" turns it off, as on a production network).
      */
     faucetMaxClaimGmt: Type.String({ pattern: '^(0|[1-9][0-9]{0,11})(\\.[0-9]{1,6})?$', default: '0' }),
+    /** One faucet claim per account per period of this length (a UTC day by default). */
+    faucetClaimPeriodMs: Type.Integer({ minimum: 1_000, maximum: 30 * 86_400_000, default: 86_400_000 }),
+    /**
+     * Faucet claims per source address per period, over all its accounts (several people may share an
+     * address); 0: not limited by source. Counted per coordinator process.
+     */
+    faucetClaimsPerSourcePerPeriod: Type.Integer({ minimum: 0, maximum: 1_000_000, default: 3 }),
+    /**
+     * Whether GMT from the faucet may be withdrawn. Off: an account withdraws only what it holds beyond all
+     * the faucet GMT it has received (faucet GMT counts as spent last), so test money stays on the network.
+     */
+    faucetFundsWithdrawable: Type.Boolean({ default: false }),
     /** Charge clusters from renters' wallets: a hold at deploy, then every billing interval while ready. */
     clusterBillingEnabled: Type.Boolean({ default: true }),
     /** GMT per USD, the rate quotes in USD settle at. */

@@ -94,7 +94,8 @@ export type ExplorerDevicesQuery = Static<typeof ExplorerDevicesQuery>
 
 export const ExplorerDeviceRow = Type.Object({
   id: Type.String(),
-  hostname: Type.String(),
+  /** Null to the public; the hostname only on the device detail read with a key of the device's account. */
+  hostname: Type.Union([Type.String(), Type.Null()]),
   state: Type.String(),
   verificationState: Type.String(),
   hired: Type.Boolean(),
@@ -121,14 +122,20 @@ export const ExplorerDeviceDetail = Type.Object({
   device: ExplorerDeviceRow,
   enrolledAtMs: TimestampMs,
   lastSeenAtMs: Type.Union([TimestampMs, Type.Null()]),
-  /** The hardware the worker reported (GPUs, CPU, memory). */
+  /**
+   * "public": the machine as a renter needs it (PublicHardwareInventory). "owner": read with a key of the
+   * device's account, so the whole HardwareInventory the worker reported (hostname, OS, disk, warnings).
+   */
+  view: Type.Union([Type.Literal('public'), Type.Literal('owner')]),
+  /** The hardware the worker reported, as `view` says: PublicHardwareInventory or HardwareInventory. */
   inventory: Type.Union([Type.Unknown(), Type.Null()]),
   speedtest: Type.Union([
     Type.Object({
       measuredAtMs: TimestampMs,
-      latencyMs: Type.Number(),
-      downloadMbps: Type.Number(),
-      uploadMbps: Type.Number(),
+      /** Null where a stored figure is not a finite number (records from before the edge refused them). */
+      latencyMs: Type.Union([Type.Number(), Type.Null()]),
+      downloadMbps: Type.Union([Type.Number(), Type.Null()]),
+      uploadMbps: Type.Union([Type.Number(), Type.Null()]),
       bandwidthTier: Type.Union([Type.String(), Type.Null()]),
     }),
     Type.Null(),

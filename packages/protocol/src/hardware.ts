@@ -82,6 +82,40 @@ export const HardwareInventory = Type.Object(
 )
 export type HardwareInventory = Static<typeof HardwareInventory>
 
+/**
+ * A machine as the public explorer shows it: what a renter needs to choose it (GPU models, VRAM, PCIe, CPU,
+ * memory, driver and CUDA versions). Not its hostname, kernel release, distribution, disks, state-dir path,
+ * warnings or GPU serials and UUIDs: those go to the device's own account only.
+ */
+export const PublicHardwareInventory = Type.Object(
+  {
+    gpus: Type.Array(
+      Type.Object(
+        {
+          index: GpuInfo.properties.index,
+          productName: GpuInfo.properties.productName,
+          modelKey: GpuInfo.properties.modelKey,
+          vramMib: GpuInfo.properties.vramMib,
+          architecture: GpuInfo.properties.architecture,
+          pcieGeneration: GpuInfo.properties.pcieGeneration,
+          pcieWidthLanes: GpuInfo.properties.pcieWidthLanes,
+          migMode: GpuInfo.properties.migMode,
+        },
+        { additionalProperties: false },
+      ),
+      { maxItems: maxGpusPerDevice },
+    ),
+    driverVersion: HardwareInventory.properties.driverVersion,
+    cudaVersion: HardwareInventory.properties.cudaVersion,
+    cpu: HardwareInventory.properties.cpu,
+    memoryMib: HardwareInventory.properties.memoryMib,
+    os: Type.Object({ platform: Type.String({ maxLength: 64 }) }, { additionalProperties: false }),
+    probeSource: ProbeSource,
+  },
+  { additionalProperties: false },
+)
+export type PublicHardwareInventory = Static<typeof PublicHardwareInventory>
+
 export const regionPattern = '^[a-z0-9][a-z0-9-]{0,62}$'
 export const countryPattern = '^[A-Z]{2}$'
 

@@ -145,7 +145,8 @@ const SamplingFields = {
       Type.Null(),
     ]),
   ),
-  n: Type.Optional(Type.Union([Type.Literal(1), Type.Null()])),
+  /** Any count passes the schema; the gateway refuses all but 1 in OpenAI's shape (docs/inference.md). */
+  n: Type.Optional(Type.Union([Type.Integer({ minimum: 1, maximum: 128 }), Type.Null()])),
   stream: Type.Optional(Type.Union([Type.Boolean(), Type.Null()])),
   stream_options: Type.Optional(
     Type.Union([
@@ -224,6 +225,10 @@ export const ServedModel = Type.Object({
 })
 export type ServedModel = Static<typeof ServedModel>
 
+/** The model as the OpenAI API names it: name, or name:version. */
+export const ModelParams = Type.Object({ model: Type.String({ minLength: 1, maxLength: 160 }) })
+export type ModelParams = Static<typeof ModelParams>
+
 export const ServedModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(ServedModel) })
 export type ServedModelList = Static<typeof ServedModelList>
 
@@ -238,6 +243,8 @@ export const InferenceReceipt = Type.Object({
   outputPerMillionGmt: Type.String(),
   amountGmt: Type.String(),
   feeGmt: Type.String(),
+  /** The id the gateway answered the request with (its x-request-id header); null on older receipts. */
+  requestId: Type.Union([Type.String(), Type.Null()]),
   createdAtMs: Type.Integer(),
   /**
    * The ledger transfers that moved this request's money (shared with the other requests of its batch);

@@ -1,3 +1,4 @@
+import { WalletEntryKind, walletEntryKinds } from '@gpumesh/core'
 import Type, { type Static } from 'typebox'
 
 // What `GET /v1/ledger/verify` answers: every account's totals recomputed from the transfers alone and
@@ -31,14 +32,35 @@ export const GmtAmount = Type.String({
 /** Makes a request safe to retry: the same id again answers the first result and moves nothing twice. */
 const RequestId = Type.String({ pattern: '^[A-Za-z0-9_-]{8,64}$' })
 
+const WalletEntryKindSchema = Type.Union([
+  Type.Literal(WalletEntryKind.spend),
+  Type.Literal(WalletEntryKind.hold),
+  Type.Literal(WalletEntryKind.release),
+  Type.Literal(WalletEntryKind.deposit),
+  Type.Literal(WalletEntryKind.credit),
+  Type.Literal(WalletEntryKind.withdrawal),
+  Type.Literal(WalletEntryKind.payout),
+  Type.Literal(WalletEntryKind.other),
+])
+
+/** What a hold is for: a cluster (its id), the caller's inference requests, or a withdrawal in flight. */
+export const HeldFor = Type.Union([
+  Type.Object({ type: Type.Literal('cluster'), id: Type.String() }),
+  Type.Object({ type: Type.Literal('inference'), id: Type.Null() }),
+  Type.Object({ type: Type.Literal('withdrawal'), id: Type.Union([Type.String(), Type.Null()]) }),
+])
+export type HeldFor = Static<typeof HeldFor>
+
 export const WalletView = Type.Object({
   accountId: Type.String(),
   /** Posted balance. */
   balanceGmt: Type.String(),
   /** What can be spent now: the balance less holds. */
   availableGmt: Type.String(),
-  /** Held for running clusters. */
+  /** Held for what is running (clusters, inference requests, withdrawals in flight): `holds` names each. */
   heldGmt: Type.String(),
+  /** What holds the held funds, largest first; the amounts add up to heldGmt. */
+  holds: Type.Array(Type.Object({ heldFor: HeldFor, amountGmt: Type.String() })),
 })
 export type WalletView = Static<typeof WalletView>
 
@@ -62,15 +84,38 @@ export type OperatorCreditBody = Static<typeof OperatorCreditBody>
 
 export const WalletTransferView = Type.Object({
   id: Type.String(),
-  kind: Type.String(),
+  /**
+   * What the line is to the wallet's owner: spend, hold, release, deposit, credit, withdrawal, payout, other.
+   * Only spend lines are spending; a hold sets funds aside and its release gives them back.
+   */
+  kind: WalletEntryKindSchema,
+  /** The ledger's own kind of transfer: single, pending (a hold), post or void (its resolution). */
+  transferKind: Type.String(),
   code: Type.String(),
-  /** Positive into this wallet, negative out of it. */
+  /**
+   * Positive into this wallet (or back from a hold: a release), negative out of it (or into a hold). A hold
+   * posted for less than it held gives the rest back without a line of its own.
+   */
   amountGmt: Type.String(),
+  /** On hold, release and spend lines: what holds (or held) the funds. */
+  heldFor: Type.Union([HeldFor, Type.Null()]),
   counterparty: Type.String(),
   reference: Type.Union([Type.String(), Type.Null()]),
   createdAtMs: Type.Integer(),
 })
 export type WalletTransferView = Static<typeof WalletTransferView>
+
+export const WalletHistoryQuery = Type.Object(
+  {
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 500, default: 100 })),
+    /** Only lines of these kinds, comma-separated, e.g. `spend` or `hold,release`. */
+    kind: Type.Optional(
+      Type.String({ pattern: `^(${walletEntryKinds.join('|')})(,(${walletEntryKinds.join('|')}))*$` }),
+    ),
+  },
+  { additionalProperties: false },
+)
+export type WalletHistoryQuery = Static<typeof WalletHistoryQuery>
 
 export const WalletHistory = Type.Object({ transfers: Type.Array(WalletTransferView) })
 export type WalletHistory = Static<typeof WalletHistory>

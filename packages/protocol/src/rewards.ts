@@ -62,7 +62,6 @@ export const RewardFactorsView = Type.Object({
 export const RewardPayoutView = Type.Object({
   epoch: Type.Integer({ minimum: 0 }),
   deviceId: Type.String(),
-  hostname: Type.String(),
   pool: RewardPoolName,
   eligible: Type.Boolean(),
   /** Why a device was not eligible, or null. */

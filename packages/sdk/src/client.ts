@@ -20,6 +20,7 @@ import type {
   DepositReportView,
   ChainVerificationView,
   WalletHistory,
+  WalletHistoryQuery,
   WalletReceipt,
   WalletView,
   ClusterClientConfig,
@@ -133,7 +134,7 @@ export class GpumeshClient {
     )
   verifyLedger = () => this.#request<LedgerVerificationView>('GET', '/v1/ledger/verify')
   wallet = () => this.#request<WalletView>('GET', '/v1/wallet')
-  walletHistory = (query: { limit?: number } = {}) =>
+  walletHistory = (query: WalletHistoryQuery = {}) =>
     this.#request<WalletHistory>('GET', `/v1/wallet/history${toQueryString(query)}`)
   withdraw = (body: WalletWithdrawBody) => this.#request<WalletReceipt>('POST', '/v1/wallet/withdraw', body)
   depositAddress = () => this.#request<DepositAddressView>('GET', '/v1/wallet/deposit-address')
@@ -184,6 +185,8 @@ export class GpumeshClient {
     this.#request<JobView>('POST', `${clusterPath(clusterId)}/jobs`, body)
   listJobs = (clusterId: string) => this.#request<JobList>('GET', `${clusterPath(clusterId)}/jobs`)
   getJob = (clusterId: string, jobId: string) => this.#request<JobView>('GET', jobPath(clusterId, jobId))
+  /** A job by its id alone; its view names its cluster. */
+  findJob = (jobId: string) => this.#request<JobView>('GET', `/v1/jobs/${encodeURIComponent(jobId)}`)
   /** Output chunks after chunk `after`; with `waitMs` the coordinator holds the request open while the job runs. */
   jobLogs = (clusterId: string, jobId: string, query: JobLogQuery = {}) =>
     this.#request<JobLogReply>('GET', `${jobPath(clusterId, jobId)}/logs${toQueryString(query)}`, undefined, {

@@ -34,6 +34,8 @@ export type InferenceReceiptRecord = {
   readonly supplierTransferId: string | null
   readonly feeTransferId: string | null
   readonly holdPostTransferId: string | null
+  /** The id the gateway answered with (its x-request-id header and log lines); null on older receipts. */
+  readonly requestId: string | null
   readonly createdAtMs: number
 }
 
@@ -96,6 +98,7 @@ type ReceiptRow = {
   supplier_transfer_id: string | null
   fee_transfer_id: string | null
   hold_post_transfer_id: string | null
+  request_id: string | null
   created_at_ms: bigint | string
 }
 
@@ -118,6 +121,7 @@ const toReceipt = (row: ReceiptRow): InferenceReceiptRecord => ({
   supplierTransferId: row.supplier_transfer_id,
   feeTransferId: row.fee_transfer_id,
   holdPostTransferId: row.hold_post_transfer_id,
+  requestId: row.request_id,
   createdAtMs: Number(row.created_at_ms),
 })
 
@@ -162,10 +166,11 @@ export function createInferenceStore(driver: SqlDriver, ledger: LedgerStore): In
         }>(
           `INSERT INTO inference_receipts (id, account_id, api_key_id, model_id, model, endpoint, device_id,
              supplier_account_id, prompt_tokens, completion_tokens, input_per_million, output_per_million, amount,
-             fee, batch_id, supplier_transfer_id, fee_transfer_id, hold_post_transfer_id, created_at_ms)
+             fee, batch_id, supplier_transfer_id, fee_transfer_id, hold_post_transfer_id, created_at_ms,
+             request_id)
            SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
              $8::text[], $9::int[], $10::int[], $11::bigint[], $12::bigint[], $13::bigint[], $14::bigint[],
-             $15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[])
+             $15::text[], $16::text[], $17::text[], $18::text[], $19::bigint[], $20::text[])
            ON CONFLICT (id) DO NOTHING
            RETURNING model, prompt_tokens, completion_tokens, amount::text, fee::text`,
           [
@@ -188,6 +193,7 @@ export function createInferenceStore(driver: SqlDriver, ledger: LedgerStore): In
             receipts.map((r) => r.feeTransferId),
             receipts.map((r) => r.holdPostTransferId),
             receipts.map((r) => String(r.createdAtMs)),
+            receipts.map((r) => r.requestId),
           ],
         )
         const totals = new Map<

@@ -9,10 +9,11 @@ import {
   type PendingState,
   type Transfer,
   type TransferKind,
+  type TransferMatch,
   type TransferRequest,
   type TransferResult,
 } from '@gpumesh/ledger'
-import type { SqlDriver, SqlExecutor } from './driver.ts'
+import type { SqlDriver, SqlExecutor, SqlParam } from './driver.ts'
 import { retryWhen } from './retry.ts'
 
 // The ledger in the database. A batch locks the accounts it touches (in id order, so batches never deadlock
@@ -39,8 +40,14 @@ export type LedgerStore = {
   lastTransferSeq(): Promise<bigint>
   /** Voids pending transfers past their timeout (each by its own `expire:` transfer); returns how many. */
   expirePending(nowMs: number, limit?: number): Promise<number>
-  /** An account's transfers, newest first. */
-  listTransfers(accountId: string, limit: number): Promise<Transfer[]>
+  /** Pending transfers with `code`, created before `createdBeforeMs`, neither posted, voided nor expired. */
+  listUnresolvedPending(code: string, createdBeforeMs: number, limit: number): Promise<Transfer[]>
+  /** An account's transfers, newest first; with a filter, only those matching any of `any` and none of `none`. */
+  listTransfers(
+    accountId: string,
+    limit: number,
+    filter?: { readonly any: readonly TransferMatch[]; readonly none: readonly TransferMatch[] },
+  ): Promise<Transfer[]>
   pendingState(transferId: string): Promise<PendingState | undefined>
   listTransfersById(ids: readonly string[]): Promise<Transfer[]>
   /**
@@ -54,6 +61,8 @@ export type LedgerStore = {
     filter: { reference: string | null; fromMs: number; toMs: number; code?: string },
     limit: number,
   ): Promise<Transfer[]>
+  /** The sum of every single transfer with this code credited to the account (0 with none). */
+  sumCredits(accountId: string, code: string): Promise<bigint>
   /** Recomputes every total from the transfers and compares; see LedgerVerification. */
   verify(): Promise<LedgerVerification>
 }
@@ -109,6 +118,29 @@ type TransferRow = {
   code: string
   reference: string | null
   created_at_ms: bigint
+}
+
+/** The SQL of `transferMatches` (packages/ledger), each value a parameter appended to `params`. */
+function matchesSql(
+  filter: { readonly any: readonly TransferMatch[]; readonly none: readonly TransferMatch[] },
+  params: SqlParam[],
+): string {
+  const parameter = (value: SqlParam) => `$${params.push(value)}`
+  const one = (match: TransferMatch) =>
+    [
+      `kind = ${parameter(match.transferKind)}`,
+      ...(match.codes ? [`code = ANY(${parameter(match.codes)}::text[])`] : []),
+      ...(match.exceptCodes ? [`code <> ALL(${parameter(match.exceptCodes)}::text[])`] : []),
+      ...(match.idPrefix ? [`starts_with(id, ${parameter(match.idPrefix)})`] : []),
+      ...(match.exceptIdPrefix ? [`NOT starts_with(id, ${parameter(match.exceptIdPrefix)})`] : []),
+    ].join(' AND ')
+  const anyOf = (matches: readonly TransferMatch[]) => matches.map((match) => `(${one(match)})`).join(' OR ')
+  return (
+    [
+      ...(filter.any.length > 0 ? [`(${anyOf(filter.any)})`] : []),
+      ...(filter.none.length > 0 ? [`NOT (${anyOf(filter.none)})`] : []),
+    ].join(' AND ') || 'TRUE'
+  )
 }
 
 export function createLedgerStore(driver: SqlDriver): LedgerStore {
@@ -274,11 +306,24 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
       return expired
     },
 
-    async listTransfers(accountId, limit) {
+    async listUnresolvedPending(code, createdBeforeMs, limit) {
+      const rows = await driver.query<TransferRow>(
+        `SELECT ${transferColumns} FROM ledger_transfers p
+         WHERE p.kind = 'pending' AND p.code = $1 AND p.created_at_ms < $2
+           AND NOT EXISTS (SELECT 1 FROM ledger_transfers r WHERE r.pending_id = p.id)
+         ORDER BY p.created_at_ms LIMIT $3`,
+        [code, createdBeforeMs, limit],
+      )
+      return rows.map(toTransfer)
+    },
+
+    async listTransfers(accountId, limit, filter) {
+      const params: SqlParam[] = [accountId, limit]
+      const where = filter ? matchesSql(filter, params) : 'TRUE'
       const rows = await driver.query<TransferRow>(
         `SELECT ${transferColumns} FROM ledger_transfers
-         WHERE debit_account_id = $1 OR credit_account_id = $1 ORDER BY seq DESC LIMIT $2`,
-        [accountId, limit],
+         WHERE (debit_account_id = $1 OR credit_account_id = $1) AND ${where} ORDER BY seq DESC LIMIT $2`,
+        params,
       )
       return rows.map(toTransfer)
     },
@@ -309,6 +354,15 @@ export function createLedgerStore(driver: SqlDriver): LedgerStore {
         amount: BigInt(row.amount),
         transfers: Number(row.transfers),
       }))
+    },
+
+    async sumCredits(accountId, code) {
+      const [row] = await driver.query<{ amount: string }>(
+        `SELECT COALESCE(sum(amount), 0)::text AS amount FROM ledger_transfers
+         WHERE credit_account_id = $1 AND kind = 'single' AND code = $2`,
+        [accountId, code],
+      )
+      return BigInt(row?.amount ?? '0')
     },
 
     async listCredits(accountId, filter, limit) {

@@ -97,7 +97,8 @@ export interface Store {
   applyDeviceStateChanges(changes: readonly DeviceStateChange[]): Promise<void>
   saveDeviceReport(deviceId: string, report: DeviceReport): Promise<void>
   /** What the device's self-test found (or the coordinator learned: a suspended capability); false when unknown. */
-  setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean>
+  /** Null: not known (a new session has not reported yet). */
+  setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities | null): Promise<boolean>
   /** The supplier's pricing for a device, set through the API; false when there is no such device. */
   setDevicePricing(deviceId: string, pricing: DevicePricing): Promise<boolean>
   flushHeartbeats(entries: readonly HeartbeatFlushEntry[]): Promise<void>
@@ -404,6 +405,9 @@ class SqlStore implements Store {
 
   enroll(request: EnrollRequest): Promise<EnrollOutcome> {
     return this.#driver.transaction(async (tx) => {
+      // One enrollment per key at a time: two tokens presented at once with a new key would otherwise both
+      // find no device and both insert one (PostgreSQL: a unique violation, a 500).
+      await tx.query('SELECT pg_advisory_xact_lock(hashtext($1))', ['enroll:' + request.publicKey])
       const tokens = await tx.query<EnrollmentTokenRow>(
         'SELECT * FROM enrollment_tokens WHERE id = $1 AND secret_sha256 = $2 FOR UPDATE',
         [request.tokenId, request.tokenSecretSha256],
@@ -425,27 +429,28 @@ class SqlStore implements Store {
       )
       const known = existing[0]
       if (known && known.account_id !== token.account_id) return { ok: false, reason: 'key_of_other_account' }
-      const deviceId = known ? known.id : request.newDeviceId
-      if (!known) {
-        await tx.execute(
-          `INSERT INTO devices (id, account_id, public_key, hostname, state, state_reason_code, state_reason,
-             state_changed_at_ms, enrolled_at_ms)
-           VALUES ($1, $2, $3, '', 'offline', 'enrolled', 'enrolled; waiting for the worker to connect', $4, $4)`,
-          [deviceId, token.account_id, request.publicKey, request.nowMs],
-        )
-        await insertEvent(tx, {
-          deviceId,
-          state: 'offline',
-          reasonCode: 'enrolled',
-          reason: 'enrolled; waiting for the worker to connect',
-          atMs: request.nowMs,
-        })
-      }
+      // A known key needs no token: it gets its device back and the token stays unused, so one machine
+      // presenting several tokens (at once or in turn) uses one.
+      if (known) return { ok: true, deviceId: known.id, accountId: token.account_id, reenrolled: true }
+      const deviceId = request.newDeviceId
+      await tx.execute(
+        `INSERT INTO devices (id, account_id, public_key, hostname, state, state_reason_code, state_reason,
+           state_changed_at_ms, enrolled_at_ms)
+         VALUES ($1, $2, $3, '', 'offline', 'enrolled', 'enrolled; waiting for the worker to connect', $4, $4)`,
+        [deviceId, token.account_id, request.publicKey, request.nowMs],
+      )
+      await insertEvent(tx, {
+        deviceId,
+        state: 'offline',
+        reasonCode: 'enrolled',
+        reason: 'enrolled; waiting for the worker to connect',
+        atMs: request.nowMs,
+      })
       await tx.execute(
         'UPDATE enrollment_tokens SET used_at_ms = $2, used_by_public_key = $3, device_id = $4 WHERE id = $1',
         [token.id, request.nowMs, request.publicKey, deviceId],
       )
-      return { ok: true, deviceId, accountId: token.account_id, reenrolled: known !== undefined }
+      return { ok: true, deviceId, accountId: token.account_id, reenrolled: false }
     })
   }
 
@@ -500,7 +505,7 @@ class SqlStore implements Store {
     return updated > 0
   }
 
-  async setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities): Promise<boolean> {
+  async setDeviceCapabilities(deviceId: string, capabilities: WorkerCapabilities | null): Promise<boolean> {
     const updated = await this.#driver.execute(
       `UPDATE devices SET capabilities = $2, change_seq = nextval('device_change_seq') WHERE id = $1`,
       [deviceId, capabilities],

@@ -26,6 +26,10 @@ export function testCoordinatorInit(overrides: Partial<CoordinatorInit> = {}): C
     clusterProvisionTimeoutMs: 120_000,
     rttProbeIntervalMs: 0,
     faucetMaxClaimGmt: '1000',
+    faucetClaimPeriodMs: 86_400_000,
+    // Every test client is 127.0.0.1; the faucet tests switch the per-source limit on.
+    faucetClaimsPerSourcePerPeriod: 0,
+    faucetFundsWithdrawable: false,
     // The tests about billing switch it on and fund their renters.
     clusterBillingEnabled: false,
     gmtPerUsd: '1',

@@ -15,7 +15,8 @@ import { create as createTar } from 'tar'
 import { clientFrom, UsageError, type ConnectionFlags } from '../credentials.ts'
 import { printJson, printTable } from '../output.ts'
 import { connectionOptions } from './account.ts'
-import { clusterRef, firstLine, onInterrupt, pollWaitMs, retrying, time } from './cluster.ts'
+import { createAnsiStripper, splitJobMessage } from '../job-output.ts'
+import { clusterRef, onInterrupt, pollWaitMs, retrying, time } from './cluster.ts'
 
 const jobIdValidator = createValidator(JobId, 'job id')
 
@@ -32,6 +33,7 @@ const workingDirScanLimitFactor = 8
 const logPageLimit = 1000
 
 type Flags = ConnectionFlags & Record<string, string | boolean | undefined>
+const clusterFlagHelp = "cluster id (cls_...) or name; by default the job's own"
 
 export function registerJobCommands(program: Command): void {
   const job = program.command('job').description('jobs run through Ray on a ready cluster')
@@ -124,11 +126,11 @@ export function registerJobCommands(program: Command): void {
   connectionOptions(
     job.command('show').description('one job and its status').argument('<job>', 'job id (job_...)'),
   )
-    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
+    .option('--cluster <id>', clusterFlagHelp)
     .option('--json', 'machine-readable output')
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
+      const clusterId = await clusterOfJob(flags, checkedJobId)
       const view = await clientFrom(flags, true).getJob(clusterId, checkedJobId)
       if (flags['json']) return printJson(view)
       const rows: [string, string][] = [
@@ -144,11 +146,11 @@ export function registerJobCommands(program: Command): void {
     })
 
   connectionOptions(job.command('logs').description("a job's output").argument('<job>', 'job id (job_...)'))
-    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
+    .option('--cluster <id>', clusterFlagHelp)
     .option('--follow', "keep streaming until the job finishes, then exit with the job's exit code")
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
+      const clusterId = await clusterOfJob(flags, checkedJobId)
       const follow = flags['follow'] === true
       const view = await streamJobLogs(clientFrom(flags, true), clusterId, checkedJobId, follow)
       if (follow) reportFinished(view)
@@ -157,11 +159,11 @@ export function registerJobCommands(program: Command): void {
   connectionOptions(
     job.command('stop').description('ask Ray to stop a job').argument('<job>', 'job id (job_...)'),
   )
-    .requiredOption('--cluster <id>', 'cluster id (cls_...) or name')
+    .option('--cluster <id>', clusterFlagHelp)
     .option('--json', 'machine-readable output')
     .action(async (jobId: string, flags: Flags) => {
-      const clusterId = await clusterRef(flags, '--cluster', flags['cluster'] as string)
       const checkedJobId = jobIdArgument(jobId)
+      const clusterId = await clusterOfJob(flags, checkedJobId)
       const view = await clientFrom(flags, true).stopJob(clusterId, checkedJobId)
       if (flags['json']) return printJson(view)
       process.stdout.write(
@@ -174,9 +176,18 @@ export function registerJobCommands(program: Command): void {
 
 // --- logs --------------------------------------------------------------------------------------------------
 
+/** Names a job's cluster: --cluster where given, else the job's own record (a job id names its cluster). */
+async function clusterOfJob(flags: Flags, jobId: string): Promise<string> {
+  const cluster = flags['cluster']
+  if (typeof cluster === 'string') return clusterRef(flags, '--cluster', cluster)
+  return (await clientFrom(flags, true).findJob(jobId)).clusterId
+}
+
 /**
  * Writes the job's output to stdout from its first chunk. Following, long-polls until the job has finished
- * and every chunk is out; otherwise stops at the last chunk there is now. Returns the job as last seen.
+ * and every chunk is out; otherwise stops at the last chunk there is now. Colour codes are kept only for a
+ * terminal. A finished job that left no output streamed gets the tail Ray kept in its message instead.
+ * Returns the job as last seen.
  */
 async function streamJobLogs(
   client: GpumeshClient,
@@ -184,19 +195,31 @@ async function streamJobLogs(
   jobId: string,
   follow: boolean,
 ): Promise<JobView> {
+  const keepColours = process.stdout.isTTY === true && !process.env['NO_COLOR']
+  const stripper = createAnsiStripper()
+  const clean = (text: string) => (keepColours ? text : stripper.strip(text))
   let after = 0
+  let wroteOutput = false
   let endsWithNewline = true
+  const write = async (text: string) => {
+    if (text.length === 0) return
+    await writeStdout(text)
+    wroteOutput = true
+    endsWithNewline = text.endsWith('\n')
+  }
   for (;;) {
     const reply = await retrying(() =>
       client.jobLogs(clusterId, jobId, { after, limit: logPageLimit, waitMs: follow ? pollWaitMs : 0 }),
     )
     for (const chunk of reply.chunks) {
-      await writeStdout(chunk.text)
-      if (chunk.text.length > 0) endsWithNewline = chunk.text.endsWith('\n')
+      await write(clean(chunk.text))
       after = chunk.seq
     }
     const caughtUp = reply.complete || (!follow && reply.chunks.length < logPageLimit)
     if (caughtUp) {
+      if (!keepColours) await write(stripper.flush())
+      if (!wroteOutput && isFinished(reply.job))
+        await write(clean(splitJobMessage(reply.job.message).outputTail))
       // Keep the status line that follows on a line of its own.
       if (!endsWithNewline) await writeStdout('\n')
       return reply.job
@@ -209,9 +232,9 @@ async function writeStdout(text: string): Promise<void> {
 }
 
 function reportFinished(job: JobView): void {
-  // Ray's message for a failed job goes on with the tail of the output just streamed.
+  // Ray's message for a failed job goes on with the tail of the output: streamed above, so only its summary.
   process.stderr.write(
-    `job ${job.id} ${job.status}${job.exitCode === null ? '' : ` (exit code ${job.exitCode})`}: ${firstLine(job.message)}\n`,
+    `job ${job.id} ${job.status}${job.exitCode === null ? '' : ` (exit code ${job.exitCode})`}: ${splitJobMessage(job.message).summary}\n`,
   )
   process.exitCode = jobExitCode(job)
 }

@@ -1,6 +1,6 @@
 import { setTimeout as sleep } from 'node:timers/promises'
-import { parseGmtToUnits } from '@gpumesh/core'
-import type { WalletView } from '@gpumesh/protocol'
+import { formatGmtUnits, parseGmtToUnits, walletEntryKinds, type WalletEntryKind } from '@gpumesh/core'
+import type { HeldFor, WalletView } from '@gpumesh/protocol'
 import type { Command } from 'commander'
 import { clientFrom, UsageError, type ConnectionFlags } from '../credentials.ts'
 import { printJson, printTable } from '../output.ts'
@@ -34,11 +34,25 @@ export function registerLedgerCommands(program: Command): void {
     })
 }
 
+const isWalletEntryKind = (text: string): text is WalletEntryKind =>
+  (walletEntryKinds as readonly string[]).includes(text)
+
+/** What a hold is for, in words: "cluster cl_…", "inference requests", "a withdrawal". */
+export function heldForText(heldFor: HeldFor): string {
+  if (heldFor.type === 'cluster') return `cluster ${heldFor.id}`
+  if (heldFor.type === 'inference') return 'inference requests'
+  return heldFor.id ? `withdrawal to ${heldFor.id}` : 'a withdrawal'
+}
+
 export function registerWalletCommands(program: Command): void {
   const wallet = program.command('wallet').description('your GMT: balance, deposits, withdrawals, history')
   const show = (view: WalletView) =>
     process.stdout.write(
-      `balance ${view.balanceGmt} GMT, available ${view.availableGmt} GMT, held for clusters ${view.heldGmt} GMT\n`,
+      `balance ${view.balanceGmt} GMT, available ${view.availableGmt} GMT, held ${view.heldGmt} GMT${
+        view.holds.length > 0
+          ? ` (${view.holds.map((hold) => `${hold.amountGmt} for ${heldForText(hold.heldFor)}`).join(', ')})`
+          : ''
+      }\n`,
     )
   connectionOptions(wallet.command('balance').description('what you hold and can spend'))
     .option('--json', 'machine-readable output')
@@ -91,22 +105,43 @@ export function registerWalletCommands(program: Command): void {
     })
   connectionOptions(wallet.command('history').description('every transfer in and out of your wallet'))
     .option('--limit <n>', 'newest this many (default 100)')
+    .option('--kind <kinds>', `only these kinds, comma-separated: ${walletEntryKinds.join(', ')}`)
     .option('--json', 'machine-readable output')
-    .action(async (flags: ConnectionFlags & { limit?: string; json?: boolean }) => {
+    .action(async (flags: ConnectionFlags & { limit?: string; kind?: string; json?: boolean }) => {
       const limit = flags.limit === undefined ? undefined : Number(flags.limit)
       if (limit !== undefined && (!Number.isInteger(limit) || limit < 1 || limit > 500))
         throw new UsageError('--limit must be an integer from 1 to 500')
-      const history = await clientFrom(flags, true).walletHistory(limit === undefined ? {} : { limit })
+      const unknownKinds = flags.kind?.split(',').filter((kind) => !isWalletEntryKind(kind))
+      if (unknownKinds && unknownKinds.length > 0)
+        throw new UsageError(
+          `--kind: ${unknownKinds.join(', ')} is not a kind; the kinds are ${walletEntryKinds.join(', ')}`,
+        )
+      const history = await clientFrom(flags, true).walletHistory({
+        ...(limit === undefined ? {} : { limit }),
+        ...(flags.kind === undefined ? {} : { kind: flags.kind }),
+      })
       if (flags.json) return printJson(history)
       printTable(
-        ['when', 'amount GMT', 'what', 'counterparty', 'transfer'],
+        ['when', 'kind', 'amount GMT', 'what', 'counterparty', 'transfer'],
         history.transfers.map((line) => [
           new Date(line.createdAtMs).toISOString().replace('T', ' ').slice(0, 19),
+          line.kind,
           line.amountGmt,
-          line.reference ? `${line.code}: ${line.reference}` : line.code,
+          line.heldFor
+            ? `${line.code}: ${heldForText(line.heldFor)}`
+            : line.reference
+              ? `${line.code}: ${line.reference}`
+              : line.code,
           line.counterparty,
           line.id,
         ]),
+      )
+      // Holds set funds aside and releases give them back: only spend lines are money spent.
+      const spentUnits = history.transfers
+        .filter((line) => line.kind === 'spend')
+        .reduce((sum, line) => sum + (parseGmtToUnits(line.amountGmt.replace(/^-/, '')) ?? 0n), 0n)
+      process.stdout.write(
+        `spent ${formatGmtUnits(spentUnits)} GMT in these ${history.transfers.length} lines (holds and releases are not spending)\n`,
       )
     })
   connectionOptions(

@@ -1,20 +1,36 @@
-import type { HardwareInventory } from '@gpumesh/protocol'
+import type { HardwareInventory, PublicHardwareInventory } from '@gpumesh/protocol'
 import { formatDayLabel, formatMib, formatPercent, formatTflops, formatTime } from '../format.ts'
 import { BarChart } from './charts.tsx'
 import { Badge, DataTable, numeric } from './ui.tsx'
 
 // Parts of a device's page that the public explorer and the supplier's own view share.
 
+/**
+ * A machine's hardware as shown: the whole inventory to its owner, the public part (no hostname, OS release,
+ * disk or warnings) to everyone else.
+ */
+export type ShownInventory = HardwareInventory | PublicHardwareInventory
+
 /** The explorer sends the inventory untyped: use it only when it has the shape a worker reports. */
-export function asInventory(value: unknown): HardwareInventory | null {
+export function asInventory(value: unknown): ShownInventory | null {
   if (typeof value !== 'object' || value === null) return null
-  const candidate = value as Partial<HardwareInventory>
+  const candidate = value as Partial<PublicHardwareInventory>
   if (!Array.isArray(candidate.gpus) || typeof candidate.cpu !== 'object' || candidate.cpu === null)
     return null
-  return candidate as HardwareInventory
+  return candidate as ShownInventory
 }
 
-export function gpuSummary(inventory: HardwareInventory | null): string {
+/** What the public explorer calls a machine, which has no hostname there: its GPUs and region. */
+export function machineLabel(device: {
+  gpuCount: number
+  gpuModelKey: string | null
+  region: string | null
+}): string {
+  const gpus = device.gpuCount > 0 ? `${device.gpuCount}× ${device.gpuModelKey ?? 'GPU'}` : 'CPU machine'
+  return device.region ? `${gpus} in ${device.region}` : gpus
+}
+
+export function gpuSummary(inventory: ShownInventory | null): string {
   if (!inventory) return 'not reported yet'
   if (inventory.gpus.length === 0) return `no GPU · ${inventory.cpu.logicalCores} CPU cores`
   const byName = new Map<string, number>()
@@ -22,7 +38,7 @@ export function gpuSummary(inventory: HardwareInventory | null): string {
   return [...byName].map(([name, count]) => `${count}× ${name}`).join(', ')
 }
 
-export function HardwareDetails({ inventory }: { inventory: HardwareInventory | null }) {
+export function HardwareDetails({ inventory }: { inventory: ShownInventory | null }) {
   if (!inventory) return <p className="muted">The worker has not reported its hardware yet.</p>
   return (
     <>
@@ -33,13 +49,19 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
         </dd>
         <dt>Memory</dt>
         <dd>{formatMib(inventory.memoryMib)}</dd>
-        <dt>Disk</dt>
-        <dd>
-          {formatMib(inventory.disk.freeMib)} free of {formatMib(inventory.disk.totalMib)}
-        </dd>
+        {'disk' in inventory ? (
+          <>
+            <dt>Disk</dt>
+            <dd>
+              {formatMib(inventory.disk.freeMib)} free of {formatMib(inventory.disk.totalMib)}
+            </dd>
+          </>
+        ) : null}
         <dt>OS</dt>
         <dd>
-          {inventory.os.distribution ?? inventory.os.platform} {inventory.os.release}
+          {'release' in inventory.os
+            ? `${inventory.os.distribution ?? inventory.os.platform} ${inventory.os.release}`
+            : inventory.os.platform}
         </dd>
         {inventory.driverVersion ? (
           <>
@@ -62,7 +84,7 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
           rows={inventory.gpus}
         >
           {(gpu) => (
-            <tr key={gpu.uuid}>
+            <tr key={gpu.index}>
               <td>{gpu.index}</td>
               <td>{gpu.productName}</td>
               <td>{gpu.modelKey}</td>
@@ -79,7 +101,7 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
       ) : (
         <p className="muted">No GPU: this device offers CPU compute.</p>
       )}
-      {inventory.warnings.length > 0 ? (
+      {'warnings' in inventory && inventory.warnings.length > 0 ? (
         <ul className="warnings">
           {inventory.warnings.map((warning, index) => (
             <li key={index}>{warning}</li>
@@ -92,9 +114,10 @@ export function HardwareDetails({ inventory }: { inventory: HardwareInventory | 
 
 export type SpeedtestFigures = {
   readonly measuredAtMs: number
-  readonly latencyMs: number
-  readonly downloadMbps: number
-  readonly uploadMbps: number
+  /** Null where the stored figure is not a finite number. */
+  readonly latencyMs: number | null
+  readonly downloadMbps: number | null
+  readonly uploadMbps: number | null
   readonly bandwidthTier: string | null
 }
 
@@ -105,11 +128,11 @@ export function SpeedtestDetails({ speedtest }: { speedtest: SpeedtestFigures | 
       <dt>Bandwidth tier</dt>
       <dd>{speedtest.bandwidthTier ? <Badge tone="info">{speedtest.bandwidthTier}</Badge> : '—'}</dd>
       <dt>Download</dt>
-      <dd>{speedtest.downloadMbps.toFixed(0)} Mbit/s</dd>
+      <dd>{speedtest.downloadMbps === null ? '—' : `${speedtest.downloadMbps.toFixed(0)} Mbit/s`}</dd>
       <dt>Upload</dt>
-      <dd>{speedtest.uploadMbps.toFixed(0)} Mbit/s</dd>
+      <dd>{speedtest.uploadMbps === null ? '—' : `${speedtest.uploadMbps.toFixed(0)} Mbit/s`}</dd>
       <dt>Latency</dt>
-      <dd>{speedtest.latencyMs.toFixed(1)} ms</dd>
+      <dd>{speedtest.latencyMs === null ? '—' : `${speedtest.latencyMs.toFixed(1)} ms`}</dd>
       <dt>Measured</dt>
       <dd>{formatTime(speedtest.measuredAtMs)}</dd>
     </dl>

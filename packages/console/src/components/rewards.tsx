@@ -64,7 +64,7 @@ export function RewardsTable({
           data-epoch={payout.epoch}
         >
           <td>#{payout.epoch}</td>
-          {showDevice ? <td>{payout.hostname}</td> : null}
+          {showDevice ? <td className="code">{payout.deviceId}</td> : null}
           <td>{payout.pool}</td>
           <td>
             {payout.eligible ? (

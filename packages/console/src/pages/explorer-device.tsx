@@ -3,6 +3,7 @@ import { BarChart } from '../components/charts.tsx'
 import {
   asInventory,
   HardwareDetails,
+  machineLabel,
   SpeedtestDetails,
   UptimeChart,
   VerificationTable,
@@ -55,7 +56,7 @@ function DeviceDetail({ detail }: { detail: ExplorerDeviceDetail }) {
   return (
     <>
       <PageHeader
-        title={device.hostname}
+        title={device.hostname ?? machineLabel(device)}
         subtitle={
           <>
             <span className="code">{device.id}</span> ·{' '}

@@ -24,6 +24,7 @@ import {
   formatTime,
   unitsToGmt,
 } from '../format.ts'
+import { machineLabel } from '../components/device-parts.tsx'
 import { bindFields } from '../form.ts'
 import { useInterval, useResource, useTitle } from '../hooks.tsx'
 import { useSession } from '../session.tsx'
@@ -410,7 +411,7 @@ function ExplorerDevices({ summary }: { summary: ExplorerSummary | undefined }) 
                     data-device-id={device.id}
                   >
                     <NameCell id={device.id} href={href}>
-                      {device.hostname}
+                      {device.hostname ?? machineLabel(device)}
                     </NameCell>
                     <td>
                       <Badge>{device.state}</Badge> {device.hired ? <Badge tone="info">hired</Badge> : null}

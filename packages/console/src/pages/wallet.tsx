@@ -45,7 +45,12 @@ export function WalletPage() {
                 testId="wallet-available"
                 sub="balance less holds"
               />
-              <Stat label="Held (GMT)" value={view.heldGmt} testId="wallet-held" sub="for running clusters" />
+              <Stat
+                label="Held (GMT)"
+                value={view.heldGmt}
+                testId="wallet-held"
+                sub="for running clusters and inference requests"
+              />
             </div>
           )}
         </Loaded>

@@ -55,11 +55,17 @@ import {
 // progress, sends the commands reconcile decides on, and places replacements for lost nodes. All of its
 // work runs one step at a time, so two reports never interleave their read-modify-write of a cluster.
 
+/**
+ * What the controller needs of the worker links: to send a command and to know where a node's link comes
+ * from (its mesh endpoint). The coordinator passes its WebSocket WorkerLinks; sim/ passes an in-memory link.
+ */
+export type ClusterLinks = Pick<WorkerLinks, 'send' | 'remoteAddressOf'>
+
 export type ClusterControllerComponents = {
   readonly store: Store
   readonly clock: Clock
   readonly index: OfferIndex
-  readonly links: WorkerLinks
+  readonly links: ClusterLinks
   readonly presence: Presence
   readonly logger: FastifyBaseLogger
   /** Devices just reserved for a cluster: whatever else they were doing (serving models) stops now. */
@@ -72,6 +78,8 @@ export type ClusterControllerComponents = {
   readonly billing?: ClusterBilling
   /** Placement and provisioning times, for GET /metrics. */
   readonly metrics?: Pick<CoordinatorMetrics, 'placementSeconds' | 'provisioningSeconds'>
+  /** Mints cluster and job ids; absent, random ones (sim/ passes a seeded one, so a run replays). */
+  readonly mintId?: (prefix: string) => string
 }
 
 /** How often a cluster that needs a replacement but found none tries again. */
@@ -92,6 +100,9 @@ export type JobSubmission = SubmitJobBody & {
 }
 
 type Waiter = () => void
+
+/** How old a hold of an unrecorded cluster must be before start-up releases it (see #releaseUnownedHolds). */
+export const unownedHoldGraceMs = 60_000
 
 export class ClusterController {
   readonly #components: ClusterControllerComponents
@@ -115,7 +126,10 @@ export class ClusterController {
     this.#policy = policy
   }
 
-  /** Loads the clusters a previous run left active: their work is picked up where the store says it was. */
+  /**
+   * Loads the clusters a previous run left active (their work is picked up where the store says it was), and
+   * releases the holds of clusters that were never recorded.
+   */
   async start(): Promise<void> {
     await this.#serial(async () => {
       for (const cluster of await this.#components.store.listActiveClusters()) {
@@ -123,7 +137,23 @@ export class ClusterController {
         this.#nodes.set(cluster.id, await this.#components.store.listClusterNodes(cluster.id))
         this.#clients.set(cluster.id, await this.#components.store.listClusterClients(cluster.id))
       }
+      await this.#releaseUnownedHolds()
     })
+  }
+
+  /**
+   * A hold whose cluster does not exist was left by a create that failed after holding (before that path
+   * released on failure); nothing would ever charge or release it before its timeout. Holds younger than
+   * `unownedHoldGraceMs` may belong to a create still in flight in another process, so they are left alone.
+   */
+  async #releaseUnownedHolds(): Promise<void> {
+    const { store, clock, billing } = this.#components
+    if (!billing) return
+    const holds = await store.ledger.listUnresolvedPending('hold', clock.nowMs() - unownedHoldGraceMs, 10_000)
+    for (const hold of holds) {
+      if (hold.reference === null || (await store.getCluster(hold.reference))) continue
+      await billing.releaseHold(hold.reference, hold.id, 'no cluster owns this hold')
+    }
   }
 
   get activeClusterCount(): number {
@@ -179,7 +209,7 @@ export class ClusterController {
           })
         }
         const nowMs = clock.nowMs()
-        const clusterId = mintId('cls')
+        const clusterId = (this.#components.mintId ?? mintId)('cls')
         const durationMs = Math.round(durationHours * 3_600_000)
         const priced = priceNodes(placement.nodes, durationHours, this.#components.market)
         // Funds first: a renter who cannot pay is refused before any machine is reserved.
@@ -187,23 +217,29 @@ export class ClusterController {
         const holdId = billing
           ? await billing.placeHold(accountId, clusterId, priced.pricePerHourMicroUsd, durationMs)
           : null
-        const outcome = await store.createCluster({
-          cluster: {
-            id: clusterId,
-            accountId,
-            name: body.name ?? clusterId.slice(4, 12),
-            stateReason: 'nodes reserved',
-            // Resolved now, against this market: replacements are placed under the same GPU count.
-            request: { ...body, gpusPerNode: request.gpusPerNode },
-            nodeCount: request.nodeCount,
-            gpusPerNode: request.gpusPerNode,
-            durationMs,
-            pricePerHourMicroUsd: priced.pricePerHourMicroUsd,
-            createdAtMs: nowMs,
-          },
-          deviceIds: placement.nodes.map((node) => node.deviceId),
-          nodePricesPerHourMicroUsd: priced.nodePricesPerHourMicroUsd,
-        })
+        const outcome = await store
+          .createCluster({
+            cluster: {
+              id: clusterId,
+              accountId,
+              name: body.name ?? clusterId.slice(4, 12),
+              stateReason: 'nodes reserved',
+              // Resolved now, against this market: replacements are placed under the same GPU count.
+              request: { ...body, gpusPerNode: request.gpusPerNode },
+              nodeCount: request.nodeCount,
+              gpusPerNode: request.gpusPerNode,
+              durationMs,
+              pricePerHourMicroUsd: priced.pricePerHourMicroUsd,
+              createdAtMs: nowMs,
+            },
+            deviceIds: placement.nodes.map((node) => node.deviceId),
+            nodePricesPerHourMicroUsd: priced.nodePricesPerHourMicroUsd,
+          })
+          .catch(async (error: unknown) => {
+            // A hold no cluster owns would stay held until its timeout: release it before failing.
+            if (holdId) await billing!.releaseHold(clusterId, holdId, 'the cluster could not be recorded')
+            throw error
+          })
         if (!outcome.ok && holdId) await billing!.releaseHold(clusterId, holdId, 'its machines were taken')
         if (outcome.ok) {
           const cluster = holdId
@@ -407,7 +443,7 @@ export class ClusterController {
         throw new ClusterStateError(`cluster ${clusterId} is ${cluster.state}; jobs run on a ready cluster`)
       const head = this.#activeNodes(clusterId).find((node) => node.role === 'head')
       const job: ClusterJobRecord = {
-        id: mintId('job'),
+        id: (this.#components.mintId ?? mintId)('job'),
         clusterId,
         accountId,
         entrypoint: body.entrypoint,
@@ -736,7 +772,7 @@ export class ClusterController {
     deviceId: string,
     kind: CommandKind,
     signature: string,
-    message: Parameters<WorkerLinks['send']>[1],
+    message: Parameters<ClusterLinks['send']>[1],
   ) {
     if (this.#components.links.send(deviceId, message))
       this.#sent.set(`${clusterId}|${deviceId}|${kind}`, { signature, atMs: this.#components.clock.nowMs() })

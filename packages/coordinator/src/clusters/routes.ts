@@ -1,4 +1,4 @@
-import type { Clock } from '@gpumesh/core'
+import { NotFoundError, type Clock } from '@gpumesh/core'
 import {
   ClusterClientConfig,
   ClusterClientList,
@@ -283,6 +283,33 @@ export function registerClusterRoutes(app: App, components: ClusterRouteComponen
           request.params.jobId,
         ),
       ),
+  )
+
+  app.get(
+    '/v1/jobs/:jobId',
+    {
+      schema: {
+        tags: ['jobs'],
+        summary: 'One of my jobs by its id alone: its cluster is in the answer',
+        security: secured,
+        params: Type.Object({ jobId: Type.String({ maxLength: 64 }) }),
+        response: { 200: JobView, ...errors },
+      },
+    },
+    async (request) => {
+      const { accountId } = await renter(request)
+      const { jobId } = request.params
+      const job = await store.getJob(jobId)
+      // Another account's job answers as a missing one, without naming its cluster.
+      const owned =
+        job &&
+        (await clusters.getJob(accountId, job.clusterId, jobId).catch((error: unknown) => {
+          if (error instanceof NotFoundError) return undefined
+          throw error
+        }))
+      if (!owned) throw new NotFoundError(`no job ${jobId}`)
+      return jobView(owned)
+    },
   )
 
   app.get(

@@ -19,13 +19,21 @@ import {
   PriceIndexReply,
 } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
+import type { FastifyRequest } from 'fastify'
 import type { App } from '../routes.ts'
+import { authenticate } from '../principal.ts'
+import { publicInventoryView } from '../views.ts'
 import { epochView, payoutView } from '../rewards/routes.ts'
 import { createReplyCache } from './reply-cache.ts'
 
+/** A stored figure as shown: a record from before the edge refused non-finite numbers shows null, not a 500. */
+const finiteOrNull = (value: number): number | null => (Number.isFinite(value) ? value : null)
+
 // The public explorer: network totals, the price index and every device's public record. No login; no
 // account ids, keys or wallets appear here. Replies are cached for `cacheMs`, so a busy explorer costs the
-// store a few queries a minute whatever its traffic.
+// store a few queries a minute whatever its traffic. A machine is shown to the public as much as a renter
+// needs (GPU model, VRAM, measured figures, region, reliability); its hostname, OS, disks and paths only to its
+// own account, on the device detail read with its key, which is never cached.
 
 export type ExplorerRouteComponents = {
   readonly store: Store
@@ -144,7 +152,11 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
           limit,
           offset,
         })
-        return { generatedAtMs: clock.nowMs(), total: page.total, devices: page.devices }
+        return {
+          generatedAtMs: clock.nowMs(),
+          total: page.total,
+          devices: page.devices.map((row) => ({ ...row, hostname: null })),
+        }
       }),
   )
 
@@ -159,69 +171,79 @@ export function registerExplorerRoutes(app: App, { store, clock, cacheMs }: Expl
         response: { 200: ExplorerDeviceDetail, ...errors },
       },
     },
-    (request) =>
-      cached(request, async () => {
-        const nowMs = clock.nowMs()
-        const row = await store.explorer.getDevice(request.params.id)
-        const device = row && (await store.getDevice(row.id))
-        if (!row || !device) throw new NotFoundError(`no device ${request.params.id}`, { field: 'id' })
-        const todayStartMs = Math.floor(nowMs / millisecondsPerDay) * millisecondsPerDay
-        const sinceMs = todayStartMs - (chartDays - 1) * millisecondsPerDay
-        const [speedtest] = await store.listSpeedtestResults(device.id, 1)
-        const challenges = await store.listChallenges(device.id, 20)
-        const uptime = new Map(
-          (await store.explorer.uptimeByDay(device.id, sinceMs)).map((day) => [day.dayStartMs, day.onlineMs]),
-        )
-        const credits = await store.ledger.creditsByReferenceAndDay(
-          ledgerAccounts.earnings(device.accountId).id,
-          sinceMs,
-        )
-        const payouts = await store.rewards.listDevicePayouts(device.id, 48)
+    async (request) => {
+      const reader = await readerAccountId(request)
+      const detail = () => deviceDetail(request.params.id, reader)
+      return reader === undefined ? cached(request, detail) : detail()
+    },
+  )
+
+  /** The account whose key the request carries, if it carries one (a wrong key is refused, 401). */
+  async function readerAccountId(request: FastifyRequest): Promise<string | undefined> {
+    if (request.headers.authorization === undefined) return undefined
+    return (await authenticate(request, store, clock)).accountId
+  }
+
+  async function deviceDetail(deviceId: string, readerAccountId: string | undefined) {
+    const nowMs = clock.nowMs()
+    const row = await store.explorer.getDevice(deviceId)
+    const device = row && (await store.getDevice(row.id))
+    if (!row || !device) throw new NotFoundError(`no device ${deviceId}`, { field: 'id' })
+    const owner = readerAccountId === device.accountId
+    const todayStartMs = Math.floor(nowMs / millisecondsPerDay) * millisecondsPerDay
+    const sinceMs = todayStartMs - (chartDays - 1) * millisecondsPerDay
+    const [speedtest] = await store.listSpeedtestResults(device.id, 1)
+    const challenges = await store.listChallenges(device.id, 20)
+    const uptime = new Map(
+      (await store.explorer.uptimeByDay(device.id, sinceMs)).map((day) => [day.dayStartMs, day.onlineMs]),
+    )
+    const credits = await store.ledger.creditsByReferenceAndDay(
+      ledgerAccounts.earnings(device.accountId).id,
+      sinceMs,
+    )
+    const payouts = await store.rewards.listDevicePayouts(device.id, 48)
+    return {
+      generatedAtMs: nowMs,
+      device: { ...row, hostname: owner ? row.hostname : null },
+      enrolledAtMs: device.enrolledAtMs,
+      lastSeenAtMs: device.lastSeenAtMs,
+      view: owner ? ('owner' as const) : ('public' as const),
+      inventory: owner || !device.inventory ? device.inventory : publicInventoryView(device.inventory),
+      speedtest: speedtest
+        ? {
+            measuredAtMs: speedtest.measuredAtMs,
+            latencyMs: finiteOrNull(speedtest.latencyMs),
+            downloadMbps: finiteOrNull(speedtest.downloadMbps),
+            uploadMbps: finiteOrNull(speedtest.uploadMbps),
+            bandwidthTier: speedtest.bandwidthTier,
+          }
+        : null,
+      verifications: challenges.map((challenge) => ({
+        issuedAtMs: challenge.issuedAtMs,
+        outcome: challenge.outcome,
+        reasonCode: challenge.reasonCode,
+        reason: challenge.reason,
+        effectiveTflops: challenge.effectiveTflops,
+        backend: challenge.backend,
+      })),
+      uptimeDaily: Array.from({ length: chartDays }, (_, index) => {
+        const dayStartMs = sinceMs + index * millisecondsPerDay
+        // Today counts only the part of the day that has passed.
+        const dayLengthMs = Math.min(millisecondsPerDay, Math.max(1, nowMs - dayStartMs))
         return {
-          generatedAtMs: nowMs,
-          device: row,
-          enrolledAtMs: device.enrolledAtMs,
-          lastSeenAtMs: device.lastSeenAtMs,
-          inventory: device.inventory,
-          speedtest: speedtest
-            ? {
-                measuredAtMs: speedtest.measuredAtMs,
-                latencyMs: speedtest.latencyMs,
-                downloadMbps: speedtest.downloadMbps,
-                uploadMbps: speedtest.uploadMbps,
-                bandwidthTier: speedtest.bandwidthTier,
-              }
-            : null,
-          verifications: challenges.map((challenge) => ({
-            issuedAtMs: challenge.issuedAtMs,
-            outcome: challenge.outcome,
-            reasonCode: challenge.reasonCode,
-            reason: challenge.reason,
-            effectiveTflops: challenge.effectiveTflops,
-            backend: challenge.backend,
-          })),
-          uptimeDaily: Array.from({ length: chartDays }, (_, index) => {
-            const dayStartMs = sinceMs + index * millisecondsPerDay
-            // Today counts only the part of the day that has passed.
-            const dayLengthMs = Math.min(millisecondsPerDay, Math.max(1, nowMs - dayStartMs))
-            return {
-              day: formatUtcDay(dayStartMs),
-              onlineRatio: Math.min(
-                1,
-                Math.round(((uptime.get(dayStartMs) ?? 0) / dayLengthMs) * 1000) / 1000,
-              ),
-            }
-          }),
-          earningsDaily: credits
-            .filter((line) => line.reference === device.id)
-            .map((line) => ({
-              day: formatUtcDay(line.dayStartMs),
-              source: line.code,
-              units: line.amount.toString(),
-            }))
-            .reverse(),
-          rewards: payouts.map(payoutView),
+          day: formatUtcDay(dayStartMs),
+          onlineRatio: Math.min(1, Math.round(((uptime.get(dayStartMs) ?? 0) / dayLengthMs) * 1000) / 1000),
         }
       }),
-  )
+      earningsDaily: credits
+        .filter((line) => line.reference === device.id)
+        .map((line) => ({
+          day: formatUtcDay(line.dayStartMs),
+          source: line.code,
+          units: line.amount.toString(),
+        }))
+        .reverse(),
+      rewards: payouts.map(payoutView),
+    }
+  }
 }

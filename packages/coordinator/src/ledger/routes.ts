@@ -10,8 +10,17 @@ import {
   parseGmtToUnits,
   ValidationError,
   type Clock,
+  type WalletEntryKind,
 } from '@gpumesh/core'
-import { available, ledgerAccounts, type Transfer, type TransferResult } from '@gpumesh/ledger'
+import {
+  available,
+  heldForOf,
+  ledgerAccounts,
+  walletEntryFilter,
+  walletEntryKindOf,
+  type Transfer,
+  type TransferResult,
+} from '@gpumesh/ledger'
 import {
   CollectEarningsBody,
   EarningsQuery,
@@ -24,18 +33,29 @@ import {
   OperatorCreditBody,
   WalletAmountBody,
   WalletHistory,
+  WalletHistoryQuery,
+  type WalletTransferView,
   WalletWithdrawBody,
   WalletReceipt,
   WalletView,
 } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
-import type { FastifyRequest } from 'fastify'
+import type { FastifyReply, FastifyRequest } from 'fastify'
 import Type from 'typebox'
 import { authenticate, requireRole, type Principal } from '../principal.ts'
 import { walletView } from './wallet.ts'
 import type { App } from '../routes.ts'
 import { faucetAccountId, type SettlementAdapter } from './settlement.ts'
 import { HoldRefused, type ChainSettlement } from './chain/chain-settlement.ts'
+import {
+  faucetClaimTransferId,
+  FaucetLimitedError,
+  FaucetSourceCounter,
+  KeyedSerializer,
+  secondsUntilNextPeriod,
+  withdrawableUnits,
+  type FaucetLimits,
+} from './faucet.ts'
 import type { CoordinatorMetrics } from '../metrics.ts'
 
 // Wallets and the ledger over HTTP. Every amount is validated at the edge (exact decimals, positive, at most
@@ -49,6 +69,9 @@ export type LedgerRouteComponents = {
   readonly chain?: ChainSettlement
   /** Units one faucet claim may take at most; 0: no faucet. */
   readonly faucetMaxClaimUnits: bigint
+  readonly faucetLimits: FaucetLimits
+  /** False: withdrawals leave every account at least the faucet GMT it received (see faucet.ts). */
+  readonly faucetFundsWithdrawable: boolean
   /** The last verification's outcome, for GET /metrics. */
   readonly metrics?: Pick<CoordinatorMetrics, 'ledgerVerifyOk' | 'ledgerVerifiedAtSeconds'>
 }
@@ -59,20 +82,30 @@ class FaucetEmptyError extends GpumeshError {
 }
 
 const errors = { 400: ErrorReply, 401: ErrorReply, 403: ErrorReply, 404: ErrorReply, 409: ErrorReply }
+const faucetErrors = { ...errors, 429: ErrorReply }
 const secured = [{ apiKey: [] }]
-const maxHistory = 500
 /** Transfers one statement line lists at most: a device paid every minute has 1,440 a day. */
 const maxStatementTransfers = 2_000
 
-/** A transfer as an account's statement shows it: positive into the account, negative out of it. */
-function transferView(transfer: Transfer, own: string) {
-  const incoming = transfer.creditAccountId === own
+/**
+ * A transfer as an account's statement shows it: positive into the account, negative out of it. A release
+ * gives a hold's funds back, so it counts as in, though the ledger stores it with its hold's direction.
+ */
+function transferView(transfer: Transfer, own: string): WalletTransferView {
+  const kind = walletEntryKindOf(transfer)
+  const incoming = kind === 'release' ? transfer.debitAccountId === own : transfer.creditAccountId === own
+  const counterparty = transfer.creditAccountId === own ? transfer.debitAccountId : transfer.creditAccountId
   return {
     id: transfer.id,
-    kind: transfer.kind,
+    kind,
+    transferKind: transfer.kind,
     code: transfer.code,
     amountGmt: formatGmtUnits(incoming ? transfer.amount : -transfer.amount),
-    counterparty: incoming ? transfer.debitAccountId : transfer.creditAccountId,
+    heldFor:
+      kind === 'hold' || kind === 'release' || kind === 'spend'
+        ? heldForOf(counterparty, transfer.reference)
+        : null,
+    counterparty,
     reference: transfer.reference,
     createdAtMs: transfer.createdAtMs,
   }
@@ -90,6 +123,21 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
   const transferId = (kind: string, accountId: string, requestId: string | undefined) =>
     `${kind}:${accountId}:${requestId ?? randomBytes(12).toString('hex')}`
   const wallet = (accountId: string) => walletView(store, clock, accountId)
+  const faucetSources = new FaucetSourceCounter(components.faucetLimits)
+  /** Withdrawals of one account run one at a time when faucet GMT is held back, so the check holds. */
+  const withdrawals = new KeyedSerializer()
+  const faucetClaims = new KeyedSerializer()
+  const accountAlreadyClaimed = (nowMs: number) => {
+    const retryAfterSeconds = secondsUntilNextPeriod(nowMs, components.faucetLimits.periodMs)
+    return new FaucetLimitedError(
+      `this account already claimed from the faucet this period; try again in ${retryAfterSeconds} s`,
+      retryAfterSeconds,
+    )
+  }
+  const refuseFaucetClaim = (reply: FastifyReply, error: FaucetLimitedError): never => {
+    void reply.header('retry-after', String(error.retryAfterSeconds))
+    throw error
+  }
   /** Turns a refused transfer into the error the caller sees; `exists` is a replay and answers as the first did. */
   const check = async (
     result: TransferResult,
@@ -132,17 +180,19 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
         tags: ['wallet'],
         summary: "The caller's wallet transfers, newest first",
         security: secured,
-        querystring: Type.Object(
-          { limit: Type.Optional(Type.Integer({ minimum: 1, maximum: maxHistory, default: 100 })) },
-          { additionalProperties: false },
-        ),
+        querystring: WalletHistoryQuery,
         response: { 200: WalletHistory, ...errors },
       },
     },
     async (request) => {
       const { accountId } = await principalOf(request)
       const own = ledgerAccounts.user(accountId).id
-      const transfers = await store.ledger.listTransfers(own, request.query.limit ?? 100)
+      const kinds = request.query.kind?.split(',') as WalletEntryKind[] | undefined
+      const transfers = await store.ledger.listTransfers(
+        own,
+        request.query.limit ?? 100,
+        kinds ? walletEntryFilter(kinds) : undefined,
+      )
       return { transfers: transfers.map((transfer) => transferView(transfer, own)) }
     },
   )
@@ -280,55 +330,83 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
     async (request) => {
       const { accountId } = await principalOf(request)
       const amount = units(request.body.amountGmt, 'amountGmt')
-      const id = transferId('withdraw', accountId, request.body.requestId)
-      const { chain } = components
-      if (chain) {
-        if (request.body.to === undefined)
-          throw new ValidationError([{ field: 'to', message: 'the address to pay on chain is required' }])
-        try {
-          const paid = await chain.withdrawTo({
-            accountId,
-            amountUnits: amount,
-            transferId: id,
-            reference: 'withdrawal',
-            nowMs: clock.nowMs(),
-            destination: request.body.to,
-          })
-          return { transferId: id, wallet: await wallet(accountId), signature: paid.signature }
-        } catch (error) {
-          if (!(error instanceof HoldRefused)) throw error
-          await check(error.result, accountId, amount)
-          throw error
-        }
-      }
-      await check(
-        await settlement.withdraw({
+      if (components.faucetFundsWithdrawable) return withdraw(accountId, amount, request.body)
+      return withdrawals.run(accountId, async () => {
+        const id = transferId('withdraw', accountId, request.body.requestId)
+        const replay =
+          request.body.requestId !== undefined && (await store.ledger.listTransfersById([id])).length > 0
+        if (replay) return withdraw(accountId, amount, request.body)
+        const [account] = await store.ledger.getAccounts([ledgerAccounts.user(accountId).id])
+        const faucetReceived = await store.ledger.sumCredits(ledgerAccounts.user(accountId).id, 'faucet')
+        const withdrawable = withdrawableUnits(account ? available(account) : 0n, faucetReceived)
+        if (amount > withdrawable)
+          throw new InsufficientFundsError(
+            `not enough withdrawable GMT: ${formatGmtUnits(withdrawable)} may be withdrawn, ${formatGmtUnits(amount)} asked for (this network keeps the ${formatGmtUnits(faucetReceived)} GMT from its faucet out of withdrawals)`,
+            {
+              shortfallGmt: formatGmtUnits(amount - withdrawable),
+              availableGmt: formatGmtUnits(withdrawable),
+              faucetReceivedGmt: formatGmtUnits(faucetReceived),
+            },
+          )
+        return withdraw(accountId, amount, request.body)
+      })
+    },
+  )
+
+  /** Pays a withdrawal out through the chain or the local settlement adapter. */
+  async function withdraw(accountId: string, amount: bigint, body: WalletWithdrawBody) {
+    const id = transferId('withdraw', accountId, body.requestId)
+    const { chain } = components
+    if (chain) {
+      if (body.to === undefined)
+        throw new ValidationError([{ field: 'to', message: 'the address to pay on chain is required' }])
+      try {
+        const paid = await chain.withdrawTo({
           accountId,
           amountUnits: amount,
           transferId: id,
           reference: 'withdrawal',
           nowMs: clock.nowMs(),
-        }),
+          destination: body.to,
+        })
+        return { transferId: id, wallet: await wallet(accountId), signature: paid.signature }
+      } catch (error) {
+        if (!(error instanceof HoldRefused)) throw error
+        await check(error.result, accountId, amount)
+        throw error
+      }
+    }
+    await check(
+      await settlement.withdraw({
         accountId,
-        amount,
-      )
-      return { transferId: id, wallet: await wallet(accountId) }
-    },
-  )
+        amountUnits: amount,
+        transferId: id,
+        reference: 'withdrawal',
+        nowMs: clock.nowMs(),
+      }),
+      accountId,
+      amount,
+    )
+    return { transferId: id, wallet: await wallet(accountId) }
+  }
 
   app.post(
     '/v1/wallet/faucet',
     {
       schema: {
         tags: ['wallet'],
-        summary: 'Claim GMT from the development faucet (off on production networks)',
+        summary:
+          'Claim GMT from the development faucet (off on production networks): one claim per account per period',
         security: secured,
         body: WalletAmountBody,
-        response: { 200: WalletReceipt, ...errors },
+        response: { 200: WalletReceipt, ...faucetErrors },
       },
     },
-    async (request) => {
-      const { accountId } = await principalOf(request)
+    async (request, reply) => {
+      const principal = await principalOf(request)
+      // Faucet money is for renting (docs/billing.md#who-may-use-the-faucet-and-withdraw).
+      requireRole(principal, 'renter')
+      const { accountId } = principal
       if (components.faucetMaxClaimUnits === 0n) throw new ConflictError('this network has no faucet')
       const amount = units(request.body.amountGmt, 'amountGmt')
       if (amount > components.faucetMaxClaimUnits)
@@ -338,9 +416,57 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
             message: `at most ${formatGmtUnits(components.faucetMaxClaimUnits)} GMT per claim`,
           },
         ])
-      await store.ledger.createAccounts([ledgerAccounts.user(accountId)], clock.nowMs())
-      const id = transferId('faucet', accountId, request.body.requestId)
-      const [result] = await store.ledger.createTransfers(
+      // One claim of an account at a time here, so its concurrent claims are refused by the account check
+      // below without taking the source's claims meanwhile.
+      return faucetClaims.run(accountId, () =>
+        claimFromFaucet(request.ip, accountId, amount, request.body, reply),
+      )
+    },
+  )
+
+  /** The claim a request id already made: by its reference, or by its id as claims were named before limits. */
+  async function earlierFaucetClaim(accountId: string, requestId: string, nowMs: number) {
+    const user = ledgerAccounts.user(accountId).id
+    const filter = { reference: `request ${requestId}`, fromMs: 0, toMs: nowMs + 1, code: 'faucet' }
+    const [claimed] = await store.ledger.listCredits(user, filter, 1)
+    if (claimed) return claimed
+    const [named] = await store.ledger.listTransfersById([`faucet:${accountId}:${requestId}`])
+    return named
+  }
+
+  async function claimFromFaucet(
+    source: string,
+    accountId: string,
+    amount: bigint,
+    body: WalletAmountBody,
+    reply: FastifyReply,
+  ) {
+    const { periodMs } = components.faucetLimits
+    const nowMs = clock.nowMs()
+    // The period's one claim is one transfer id, and the request id rides in its reference, so a retry of
+    // a claim that succeeded (in any period) answers as it did while any other claim this period is refused.
+    const id = faucetClaimTransferId(accountId, nowMs, periodMs)
+    const reference = body.requestId === undefined ? undefined : `request ${body.requestId}`
+    if (body.requestId !== undefined) {
+      const replayed = await earlierFaucetClaim(accountId, body.requestId, nowMs)
+      if (replayed) {
+        if (replayed.amount !== amount)
+          throw new ConflictError('this requestId was already used for a different request')
+        return { transferId: replayed.id, wallet: await wallet(accountId) }
+      }
+    }
+    if ((await store.ledger.listTransfersById([id])).length > 0)
+      refuseFaucetClaim(reply, accountAlreadyClaimed(nowMs))
+    try {
+      faucetSources.reserve(source, nowMs)
+    } catch (error) {
+      if (error instanceof FaucetLimitedError) refuseFaucetClaim(reply, error)
+      throw error
+    }
+    let result: TransferResult | undefined
+    try {
+      await store.ledger.createAccounts([ledgerAccounts.user(accountId)], nowMs)
+      ;[result] = await store.ledger.createTransfers(
         [
           {
             id,
@@ -349,14 +475,21 @@ export function registerLedgerRoutes(app: App, components: LedgerRouteComponents
             creditAccountId: ledgerAccounts.user(accountId).id,
             amount,
             code: 'faucet',
+            ...(reference === undefined ? {} : { reference }),
           },
         ],
-        clock.nowMs(),
+        nowMs,
       )
-      await check(result!, accountId, amount, true)
-      return { transferId: id, wallet: await wallet(accountId) }
-    },
-  )
+    } finally {
+      if (result !== 'ok') faucetSources.release(source, nowMs)
+    }
+    if (result === 'exists' || result === 'exists_with_different_payload') {
+      // A concurrent claim of this account took the period's transfer id first.
+      refuseFaucetClaim(reply, accountAlreadyClaimed(nowMs))
+    }
+    await check(result!, accountId, amount, true)
+    return { transferId: id, wallet: await wallet(accountId) }
+  }
 
   app.post(
     '/v1/operator/credits',

@@ -58,7 +58,6 @@ export function payoutView(payout: RewardPayoutRecord): RewardPayoutView {
   return {
     epoch: payout.epoch,
     deviceId: payout.deviceId,
-    hostname: payout.hostname,
     pool: payout.pool,
     eligible: payout.eligible,
     ineligibleReasonCode: payout.ineligibleReasonCode,

@@ -4,11 +4,13 @@ import {
   CompletionBody,
   describeIssues,
   EmbeddingsBody,
+  ModelParams,
+  ServedModel,
   ServedModelList,
   type OpenAiErrorReply,
 } from '@gpumesh/protocol'
 import { chargeForUsage, maxChargeFor, type TokenPrices } from '@gpumesh/pricing'
-import type { Store } from '@gpumesh/store'
+import type { ModelRecord, Store } from '@gpumesh/store'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { Pool } from 'undici'
 import { mintIdBody } from '../credentials.ts'
@@ -98,6 +100,51 @@ export class OpenAiError extends Error {
 }
 
 class RetryableUpstreamError extends Error {}
+
+const modelNotFound = (requested: string) =>
+  new OpenAiError(
+    404,
+    `the model ${requested} does not exist or is not served here`,
+    'invalid_request_error',
+    'model',
+    'model_not_found',
+  )
+
+/** A request option the gateway does not do, refused as OpenAI refuses one: 400, its param, a named code. */
+const unsupportedParameter = (param: string, message: string) =>
+  new OpenAiError(400, message, 'invalid_request_error', param, 'unsupported_parameter')
+
+/** Options OpenAI has that no gateway replica does: refused before anything is held or forwarded. */
+function refuseUnsupported(body: Record<string, unknown>): void {
+  const n = body['n']
+  if (n !== undefined && n !== null && n !== 1)
+    throw unsupportedParameter('n', `n is ${String(n)}; this gateway answers one choice per request (n: 1)`)
+  const format = body['response_format']
+  if (
+    format !== undefined &&
+    format !== null &&
+    !(typeof format === 'object' && (format as { type?: unknown }).type === 'text')
+  )
+    throw unsupportedParameter('response_format', 'only response_format {"type": "text"} is supported')
+}
+
+function servedModelView({ model, ready }: { model: ModelRecord; ready: number }, prices?: TokenPrices) {
+  return {
+    id: model.name,
+    object: 'model' as const,
+    created: Math.floor(model.createdAtMs / 1000),
+    owned_by: 'gpumesh',
+    tasks: [...model.tasks],
+    context_tokens: model.contextTokens,
+    max_output_tokens: model.maxOutputTokens,
+    replicas: ready,
+    pricing: {
+      input_per_million_gmt: prices ? formatGmtUnits(prices.inputPerMillionUnits) : '0.000000',
+      output_per_million_gmt: prices ? formatGmtUnits(prices.outputPerMillionUnits) : '0.000000',
+      policy: prices?.policyVersion ?? '',
+    },
+  }
+}
 
 export function registerInferenceGateway(
   app: App,
@@ -195,13 +242,22 @@ export function registerInferenceGateway(
         if (retryAfter !== undefined) reply.header('retry-after', String(retryAfter))
         return reply.status(error.status).send(error.toJSON())
       }
+      // OpenAI answers an account without credit 429 insufficient_quota; clients raise their quota error on it.
       if (error instanceof InsufficientFundsError)
         return reply
-          .status(402)
+          .status(429)
           .send(
-            new OpenAiError(402, error.message, 'insufficient_funds', null, 'insufficient_funds').toJSON(),
+            new OpenAiError(
+              429,
+              `insufficient quota: ${error.message}`,
+              'insufficient_quota',
+              null,
+              'insufficient_quota',
+            ).toJSON(),
           )
       if (error instanceof GpumeshError) {
+        const retryAfterS = error.details['retryAfterS']
+        if (typeof retryAfterS === 'number') reply.header('retry-after', String(retryAfterS))
         const type =
           error.httpStatus === 401
             ? 'authentication_error'
@@ -251,25 +307,27 @@ export function registerInferenceGateway(
         data: serving
           .servedModels()
           .filter((entry) => entry.ready > 0)
-          .map(({ model, ready }) => {
-            const prices = serving.pricesOf(model.id)
-            return {
-              id: model.name,
-              object: 'model' as const,
-              created: Math.floor(model.createdAtMs / 1000),
-              owned_by: 'gpumesh',
-              tasks: [...model.tasks],
-              context_tokens: model.contextTokens,
-              max_output_tokens: model.maxOutputTokens,
-              replicas: ready,
-              pricing: {
-                input_per_million_gmt: prices ? formatGmtUnits(prices.inputPerMillionUnits) : '0.000000',
-                output_per_million_gmt: prices ? formatGmtUnits(prices.outputPerMillionUnits) : '0.000000',
-                policy: prices?.policyVersion ?? '',
-              },
-            }
-          }),
+          .map((entry) => servedModelView(entry, serving.pricesOf(entry.model.id))),
       }),
+    )
+
+    scope.get(
+      '/v1/models/:model',
+      {
+        schema: {
+          tags: ['inference'],
+          summary: 'One model being served now, by name or name:version (OpenAI-compatible)',
+          params: ModelParams,
+          response: { 200: ServedModel },
+        },
+      },
+      async (request) => {
+        const requested = (request.params as ModelParams).model
+        const model = serving.resolveModel(requested)
+        const entry = model && serving.servedModels().find((served) => served.model.id === model.id)
+        if (!entry || entry.ready === 0) throw modelNotFound(requested)
+        return servedModelView(entry, serving.pricesOf(entry.model.id))
+      },
     )
 
     const route = (
@@ -301,16 +359,16 @@ export function registerInferenceGateway(
     const body = request.body as Record<string, unknown> & { model: string; stream?: boolean | null }
     const model = serving.resolveModel(body.model)
     const task = endpoint === 'chat' ? 'chat' : endpoint === 'completion' ? 'completion' : 'embeddings'
-    if (!model || !model.tasks.includes(task))
+    if (!model) throw modelNotFound(body.model)
+    if (!model.tasks.includes(task))
       throw new OpenAiError(
         404,
-        model
-          ? `${body.model} does not do ${task}`
-          : `the model ${body.model} does not exist or is not served here`,
+        `${body.model} does not do ${task}`,
         'invalid_request_error',
         'model',
         'model_not_found',
       )
+    refuseUnsupported(body)
     const modelKey = modelKeyOf(model)
     const maxTokensField = body['max_completion_tokens'] != null ? 'max_completion_tokens' : 'max_tokens'
     const maxTokens =
@@ -390,6 +448,7 @@ export function registerInferenceGateway(
         inputPerMillionUnits: prices.inputPerMillionUnits,
         outputPerMillionUnits: prices.outputPerMillionUnits,
         amountUnits: chargeForUsage(prices, { promptTokens, completionTokens }),
+        requestId: request.id,
         createdAtMs: clock.nowMs(),
       })
     }
@@ -471,6 +530,7 @@ export function registerInferenceGateway(
     prices: TokenPrices,
     modelKey: string,
   ): Promise<ForwardOutcome> => {
+    const requestId = reply.request.id
     let response: Awaited<ReturnType<Pool['request']>>
     try {
       response = await poolOf(replica.relayUrl!).request({
@@ -488,6 +548,8 @@ export function registerInferenceGateway(
       throw new RetryableUpstreamError(`HTTP ${statusCode} ${text.slice(0, 200)}`)
     }
     const priceHeaders = {
+      // A hijacked (streamed) reply skips the hook that sets it on every other answer.
+      'x-request-id': requestId,
       'x-gpumesh-receipt-id': receiptId,
       'x-gpumesh-model': modelKey,
       'x-gpumesh-device-id': replica.deviceId,

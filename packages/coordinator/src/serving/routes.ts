@@ -47,6 +47,7 @@ function receiptView(receipt: InferenceReceiptRecord | FinishedRequest): Inferen
     outputPerMillionGmt: formatGmtUnits(receipt.outputPerMillionUnits),
     amountGmt: formatGmtUnits(receipt.amountUnits),
     feeGmt: settled ? formatGmtUnits(receipt.feeUnits) : '0.000000',
+    requestId: receipt.requestId,
     createdAtMs: receipt.createdAtMs,
     settlement: settled
       ? {
