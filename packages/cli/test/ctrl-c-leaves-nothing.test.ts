@@ -57,6 +57,15 @@ function seededRandom(state: number): () => number {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** Clean-up that goes on past a part already gone. */
+function bestEffort(work: () => void): void {
+  try {
+    work()
+  } catch {
+    // gone already
+  }
+}
+
 function namespaceExists(namespace: string): boolean {
   return execFileSync('ip', ['netns', 'list'], { encoding: 'utf8' })
     .split('\n')
@@ -124,11 +133,11 @@ describe(
       await cleanUpModelReplicaLeftovers(stateDir).catch(() => undefined)
       for (const replicaId of replicaIds) {
         const names = modelReplicaNames(replicaId)
-        for (const pid of processesNaming(names.tempDir)) process.kill(pid, 'SIGKILL')
+        for (const pid of processesNaming(names.tempDir)) bestEffort(() => process.kill(pid, 'SIGKILL'))
         if (interfaceExists(names.hostInterface))
-          execFileSync('ip', ['link', 'del', names.hostInterface], { stdio: 'ignore' })
+          bestEffort(() => execFileSync('ip', ['link', 'del', names.hostInterface], { stdio: 'ignore' }))
         if (namespaceExists(names.namespace))
-          execFileSync('ip', ['netns', 'del', names.namespace], { stdio: 'ignore' })
+          bestEffort(() => execFileSync('ip', ['netns', 'del', names.namespace], { stdio: 'ignore' }))
         rmSync(names.tempDir, { recursive: true, force: true })
       }
       await new Promise((resolve) => server.close(resolve))

@@ -248,7 +248,7 @@ export function registerUpCommand(program: Command): void {
             durationMs: Math.round(performance.now() - replicaStartedAt),
             ...(served ? {} : { note: 'not ready yet' }),
           })
-          if (!served)
+          if (!served && !stopping)
             say(`no replica ready within ${upReplicaTimeoutMs / 1000} s; ./gpumesh device ls says why`)
         }
         if (stopping) return
