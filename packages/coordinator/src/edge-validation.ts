@@ -159,7 +159,7 @@ export function unstorableFields(root: unknown, prefix = ''): FieldIssue[] {
         issues.push({ field: field || '(body)', message: 'must be a finite number' })
     } else if (Array.isArray(value)) {
       value.forEach((item, position) => stack.push({ value: item, field: `${field}[${position}]` }))
-    } else if (value && typeof value === 'object' && !Buffer.isBuffer(value)) {
+    } else if (isPlainObject(value)) {
       for (const [key, item] of Object.entries(value)) {
         const child = field ? `${field}.${key}` : key
         const keyProblem = unstorableText(key)
@@ -175,4 +175,14 @@ function unstorableText(text: string): string | undefined {
   if (text.includes('\u0000')) return 'must not contain a NUL character'
   if (!text.isWellFormed()) return 'must be valid Unicode text (it has a lone surrogate)'
   return undefined
+}
+
+/**
+ * Only what a parser made from text: a body streamed to its route (an artifact upload) is a stream whose
+ * fields reach the socket, the server and everything they hold.
+ */
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  if (value === null || typeof value !== 'object') return false
+  const prototype = Object.getPrototypeOf(value) as unknown
+  return prototype === Object.prototype || prototype === null
 }
