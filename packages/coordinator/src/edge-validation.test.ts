@@ -9,6 +9,14 @@ describe('unstorableFields', () => {
     assert.deepEqual(unstorableFields(query, 'querystring'), [
       { field: 'querystring.name', message: 'must not contain a NUL character' },
     ])
+    // Path params as find-my-way makes them: an instance of a function whose prototype has no prototype.
+    const NullObject = function () {} as unknown as new () => Record<string, unknown>
+    NullObject.prototype = Object.create(null) as object
+    const params = Object.assign(new NullObject(), { id: '\u0000' })
+    assert.deepEqual(
+      unstorableFields(params, 'params').map((issue) => issue.field),
+      ['params.id'],
+    )
     assert.deepEqual(
       unstorableFields({ nodes: [1, Number.POSITIVE_INFINITY] }).map((issue) => issue.field),
       ['nodes[1]'],

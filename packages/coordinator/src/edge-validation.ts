@@ -179,10 +179,11 @@ function unstorableText(text: string): string | undefined {
 
 /**
  * Only what a parser made from text: a body streamed to its route (an artifact upload) is a stream whose
- * fields reach the socket, the server and everything they hold.
+ * fields reach the socket, the server and everything they hold. Path params are find-my-way's objects, whose
+ * prototype has no prototype.
  */
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (value === null || typeof value !== 'object') return false
-  const prototype = Object.getPrototypeOf(value) as unknown
-  return prototype === Object.prototype || prototype === null
+  const prototype = Object.getPrototypeOf(value) as object | null
+  return prototype === null || prototype === Object.prototype || Object.getPrototypeOf(prototype) === null
 }

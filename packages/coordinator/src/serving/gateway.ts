@@ -266,7 +266,7 @@ export function registerInferenceGateway(
               : 'invalid_request_error'
         return reply
           .status(error.httpStatus)
-          .send(new OpenAiError(error.httpStatus, error.message, type, null, error.code).toJSON())
+          .send(new OpenAiError(error.httpStatus, error.message, type, paramOf(error), error.code).toJSON())
       }
       const validation = (error as { validation?: unknown[] }).validation
       if (validation) {
@@ -674,4 +674,13 @@ export function registerInferenceGateway(
       pools.clear()
     },
   }
+}
+
+/** OpenAI's `param`: the first field an edge check refused, without the request part it was in. */
+function paramOf(error: GpumeshError): string | null {
+  const issues = error.details['issues']
+  if (!Array.isArray(issues)) return null
+  const field = (issues[0] as { field?: unknown } | undefined)?.field
+  if (typeof field !== 'string' || field === '(body)') return null
+  return field.replace(/^(params|querystring|headers)\./, '')
 }
