@@ -349,7 +349,8 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
           `/v1/inference/receipts/${charged[0]!.receiptId}`,
           broke.apiKey.key,
         )
-        assert.equal(stranger.status, 404)
+        // A renter's key is refused supplier routes before the device is looked up (issue 22 finding 3).
+        assert.equal(stranger.status, 403)
       })
 
       it('limits the requests per minute of each key', async () => {
@@ -376,7 +377,8 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
         const back = await call('PUT', `/v1/devices/${device}/serving`, supplierKey, { enabled: true })
         assert.equal(back.status, 200)
         const stranger = await call('PUT', `/v1/devices/${device}/serving`, renterKey, { enabled: false })
-        assert.equal(stranger.status, 404)
+        // A renter's key is refused supplier routes before the device is looked up (issue 22 finding 3).
+        assert.equal(stranger.status, 403)
         await eventually(
           async () =>
             (await call('GET', `/v1/devices/${device}/serving`, supplierKey)).body.replica?.phase === 'ready',
