@@ -30,15 +30,23 @@ export const consoleSecurityHeaders = {
   'content-security-policy': contentSecurityPolicy,
   // For browsers older than CSP's frame-ancestors.
   'x-frame-options': 'DENY',
-  'cross-origin-opener-policy': 'same-origin',
 } as const
+
+/**
+ * Over HTTPS only: browsers ignore it from an origin they do not trust (plain HTTP to an address other than
+ * localhost, as a console reached across a LAN is) and log an error on every page.
+ */
+export const secureConsoleHeaders = { 'cross-origin-opener-policy': 'same-origin' } as const
 
 const isApiPath = (url: string) => url === '/v1' || url.startsWith('/v1/') || url.startsWith('/v1?')
 
 export function registerSecurityHeaders(app: FastifyInstance): void {
   app.addHook('onSend', async (request, reply, payload) => {
     void reply.headers(commonSecurityHeaders)
-    if (!isApiPath(request.url)) void reply.headers(consoleSecurityHeaders)
+    if (!isApiPath(request.url)) {
+      void reply.headers(consoleSecurityHeaders)
+      if (request.protocol === 'https') void reply.headers(secureConsoleHeaders)
+    }
     return payload
   })
 }

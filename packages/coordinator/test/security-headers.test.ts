@@ -44,6 +44,8 @@ describe('security headers', () => {
       assert.equal(response.headers['x-frame-options'], 'DENY', url)
       assert.equal(response.headers['x-content-type-options'], 'nosniff', url)
       assert.equal(response.headers['referrer-policy'], 'no-referrer', url)
+      // Plain HTTP: a browser would ignore it from a LAN address and log an error on every page.
+      assert.equal(response.headers['cross-origin-opener-policy'], undefined, url)
     }
     const policy = new Map(
       contentSecurityPolicy.split('; ').map((directive) => {
