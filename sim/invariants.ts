@@ -15,16 +15,28 @@ export type KnownMoney = {
   readonly depositedUnits: bigint
 }
 
-/** Store writes that can change what the checks read: a step without any is not checked again. */
-const watchedWrites = new Set([
+/** What a step wrote that the checks read: a check reads only what a step may have changed. */
+export type StepWrites = {
+  /** Clusters, their nodes, reservations: the placement checks. */
+  readonly placement: boolean
+  /** Transfers, accounts, clusters' billing: the money checks. */
+  readonly money: boolean
+}
+
+/** Store writes that can change what the checks read, by the checks they concern. */
+const placementWrites = new Set([
   'createCluster',
   'updateCluster',
-  'updateClusterBilling',
   'addClusterNode',
   'releaseClusterNode',
   'updateClusterNode',
   'releaseReservations',
   'reserveGang',
+])
+const moneyWrites = new Set([
+  'createCluster',
+  'updateCluster',
+  'updateClusterBilling',
   'createTransfers',
   'createTransfersWith',
   'createAccounts',
@@ -34,8 +46,9 @@ const watchedWrites = new Set([
  * The store as the simulation's coordinators see it, noting each watched write (a proxy: the store's own
  * code runs unchanged).
  */
-export function watchWrites(store: Store): { store: Store; takeWritten(): boolean } {
-  let written = true
+export function watchWrites(store: Store): { store: Store; takeWritten(): StepWrites } {
+  let placement = true
+  let money = true
   const watch = <T extends object>(target: T): T =>
     new Proxy(target, {
       get(object, key) {
@@ -46,12 +59,13 @@ export function watchWrites(store: Store): { store: Store; takeWritten(): boolea
         if (key === 'expirePending')
           return async (...args: unknown[]) => {
             const expired = await (value as (...args: unknown[]) => Promise<number>).apply(object, args)
-            if (expired > 0) written = true
+            if (expired > 0) money = true
             return expired
           }
-        if (typeof key === 'string' && watchedWrites.has(key))
+        if (typeof key === 'string' && (placementWrites.has(key) || moneyWrites.has(key)))
           return (...args: unknown[]) => {
-            written = true
+            if (placementWrites.has(key)) placement = true
+            if (moneyWrites.has(key)) money = true
             return (value as (...args: unknown[]) => unknown).apply(object, args)
           }
         return (value as (...args: unknown[]) => unknown).bind(object)
@@ -60,8 +74,9 @@ export function watchWrites(store: Store): { store: Store; takeWritten(): boolea
   return {
     store: watch(store),
     takeWritten() {
-      const was = written
-      written = false
+      const was = { placement, money }
+      placement = false
+      money = false
       return was
     },
   }
@@ -82,11 +97,19 @@ export class InvariantChecker {
    * The first broken invariant, described; undefined when all hold. `full` adds ledger verify, which reads
    * every transfer: the caller runs it every few steps and at the end (see docs/architecture.md, sim/).
    */
-  async check(known: KnownMoney, { full }: { full: boolean }): Promise<string | undefined> {
+  async check(
+    known: KnownMoney,
+    { full, written }: { full: boolean; written: StepWrites },
+  ): Promise<string | undefined> {
+    const placement = full || written.placement
+    const money = full || written.money
+    if (!placement && !money) return undefined
+    const active = await this.#store.listActiveClusters()
     return (
       (full ? await this.#ledgerVerifies() : undefined) ??
-      (await this.#clusters(known.clusterIds)) ??
-      (await this.#moneyConserved(known))
+      (placement ? await this.#placement(active) : undefined) ??
+      (money ? await this.#billing(active, known.clusterIds) : undefined) ??
+      (money ? await this.#moneyConserved(known) : undefined)
     )
   }
 
@@ -97,9 +120,8 @@ export class InvariantChecker {
   }
 
   /** Active clusters every time; an ended one until it has been seen ended and settled once. */
-  async #clusters(clusterIds: readonly string[]): Promise<string | undefined> {
-    const active = await this.#store.listActiveClusters()
-    const activeIds = new Set(active.map((cluster) => cluster.id))
+  /** No device in two reservations, or reserved without being an active node, or a node without one. */
+  async #placement(active: readonly ClusterRecord[]): Promise<string | undefined> {
     const reserved = await this.#store.listReservedDeviceIds()
     const reservedSet = new Set(reserved)
     if (reservedSet.size !== reserved.length) return `a device is reserved twice: [${reserved.join(', ')}]`
@@ -114,6 +136,18 @@ export class InvariantChecker {
           return `device ${node.deviceId} is an active node of ${cluster.id} (${node.phase}) without a reservation`
       }
     }
+    for (const deviceId of reservedSet)
+      if (!heldBy.has(deviceId))
+        return `device ${deviceId} is reserved but no active cluster has it as a node`
+    return undefined
+  }
+
+  /** Each cluster's charges: active ones, and ended ones until they were seen settled. */
+  async #billing(
+    active: readonly ClusterRecord[],
+    clusterIds: readonly string[],
+  ): Promise<string | undefined> {
+    const activeIds = new Set(active.map((cluster) => cluster.id))
     const ended: ClusterRecord[] = []
     for (const clusterId of clusterIds) {
       if (activeIds.has(clusterId) || this.#settled.has(clusterId)) continue
@@ -134,9 +168,6 @@ export class InvariantChecker {
       if (broken) return broken
       if (isTerminalCluster(cluster)) this.#settled.add(cluster.id)
     }
-    for (const deviceId of reservedSet)
-      if (!heldBy.has(deviceId))
-        return `device ${deviceId} is reserved but no active cluster has it as a node`
     return undefined
   }
 

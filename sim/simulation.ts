@@ -11,7 +11,7 @@ import {
 import type { ClusterReportMessage, CoordinatorMessage } from '@gpumesh/protocol'
 import type { Store } from '@gpumesh/store'
 import { defaultSimSettings, isRefusal, SimCoordinator, type SimSettings } from './coordinator.ts'
-import { InvariantChecker, watchWrites } from './invariants.ts'
+import { InvariantChecker, watchWrites, type StepWrites } from './invariants.ts'
 import { SimRandom } from './random.ts'
 import { RayTable, SimWorker } from './worker.ts'
 
@@ -93,7 +93,7 @@ class SimWorld {
   readonly #init: SimInit
   readonly #settings: SimSettings
   readonly #store: Store
-  readonly #takeWritten: () => boolean
+  readonly #takeWritten: () => StepWrites
   readonly #clock = new ManualClock()
   readonly #random: SimRandom
   readonly #ray = new RayTable()
@@ -226,7 +226,8 @@ class SimWorld {
       }
       const full = step % verifyEverySteps === 0 || step === this.#init.steps
       // A step that wrote nothing the checks read cannot have broken them.
-      if (!this.#takeWritten() && !full) continue
+      const written = this.#takeWritten()
+      if (!written.placement && !written.money && !full) continue
       const broken = await this.#checker.check(
         {
           renterIds: this.#renterIds,
@@ -234,7 +235,7 @@ class SimWorld {
           clusterIds: this.#clusters.map((cluster) => cluster.id),
           depositedUnits: this.#deposited,
         },
-        { full },
+        { full, written },
       )
       if (broken) {
         fail(`after ${action}: ${broken}`)
