@@ -8,7 +8,6 @@ import {
 } from '@gpumesh/core'
 import type { DeviceRecord, Store } from '@gpumesh/store'
 import type { FastifyRequest } from 'fastify'
-import { setTimeout as sleep } from 'node:timers/promises'
 import { parseApiKey, safeEqualHex, sha256Hex } from './credentials.ts'
 import { FailedAuthTally, FailedAuthThrottle, type FailedAuthThrottleInit } from './failed-auth-throttle.ts'
 
@@ -33,15 +32,7 @@ export type FailedAuthLimits = {
   readonly perSource: FailedAuthThrottleInit
   /** Wrong secrets per key id, from any source. */
   readonly perKeyId: FailedAuthThrottleInit
-  /**
-   * A refused key id is answered no sooner than this after its lookup began (default
-   * `defaultFailedAuthAnswerFloorMs`): a known id's row costs tens of microseconds more than an absent one,
-   * and the floor hides that under a wait much longer than either.
-   */
-  readonly answerFloorMs?: number
 }
-
-export const defaultFailedAuthAnswerFloorMs = 5
 
 export const defaultFailedAuthLimits: FailedAuthLimits = {
   perSource: { burst: 30, windowMs: 60_000, maxSubjects: 100_000 },
@@ -64,7 +55,6 @@ export class ApiKeyAuthenticator {
   readonly #clock: Clock
   readonly #perSource: FailedAuthThrottle
   readonly #perKeyId: FailedAuthThrottle
-  readonly #answerFloorMs: number
   readonly tally = new FailedAuthTally()
 
   constructor(
@@ -75,7 +65,6 @@ export class ApiKeyAuthenticator {
     this.#clock = components.clock
     this.#perSource = new FailedAuthThrottle(limits.perSource)
     this.#perKeyId = new FailedAuthThrottle(limits.perKeyId)
-    this.#answerFloorMs = limits.answerFloorMs ?? defaultFailedAuthAnswerFloorMs
   }
 
   async authenticate(request: FastifyRequest): Promise<Principal> {
@@ -91,22 +80,12 @@ export class ApiKeyAuthenticator {
     const parsed = match?.[1] ? parseApiKey(match[1]) : undefined
     if (!parsed) this.#fail(request, 'malformed', 'malformed API key: expected "Bearer gmk_..."')
     this.#refuseIfThrottled(request, this.#perKeyId, parsed.id, 'API key')
-    const lookupStartedMs = performance.now()
     const key = await this.#store.getApiKey(parsed.id)
     const secretMatches = safeEqualHex(key?.secretSha256 ?? absentKeySecretSha256, parsed.secretSha256)
-    if (!key || !secretMatches) {
-      await this.#answerNoSoonerThanFloor(lookupStartedMs)
-      this.#fail(request, 'unknown_key', 'unknown API key', parsed.id)
-    }
-    if (key.revokedAtMs !== null) {
-      await this.#answerNoSoonerThanFloor(lookupStartedMs)
-      this.#fail(request, 'revoked', 'this API key was revoked', key.id)
-    }
+    if (!key || !secretMatches) this.#fail(request, 'unknown_key', 'unknown API key', parsed.id)
+    if (key.revokedAtMs !== null) this.#fail(request, 'revoked', 'this API key was revoked', key.id)
     const account = await this.#store.getAccount(key.accountId)
-    if (!account) {
-      await this.#answerNoSoonerThanFloor(lookupStartedMs)
-      this.#fail(request, 'unknown_key', 'unknown API key', key.id)
-    }
+    if (!account) this.#fail(request, 'unknown_key', 'unknown API key', key.id)
     await this.#store.touchApiKey(key.id, this.#clock.nowMs(), apiKeyTouchIntervalMs)
     const principal = {
       accountId: account.id,
@@ -124,12 +103,6 @@ export class ApiKeyAuthenticator {
     const nowMs = this.#clock.nowMs()
     this.#perSource.prune(nowMs)
     this.#perKeyId.prune(nowMs)
-  }
-
-  /** Real time, not the coordinator's clock: what is hidden is how long the answer takes to arrive. */
-  async #answerNoSoonerThanFloor(startedMs: number): Promise<void> {
-    const leftMs = startedMs + this.#answerFloorMs - performance.now()
-    if (leftMs > 0) await sleep(leftMs)
   }
 
   #refuseIfThrottled(request: FastifyRequest, throttle: FailedAuthThrottle, subject: string, what: string) {

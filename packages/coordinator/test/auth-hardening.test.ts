@@ -190,8 +190,6 @@ const wrongSecretFor = (keyId: string) => `gmk_${keyId.slice(keyId.indexOf('_') 
 for (const backend of storeBackends) {
   describe(`failed authentication on ${backend.name} (finding 7)`, () => {
     const clock = new ManualClock()
-    // Longer than the default, so the floor is told apart from a quick answer on a loaded machine.
-    const answerFloorMs = 40
     const logLines: { msg: string; [field: string]: unknown }[] = []
     let coordinator: Coordinator
     let cleanup: () => Promise<void>
@@ -212,7 +210,6 @@ for (const backend of storeBackends) {
           failedAuthLimits: {
             perSource: { burst: 3, windowMs: 30_000, maxSubjects: 1_000 },
             perKeyId: { burst: 2, windowMs: 60_000, maxSubjects: 1_000 },
-            answerFloorMs,
           },
         },
         clock,
@@ -275,20 +272,6 @@ for (const backend of storeBackends) {
       assert.equal(known.statusCode, 401)
       assert.equal(unknown.statusCode, 401)
       assert.deepEqual(known.json(), unknown.json())
-    })
-
-    it("answers both no sooner than the floor, which hides the known id's longer lookup", async () => {
-      clock.advanceMs(3_600_000)
-      for (const [keyId, source] of [
-        [key.id, '10.0.4.1'],
-        ['key_zzzzzzzzzzzzzzzzzzzz', '10.0.4.2'],
-      ] as const) {
-        const startedMs = performance.now()
-        const refused = await me(`Bearer ${wrongSecretFor(keyId)}`, source)
-        const tookMs = performance.now() - startedMs
-        assert.equal(refused.statusCode, 401)
-        assert.ok(tookMs >= answerFloorMs - 1, `${keyId}: answered after ${tookMs.toFixed(1)} ms`)
-      }
     })
 
     it('logs failures as one summary line, not lines per failure', async () => {
