@@ -1,14 +1,19 @@
 import assert from 'node:assert/strict'
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { after, before, describe, it } from 'node:test'
 import type { ModelReplicaStartMessage, WorkerMessage } from '@gpumesh/protocol'
-import { cleanUpModelReplicaLeftovers, modelReplicaFootprintFile, modelReplicaNames } from '@gpumesh/worker'
+import {
+  cleanUpModelReplicaLeftovers,
+  modelReplicaFootprintFile,
+  modelReplicaNames,
+  processesNaming,
+} from '@gpumesh/worker'
 
 // Issue 25, item 1: Ctrl-C on `gpumesh up` left a model replica behind (its namespace, its veth, a 0777 temp
 // dir, its entry in the worker's replica state, its launcher running on). A terminal's Ctrl-C reaches `up` and
@@ -74,23 +79,6 @@ function namespaceExists(namespace: string): boolean {
 
 function interfaceExists(name: string): boolean {
   return existsSync(`/sys/class/net/${name}`)
-}
-
-/** Living processes with an argument naming this directory or anything in it. */
-function processesNaming(directory: string): number[] {
-  const pids: number[] = []
-  for (const entry of readdirSync('/proc')) {
-    if (!/^\d+$/.test(entry)) continue
-    try {
-      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8')
-      if (stat.slice(stat.lastIndexOf(')') + 2).startsWith('Z')) continue
-      const args = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0')
-      if (args.some((arg) => arg === directory || arg.includes(`${directory}/`))) pids.push(Number(entry))
-    } catch {
-      // exited while we looked
-    }
-  }
-  return pids
 }
 
 /** What is left of one replica; empty when nothing is. */

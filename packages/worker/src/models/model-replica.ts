@@ -806,7 +806,7 @@ async function namespacePids(
 }
 
 /** Living processes with an argument inside this directory (the launcher's files, Ray's session dir). */
-function processesNaming(directory: string): number[] {
+export function processesNaming(directory: string): number[] {
   const pids: number[] = []
   for (const entry of readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue
